@@ -1,0 +1,129 @@
+# zasync developer tasks.
+#
+#   make demo     run the demo (creates .venv on first use)
+#   make test     run the test suite (creates .venv on first use)
+#   make lint     ruff check + ruff format --check
+#   make format   ruff format + ruff check --fix
+#   make docs     build the Sphinx docs, warnings are errors
+#   make bench    run the engine benchmark
+#   make lock     re-resolve requirements/constraints.txt from PyPI (UPGRADE=1)
+#   make check-lock  offline check that the lock covers pyproject.toml
+#   make clean    remove build artefacts (keeps .venv); distclean also drops .venv
+#
+# Everything is installed into ./.venv from the pinned requirements/constraints.txt.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+# Python 3.11 is what the lock is resolved for; fall back to python3 if absent.
+PYTHON      ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+CONSTRAINTS := requirements/constraints.txt
+EXTRAS      ?= test,docs,dev
+STAMP       := $(VENV)/.installed
+
+BIN         := $(VENV)/bin
+PYTEST_ARGS ?=
+# Lint what exists: benchmarks/ may not be there (yet).
+LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
+SPHINXOPTS  ?=
+
+.PHONY: help install install-plone test lint format docs bench demo lock \
+        check-lock clean distclean
+
+help:
+	@sed -n '3,11p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# *//'
+
+# ------------------------------------------------------------------ install
+
+$(BIN)/python:
+	@echo ">>> creating virtual env $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+
+# Re-run whenever the project metadata or the lock changes.
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	@echo ">>> installing zasync[$(EXTRAS)] into $(VENV) from $(CONSTRAINTS)"
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
+	@touch $@
+
+install: $(STAMP)
+
+# The Plone integration (Products.CMFPlone 6.2, ~200 more packages, ~1 minute):
+# not part of the default install; run it before Plone tests.
+install-plone: $(STAMP)
+	@echo ">>> installing zasync[plone,test-plone] into $(VENV) from $(CONSTRAINTS)"
+	$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[$(EXTRAS),plone,test-plone]'
+
+# ------------------------------------------------------------------ use
+
+# pytest exits 5 when it collected no tests: that is a failure, said in words.
+test: $(STAMP)
+	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: $(STAMP)
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going $(SPHINXOPTS) -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
+
+demo: $(STAMP)
+	$(BIN)/zasync demo
+
+# ------------------------------------------------------------------ lock
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
+
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv
+
+# Resolve every extra from PyPI for CPython 3.11, stable releases only.
+# Existing pins are kept where they still fit; `make lock UPGRADE=1` re-resolves
+# everything to the newest stable versions.
+LOCK_FLAGS := --prerelease disallow --all-extras --python-version 3.11
+ifneq ($(UPGRADE),)
+LOCK_FLAGS += --upgrade
+endif
+
+lock: | $(UV)
+	@echo ">>> resolving $(CONSTRAINTS) from PyPI"
+	@{ \
+	  echo "# Pinned versions of zasync's whole dependency set: runtime and every extra"; \
+	  echo "# (plone, test, test-plone, docs, dev), for CPython 3.11, stable releases only."; \
+	  echo "# Do not edit by hand. Regenerate with 'make lock' (keeps pins that still fit)"; \
+	  echo "# or 'make lock UPGRADE=1' (newest stable versions); both run:"; \
+	  echo "#   uv pip compile --prerelease disallow --all-extras --python-version 3.11 \\"; \
+	  echo "#       [--upgrade] pyproject.toml -o $(CONSTRAINTS)"; \
+	  echo "# Use it as a constraints file:  pip install -c $(CONSTRAINTS) -e '.[test]'"; \
+	  echo "#"; \
+	} > $(CONSTRAINTS).tmp
+	@if [ -f $(CONSTRAINTS) ]; then cp $(CONSTRAINTS) $(CONSTRAINTS).body; fi
+	$(UV) pip compile --quiet --no-header --annotation-style line $(LOCK_FLAGS) \
+	    pyproject.toml -o $(CONSTRAINTS).body
+	cat $(CONSTRAINTS).body >> $(CONSTRAINTS).tmp
+	rm -f $(CONSTRAINTS).body
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	@$(MAKE) --no-print-directory check-lock
+
+# Offline: no pre-releases, not zasync itself, every pyproject requirement pinned.
+check-lock:
+	$(PYTHON) requirements/check_lock.py
+
+# ------------------------------------------------------------------ clean
+
+clean:
+	rm -rf docs/_build build dist .pytest_cache .ruff_cache src/*.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,53 @@
+"""Time as zasync sees it: timezone-aware UTC, and microsecond keys for indexes.
+
+Code that needs the time takes a ``now`` argument or a clock callable
+defaulting to :func:`utcnow`, so tests can inject time instead of patching.
+"""
+
+import datetime
+
+UTC = datetime.timezone.utc
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utcnow():
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.datetime.now(UTC)
+
+
+def to_micros(when):
+    """Microseconds since the Unix epoch, for ordering keys in BTrees."""
+    delta = when - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros):
+    return EPOCH + datetime.timedelta(microseconds=micros)
+
+
+def aware(when, name):
+    """Check that ``when`` is a timezone-aware datetime and return it in UTC."""
+    if not isinstance(when, datetime.datetime):
+        raise TypeError(
+            f"{name} must be a datetime.datetime or a datetime.timedelta, "
+            f"not {type(when).__name__}"
+        )
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(
+            f"{name} must be timezone-aware (for example "
+            f"datetime.datetime.now(datetime.timezone.utc)); got naive {when!r}"
+        )
+    return when.astimezone(UTC)
+
+
+def micros_property(name):
+    """A datetime attribute stored as integer microseconds in ``name``."""
+
+    def get(self):
+        micros = getattr(self, name, None)
+        return None if micros is None else from_micros(micros)
+
+    def set(self, when):
+        setattr(self, name, None if when is None else to_micros(when))
+
+    return property(get, set)

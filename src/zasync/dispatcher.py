@@ -1,0 +1,456 @@
+"""The dispatcher: claims jobs for its agents and runs them in threads.
+
+One dispatcher per process and database. Its loop thread heartbeats,
+reconciles the jobs its workers finished, recovers the jobs of dead peers
+and claims work for idle threads, all in one transaction per round, so the
+cost of the bookkeeping is shared by every job of the round. Each worker
+thread runs one job at a time with its own connection and transaction
+manager (see zasync.runner).
+"""
+
+import collections
+import logging
+import os
+import random
+import threading
+import time
+import uuid as uuidlib
+
+import transaction
+from zope.interface import implementer
+
+from zasync import clock as clocklib
+from zasync import wakeup
+from zasync.interfaces import IDispatcher
+from zasync.queue import get_queues
+from zasync.registry import Agent, DispatcherRecord
+from zasync.runner import POSTPONE, JobRunner, abort
+
+log = logging.getLogger("zasync.dispatcher")
+
+UUID_ENVIRONMENT = ("ZASYNC_UUID", "ZC_ASYNC_UUID")
+
+
+def read_uuid_file(path):
+    """The UUID kept in ``path``, creating the file with a new one if missing.
+
+    The format is zc.async's: comment lines start with '#', the first other
+    line is the UUID, so files of old deployments keep working.
+    """
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    try:
+                        return str(uuidlib.UUID(line))
+                    except ValueError:
+                        raise ValueError(
+                            f"{path} should hold a UUID, but has {line!r}; "
+                            f"delete the file to get a new one"
+                        ) from None
+    except FileNotFoundError:
+        pass
+    value = str(uuidlib.uuid4())
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(
+            "# The zasync dispatcher UUID of this process. Keep it: a process\n"
+            "# restarted with the same UUID recovers its unfinished jobs at once.\n"
+            "# Give every process its own file.\n"
+            f"{value}\n"
+        )
+    return value
+
+
+def dispatcher_uuid(value=None):
+    """The UUID for this process's dispatcher.
+
+    In order: ``value``; the file named by ``ZASYNC_UUID`` (or, for old
+    deployments, ``ZC_ASYNC_UUID``), created if missing; else a new random
+    UUID, which means a restarted process cannot recognise its own jobs and
+    they are recovered only when its old heartbeat expires.
+    """
+    if value is not None:
+        return str(uuidlib.UUID(str(value)))
+    for name in UUID_ENVIRONMENT:
+        path = os.environ.get(name)
+        if path:
+            return read_uuid_file(path)
+    log.info(
+        "no ZASYNC_UUID file set: using a new dispatcher UUID for this process"
+    )
+    return str(uuidlib.uuid4())
+
+
+@implementer(IDispatcher)
+class Dispatcher:
+    """See IDispatcher. Use :func:`zasync.start` to make one."""
+
+    def __init__(
+        self,
+        db,
+        uuid=None,
+        queues=("",),
+        agent_size=3,
+        agent_filter=None,
+        poll_interval=1.0,
+        ping_interval=30,
+        death_interval=300,
+        clock=clocklib.utcnow,
+        batch_window=0.005,
+    ):
+        if isinstance(queues, str):
+            queues = (queues,)
+        if death_interval <= ping_interval:
+            raise ValueError(
+                f"death_interval ({death_interval}s) must be longer than "
+                f"ping_interval ({ping_interval}s), or live dispatchers would "
+                f"be declared dead"
+            )
+        self.db = db
+        self.uuid = dispatcher_uuid(uuid)
+        self.queue_names = tuple(queues)
+        self.agent_size = agent_size
+        self.agent_filter = agent_filter
+        self.poll_interval = poll_interval
+        self.ping_interval = ping_interval
+        self.death_interval = death_interval
+        self.clock = clock
+        self.running = False
+        self.abandoned = False
+        self.batch_window = batch_window
+        self.batch_size = max(1, agent_size // 2 + 1)
+        self.stats = collections.Counter()
+        self._stats_lock = threading.Lock()
+        self._stopping = False
+        self._wake = threading.Event()
+        self._finished = collections.deque()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._tasks = collections.deque()
+        self._task_ready = threading.Condition()
+        self._threads = []
+        self._idle_threads = 0
+        self._loop_thread = None
+        self._last_ping = None
+        self._tm = transaction.TransactionManager(explicit=True)
+        self._conn = None
+
+    def __repr__(self):
+        return f"<Dispatcher {self.uuid} queues={list(self.queue_names)}>"
+
+    def count(self, what, n=1):
+        with self._stats_lock:
+            self.stats[what] += n
+
+    # -- starting and stopping --------------------------------------------
+
+    def start(self):
+        if self.running:
+            raise RuntimeError("this dispatcher is running already")
+        self._conn = self.db.open(transaction_manager=self._tm)
+        self._retry_transaction(self._register)
+        self.running = True
+        wakeup.register(self)
+        self._loop_thread = threading.Thread(
+            target=self._loop, name=f"zasync-dispatcher-{self.uuid[:8]}", daemon=True
+        )
+        self._loop_thread.start()
+        log.info("dispatcher %s started for queues %s", self.uuid, self.queue_names)
+        return self
+
+    def _register(self, now):
+        queues = get_queues(self._conn)
+        for name in self.queue_names:
+            queue = queues.create(name)
+            record = queue.dispatchers.get(self.uuid)
+            if record is not None:
+                # Our own record: the process that had it is gone (this one
+                # has the UUID now), so its jobs are recovered at once.
+                recovered = queue.recover_dispatcher(record, now)
+                if recovered:
+                    log.warning(
+                        "recovered %d unfinished jobs of this dispatcher's "
+                        "previous run in queue %r",
+                        recovered,
+                        name,
+                    )
+                record.dead = False
+                record.started = now
+                record.ping(now)
+            else:
+                record = queue.dispatchers[self.uuid] = DispatcherRecord(
+                    self.uuid, now, self.ping_interval, self.death_interval
+                )
+            record.ping_interval = self.ping_interval
+            record.death_interval = self.death_interval
+            if "main" not in record.agents:
+                record.agents["main"] = Agent("main", self.agent_size, self.agent_filter)
+        self._last_ping = now
+
+    def _retry_transaction(self, work):
+        for attempt in range(100):
+            self._tm.begin()
+            try:
+                result = work(self.clock())
+                self._tm.commit()
+                return result
+            except POSTPONE:
+                abort(self._tm)
+                self.count("conflicts")
+                threading.Event().wait(random.uniform(0, 0.01 * min(attempt + 1, 20)))
+            except BaseException:
+                abort(self._tm)
+                raise
+        raise RuntimeError("zasync: could not commit after 100 conflicts")
+
+    def wake(self):
+        self._wake.set()
+
+    def stop(self, timeout=30):
+        if not self.running:
+            return True
+        self._stopping = True
+        self._wake.set()
+        with self._idle:
+            finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+        if not finished:
+            log.warning(
+                "dispatcher %s: %d jobs still running after %ss; putting them back",
+                self.uuid,
+                self._in_flight,
+                timeout,
+            )
+            self.abandoned = True
+        self._wake.set()
+        self._loop_thread.join(max(timeout, 5))
+        try:
+            self._retry_transaction(self._deregister)
+        except Exception:
+            log.exception("dispatcher %s could not deregister", self.uuid)
+        with self._task_ready:
+            self._tasks.extend([None] * len(self._threads))
+            self._task_ready.notify_all()
+        for thread in self._threads:
+            thread.join(0.5 if self.abandoned else 5)
+        abort(self._tm)
+        self._conn.close()
+        wakeup.unregister(self)
+        self.running = False
+        log.info("dispatcher %s stopped", self.uuid)
+        return finished
+
+    def _deregister(self, now):
+        self._reconcile(list(self._finished), now)
+        queues = get_queues(self._conn)
+        for name in self.queue_names:
+            queue = queues.get(name)
+            record = queue and queue.dispatchers.get(self.uuid)
+            if record is None:
+                continue
+            queue.recover_dispatcher(record, now, interrupted=False)
+            del queue.dispatchers[self.uuid]
+
+    # -- the loop ----------------------------------------------------------
+
+    def _loop(self):
+        failures = 0
+        while not self._stopping or (self._in_flight and not self.abandoned):
+            try:
+                wait = self._round()
+                failures = 0
+            except POSTPONE:
+                abort(self._tm)
+                self.count("conflicts")
+                failures += 1
+                wait = random.uniform(0, min(0.002 * 2**failures, self.poll_interval))
+            except Exception:
+                abort(self._tm)
+                failures += 1
+                wait = min(0.1 * 2**failures, 10.0)
+                log.exception("dispatcher %s: round failed; retrying in %.1fs", self.uuid, wait)
+            if self._stopping and not self._in_flight:
+                break
+            if wait > 0 and not self._finished:
+                self._wake.wait(wait)
+            self._wake.clear()
+            self._gather_finished()
+
+    def _gather_finished(self):
+        """Let a round serve several finished jobs at once.
+
+        While other jobs are still running, wait a moment for them: one
+        round then reconciles and replaces several jobs in one commit. An
+        idle dispatcher (nothing running) never waits here, so pickup
+        latency is unaffected.
+        """
+        if not self._finished or self.batch_window <= 0:
+            return
+        deadline = time.monotonic() + self.batch_window
+        while self._in_flight and len(self._finished) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
+            self._wake.clear()
+
+    def _round(self):
+        """One transaction: reconcile, heartbeat, recover peers, claim.
+        Returns how long to sleep before the next round."""
+        now = self.clock()
+        # Only jobs whose workers committed before this transaction begins:
+        # reconciling a later commit from an older snapshot would conflict.
+        finished = self._take_finished()
+        self._tm.begin()
+        try:
+            self._reconcile(finished, now)
+            queues = get_queues(self._conn)
+            if self._last_ping is None or (
+                (now - self._last_ping).total_seconds() >= self.ping_interval
+            ):
+                self._heartbeat(queues, now)
+            claimed = []
+            due = None
+            if not self._stopping:
+                for name in self.queue_names:
+                    queue = queues[name]
+                    record = queue.dispatchers[self.uuid]
+                    for agent in record.agents.values():
+                        free = agent.size - len(agent.jobs)
+                        if free > 0:
+                            claimed.extend(queue.claim(agent, self.uuid, free, now))
+                    next_due = queue.next_due(now)
+                    if next_due is not None and (due is None or next_due < due):
+                        due = next_due
+            self._tm.commit()
+        except BaseException:
+            self._finished.extendleft(reversed(finished))
+            raise
+        self.count("rounds")
+        for job in claimed:
+            self._hand_over(job._p_oid)
+        wait = self.poll_interval
+        if due is not None:
+            wait = min(wait, max((due - self.clock()).total_seconds(), 0.001))
+        if self._last_ping is not None:
+            until_ping = self.ping_interval - (self.clock() - self._last_ping).total_seconds()
+            wait = min(wait, max(until_ping, 0.001))
+        return wait
+
+    def _take_finished(self):
+        finished = []
+        while self._finished:
+            finished.append(self._finished.popleft())
+        return finished
+
+    def _reconcile(self, finished, now):
+        for oid in finished:
+            job = self._conn.get(oid)
+            job.queue.reconcile(job, now)
+
+    def _heartbeat(self, queues, now):
+        for name in self.queue_names:
+            queue = queues[name]
+            record = queue.dispatchers.get(self.uuid)
+            if record is None:
+                # Someone declared us dead and removed us: register again.
+                record = queue.dispatchers[self.uuid] = DispatcherRecord(
+                    self.uuid, now, self.ping_interval, self.death_interval
+                )
+                record.agents["main"] = Agent("main", self.agent_size, self.agent_filter)
+            record.dead = False
+            record.ping(now)
+            for uuid, peer in queue.dispatchers.items():
+                if uuid != self.uuid and not peer.dead and peer.is_dead(now):
+                    recovered = queue.recover_dispatcher(peer, now)
+                    peer.dead = True
+                    log.warning(
+                        "dispatcher %s (%s:%s) missed its heartbeat since %s: "
+                        "recovered %d of its jobs",
+                        uuid,
+                        peer.host,
+                        peer.pid,
+                        peer.last_ping,
+                        recovered,
+                    )
+        self._last_ping = now
+
+    # -- worker threads ----------------------------------------------------
+
+    def _hand_over(self, oid):
+        with self._idle:
+            self._in_flight += 1
+        with self._task_ready:
+            self._tasks.append(oid)
+            if self._idle_threads < len(self._tasks):
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"zasync-worker-{self.uuid[:8]}-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                self._idle_threads += 1
+                thread.start()
+            self._task_ready.notify()
+
+    def _work(self):
+        runner = JobRunner(self)
+        try:
+            while True:
+                with self._task_ready:
+                    while not self._tasks:
+                        self._task_ready.wait()
+                    oid = self._tasks.popleft()
+                    self._idle_threads -= 1
+                if oid is None:
+                    return
+                try:
+                    runner.run(oid)
+                except Exception:
+                    log.exception("dispatcher %s: worker failed on job %r", self.uuid, oid)
+                    abort(runner.tm)
+                finally:
+                    with self._task_ready:
+                        self._idle_threads += 1
+                    self._finished.append(oid)
+                    with self._idle:
+                        self._in_flight -= 1
+                        self._idle.notify_all()
+                    self._wake.set()
+        finally:
+            runner.close()
+
+
+def start(
+    db,
+    poll_interval=1.0,
+    agent_size=3,
+    queues=("",),
+    uuid=None,
+    agent_filter=None,
+    ping_interval=30,
+    death_interval=300,
+    clock=clocklib.utcnow,
+):
+    """Start a dispatcher for ``db`` in this process and return it.
+
+    Installs the queues (and any named in ``queues``) if missing, registers
+    the dispatcher with an agent of ``agent_size`` threads in each queue, and
+    starts its threads. ``poll_interval`` (seconds) bounds how long an idle
+    dispatcher waits before looking for work it was not woken for (commits
+    in other processes, jobs becoming due); commits in this process wake it
+    at once. Stop it with ``dispatcher.stop(timeout)``.
+    """
+    return Dispatcher(
+        db,
+        uuid=uuid,
+        queues=queues,
+        agent_size=agent_size,
+        agent_filter=agent_filter,
+        poll_interval=poll_interval,
+        ping_interval=ping_interval,
+        death_interval=death_interval,
+        clock=clock,
+    ).start()

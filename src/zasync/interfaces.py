@@ -1,0 +1,359 @@
+"""The contracts of the zasync engine.
+
+The interfaces carry the documentation; the implementations stay short.
+Nothing here imports Zope, AccessControl or Plone.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IFailure(Interface):
+    """What a failed job keeps as its result.
+
+    A Failure is small and picklable: it keeps the exception type's dotted
+    name, the exception value (or, when the value would not pickle, an
+    :class:`zasync.failure.UnpicklableError` with the same ``str``), and the
+    traceback as text. It is returned, never raised, by ``job.result`` and by
+    :func:`zasync.testing.wait_for_result`.
+    """
+
+    type = Attribute(
+        "The exception class. If it cannot be imported any more, the class of "
+        "the stored value (a stand-in) is returned instead."
+    )
+    type_name = Attribute("The exception class's dotted name, e.g. 'builtins.KeyError'.")
+    value = Attribute("The exception instance (or its stand-in).")
+
+    def getTraceback():
+        """The formatted traceback, as text (shortened to its end if huge)."""
+
+    def getErrorMessage():
+        """``str()`` of the exception value."""
+
+    def check(*exception_types):
+        """Return the first of ``exception_types`` that the failure is an
+        instance of, or None. Types may be classes or dotted names."""
+
+    def raiseException():
+        """Raise the stored exception value (handy in tests)."""
+
+
+class IJob(Interface):
+    """A call to be made later, in its own transaction, by a dispatcher.
+
+    ``Job(callable, *args, **kwargs)``. The callable is a module-level
+    function, a method of a persistent object, a callable persistent object,
+    or another job. Anything that would not survive pickling (lambdas,
+    closures, nested functions, methods of non-persistent objects, open files)
+    is refused with a :class:`zasync.job.BadJobError` naming the offending
+    argument, when the job is created or at the latest when it is put into a
+    queue, never later in a worker.
+
+    A job's ZODB writes, its new status and its result are committed in one
+    transaction. Status moves NEW, PENDING, (ASSIGNED), ACTIVE, (CALLBACKS),
+    COMPLETED; a retried job goes from ACTIVE back to PENDING.
+    """
+
+    id = Attribute(
+        "An integer unique within the database, given when the job is put into "
+        "a queue (None before). Ids grow with time of arrival."
+    )
+    status = Attribute("A :class:`zasync.status.Status`.")
+    callable = Attribute("What will be called.")
+    callable_name = Attribute("The callable's dotted name, for logs and displays.")
+    args = Attribute("Positional arguments (a tuple).")
+    kwargs = Attribute("Keyword arguments (a dict).")
+    result = Attribute(
+        "The return value of the call, or an IFailure if it raised, was "
+        "interrupted too often or missed its ``begin_by`` deadline. None "
+        "until the job has completed."
+    )
+    failed = Attribute("True if the job completed with a Failure.")
+    queue = Attribute("The queue the job was put in, or None.")
+    parent = Attribute(
+        "For a callback, the job it is a callback of; for a sub-job of "
+        "serial()/parallel(), the composite job; otherwise None."
+    )
+    queued = Attribute("When the job was put into a queue (aware UTC datetime).")
+    begin_after = Attribute("The job does not start before this (aware UTC datetime).")
+    begin_by = Attribute(
+        "A timedelta or None. If the job has not started within this time "
+        "after ``begin_after``, it completes with a timeout Failure instead of "
+        "running late."
+    )
+    started = Attribute("When the last attempt started (aware UTC), or None.")
+    ended = Attribute("When the job completed (aware UTC), or None.")
+    attempts = Attribute(
+        "How many times the callable was started. Attempts undone by a "
+        "ConflictError or another transient transaction error are not counted."
+    )
+    interruptions = Attribute(
+        "How many times the job was found active on a dispatcher that died."
+    )
+    annotations = Attribute(
+        "A persistent mapping for the caller's own data, written in ordinary "
+        "transactions."
+    )
+    quota_names = Attribute("Names of the queue's quotas this job counts against.")
+    priority = Attribute(
+        "An integer; a higher number runs earlier. Jobs of equal priority run "
+        "in order of ``begin_after``, then of arrival."
+    )
+    unique_key = Attribute("A string, or None; see IQueue.put.")
+    retry_policy = Attribute("The job's IRetryPolicy.")
+    callbacks = Attribute("The callback jobs, in the order they were added.")
+    progress = Attribute(
+        "(fraction, message) as last set by zasync.local.set_progress, as "
+        "committed when this job's connection last began a transaction; or "
+        "None."
+    )
+
+    def add_callback(callback, *args, **kwargs):
+        """Have ``callback(result, *args, **kwargs)`` called after the job.
+
+        The callback becomes a job of its own (returned), run in its own
+        transaction after the result has been committed, as the same job's
+        dispatcher sees fit; callbacks run in the order they were added. An
+        exception in a callback becomes that callback job's Failure and is
+        logged; it never changes the result of this job. Adding a callback
+        to a completed job queues it to run at once. ``addCallback`` is the
+        same method (the name plone.app.async code uses).
+        """
+
+    def add_callbacks(success=None, failure=None):
+        """Have ``success(result)`` called if the job succeeds, and
+        ``failure(failure)`` if it fails. Either may be None, in which case
+        the result passes through. Returns the callback job. ``addCallbacks``
+        is the same method."""
+
+    def get_live_annotation(name, default=None):
+        """A live annotation as committed when this job's connection last
+        began a transaction; see :func:`zasync.local.set_live_annotation`."""
+
+    def setUp():
+        """Called in the worker just before the callable, inside the job's
+        transaction. Subclasses override it to restore an environment (the
+        Plone layer sets the site and user here). The return value is handed
+        to ``tearDown``."""
+
+    def tearDown(setup_info):
+        """Called after the callable, whatever happened, with what ``setUp``
+        returned. It must not raise."""
+
+    def __call__(*args, **kwargs):
+        """Run the job at once, in the current thread and transaction.
+
+        Extra arguments are appended to the job's own. The result (or a
+        Failure, which is returned, not raised) is stored and the job's
+        callbacks run. This is what the inline mode of zasync.testing uses;
+        dispatchers use their own transaction handling instead.
+        """
+
+
+class IQueue(Interface):
+    """Jobs waiting to run, and the records of those that ran.
+
+    Pending jobs are ordered by priority (higher first), then ``begin_after``,
+    then arrival. The queue keeps per-status indexes and counters, so counts,
+    the next job to run and a page of failed jobs are found without scanning
+    all jobs. It also holds the quotas and the registry of dispatchers.
+    """
+
+    name = Attribute("The queue's name; the default queue is ''.")
+    quotas = Attribute("The queue's IQuotas.")
+    dispatchers = Attribute(
+        "Mapping of dispatcher UUID (str) to IDispatcherRecord: the "
+        "dispatchers serving this queue, their heartbeats and agents."
+    )
+
+    def put(job_or_callable, begin_after=None, begin_by=None, quota_names=(),
+            priority=0, unique_key=None, retry_policy=None):
+        """Queue a job (or a callable, which is wrapped in a Job) and return it.
+
+        This is part of the caller's transaction: if it aborts, no job exists.
+        ``begin_after`` is an aware datetime or a timedelta from now;
+        ``begin_by`` a timedelta. Every name in ``quota_names`` must name an
+        existing quota. If ``unique_key`` (a string) matches a job of this
+        queue that is pending or running, that job is returned instead and
+        nothing is added; two concurrent transactions putting the same key end
+        with exactly one job (one of them gets a ConflictError and its retry
+        finds the other's job).
+
+        Raises ValueError for a job that was already queued, an unknown quota
+        or a naive datetime, and zasync.job.BadJobError for anything that
+        would not pickle. Nothing already queued is touched when it raises.
+        """
+
+    def pull(index=0):
+        """Remove the pending job at ``index`` in run order and return it
+        (its status goes back to NEW, so it may be put again)."""
+
+    def remove(job):
+        """Remove a pending or completed job from this queue.
+
+        A pending job goes back to NEW; a completed one is forgotten by the
+        queue's indexes. Removing a job that is running raises ValueError.
+        """
+
+    def __len__():
+        """The number of pending jobs."""
+
+    def __iter__():
+        """The pending jobs, in the order they will run (ignoring quotas)."""
+
+    def __getitem__(index):
+        """The pending job at ``index`` in run order."""
+
+    def get(job_id, default=None):
+        """The job of this queue with id ``job_id`` (any status), or default."""
+
+    def counts():
+        """A dict of counts by status, without scanning jobs.
+
+        Keys are the Status values 'pending', 'assigned', 'active',
+        'callbacks', 'completed', plus 'succeeded' and 'failed' (which add up
+        to 'completed'). Completed jobs are counted until removed or pruned.
+        """
+
+    def jobs(status=None, failed=None, start=0, limit=None):
+        """Jobs of this queue with a status (any if None), as a list.
+
+        For COMPLETED, ``failed`` may be True or False to get only failed or
+        only succeeded jobs, newest first. Pending jobs come in run order.
+        ``start`` and ``limit`` page through the index without loading the
+        jobs before ``start``.
+        """
+
+
+class IQueues(Interface):
+    """The mapping of names to queues, at one well-known key of the root.
+
+    Get it with :func:`zasync.get_queues`. The default queue is ``''``.
+    """
+
+    def create(name):
+        """Return the queue called ``name``, creating it if missing."""
+
+    def __getitem__(name):
+        """The queue called ``name``."""
+
+
+class IQuota(Interface):
+    """A limit on how many jobs naming it may run at once, cluster-wide.
+
+    Claims and releases write the quota object itself, so two dispatchers
+    claiming the last slot at once conflict and one of them tries again:
+    at most ``size`` jobs naming the quota are ever claimed at once anywhere.
+    """
+
+    name = Attribute("The quota's name.")
+    size = Attribute(
+        "How many jobs naming the quota may be claimed at once. May be changed "
+        "at any time; the change takes effect at the next claim."
+    )
+    active = Attribute("Ids of the jobs holding a slot now.")
+
+    def has_room():
+        """True if another job could be claimed now."""
+
+    def __len__():
+        """How many slots are held."""
+
+
+class IQuotas(Interface):
+    """The quotas of a queue, by name."""
+
+    def create(name, size=1):
+        """Create a quota and return it. Raises ValueError if it exists."""
+
+    def remove(name):
+        """Delete a quota. Pending jobs naming it are no longer limited by it."""
+
+    def __getitem__(name):
+        """The quota called ``name``."""
+
+    def __contains__(name):
+        """True if there is a quota called ``name``."""
+
+
+class IAgent(Interface):
+    """The part of a dispatcher that claims jobs from one queue.
+
+    Agents live in the database, so their settings can be changed while the
+    cluster runs: the dispatcher reads them before every claim.
+    """
+
+    name = Attribute("The agent's name, unique within its dispatcher.")
+    size = Attribute("How many of this agent's jobs may run at once (threads).")
+    filter = Attribute(
+        "None, or a module-level function ``filter(job) -> bool``; only jobs "
+        "it accepts are claimed by this agent."
+    )
+    jobs = Attribute("Mapping of job id to the jobs this agent has claimed.")
+
+
+class IDispatcherRecord(Interface):
+    """A dispatcher as its queue knows it: identity, heartbeat and agents."""
+
+    uuid = Attribute("The dispatcher's UUID, as a string.")
+    host = Attribute("Host name of its process.")
+    pid = Attribute("Process id.")
+    started = Attribute("When it registered (aware UTC).")
+    last_ping = Attribute("Its last heartbeat (aware UTC).")
+    ping_interval = Attribute("Seconds between heartbeats.")
+    death_interval = Attribute(
+        "Seconds without a heartbeat after which peers declare it dead and "
+        "recover its jobs."
+    )
+    agents = Attribute("Mapping of agent name to IAgent.")
+
+    def is_dead(now):
+        """True if the heartbeat is older than the death interval."""
+
+
+class IRetryPolicy(Interface):
+    """Decides what happens when a job raises, cannot commit, or was
+    interrupted by the death of its worker.
+
+    Each method returns None to give up (the job completes with the
+    Failure), or a ``datetime.timedelta`` after which the job is run again
+    (``timedelta(0)``: at once). A policy is a small picklable object stored
+    with its job. ConflictError and other transient transaction errors
+    (``transaction.interfaces.TransientError``) never reach the policy: they
+    are postponements, retried without counting an attempt.
+    """
+
+    def job_error(job, failure):
+        """The callable raised; ``failure`` describes it. ``job.attempts``
+        counts this attempt."""
+
+    def commit_error(job, failure):
+        """The call returned but its transaction could not be committed
+        (for example an unpicklable result, or a full disk)."""
+
+    def interrupted(job):
+        """The job was found active on a dead dispatcher;
+        ``job.interruptions`` counts this interruption."""
+
+
+class IDispatcher(Interface):
+    """Runs jobs in this process: claims them for its agents, runs each in a
+    thread with its own connection and transaction manager, heartbeats, and
+    recovers the jobs of dead peers.
+
+    Start one with :func:`zasync.start`.
+    """
+
+    uuid = Attribute("This process's dispatcher UUID (str).")
+    db = Attribute("The ZODB database it serves.")
+    queue_names = Attribute("Names of the queues it serves.")
+    running = Attribute("True between start and stop.")
+
+    def wake():
+        """Make an idle dispatcher look for work now (called after commits
+        that queued work in this process)."""
+
+    def stop(timeout=30):
+        """Stop claiming, let running jobs finish for up to ``timeout``
+        seconds, put back the rest, and deregister. Returns True if all
+        running jobs finished in time."""

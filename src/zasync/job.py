@@ -1,0 +1,287 @@
+"""The persistent Job."""
+
+import datetime
+import inspect
+import itertools
+import random
+import threading
+
+import persistent
+from persistent.mapping import PersistentMapping
+from ZODB.broken import Broken
+from zope.interface import implementer
+
+from zasync import clock, local
+from zasync.failure import Failure
+from zasync.interfaces import IJob
+from zasync.status import ACTIVE, CALLBACKS, COMPLETED, NEW, Status
+from zasync.storable import BadJobError, callable_name, check_callable, check_value
+
+__all__ = ["Job", "BadJobError", "CallableNotFound", "new_job_id"]
+
+# Job ids: microseconds since 2025 shifted left 12 bits, plus a per-process
+# sequence, so ids grow with arrival and fit a signed 64-bit BTree key.
+_ID_EPOCH = clock.to_micros(datetime.datetime(2025, 1, 1, tzinfo=clock.UTC))
+_sequence = itertools.count(random.randrange(4096))
+_id_lock = threading.Lock()
+
+
+def new_job_id(now=None):
+    micros = clock.to_micros(now or clock.utcnow()) - _ID_EPOCH
+    with _id_lock:
+        seq = next(_sequence) & 0xFFF
+    return (micros << 12) | seq
+
+
+class CallableNotFound(Exception):
+    """The job's callable cannot be found any more in the worker."""
+
+
+def success_or_failure(result, success, failure):
+    """The callback that add_callbacks() installs."""
+    if isinstance(result, Failure):
+        return failure(result) if failure is not None else result
+    return success(result) if success is not None else result
+
+
+@implementer(IJob)
+class Job(persistent.Persistent):
+    """A call to make later; see :class:`zasync.interfaces.IJob`."""
+
+    _status = NEW.value
+    result = None
+    queue = None
+    parent = None
+    # What this job is to its parent: 'callback', 'child' or 'postprocess'.
+    role = None
+    begin_by = None
+    attempts = 0
+    interruptions = 0
+    quota_names = ()
+    priority = 0
+    unique_key = None
+    _retry_policy = None
+    _callbacks = ()
+    _annotations = None
+    # (dispatcher uuid, agent name) while claimed by a dispatcher.
+    assignee = None
+    # Set at claim time when the begin_by deadline has passed.
+    expired = False
+
+    def __init__(self, callable, *args, **kwargs):
+        check_callable(callable)
+        for index, value in enumerate(args):
+            check_value(value, f"argument {index + 1}")
+        for name, value in kwargs.items():
+            check_value(value, f"keyword argument {name!r}")
+        if inspect.ismethod(callable) and not isinstance(callable.__self__, type):
+            # Stored as (object, name): the object is a persistent reference.
+            self._callable = (callable.__self__, callable.__name__)
+        else:
+            self._callable = callable
+        self.callable_name = callable_name(callable)
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+        self.id = new_job_id()
+
+    # -- status and result -------------------------------------------------
+
+    # Times are stored as integer microseconds: a job is pickled several
+    # times in its life, and datetimes cost far more to pickle.
+    queued = clock.micros_property("_queued_us")
+    begin_after = clock.micros_property("_begin_after_us")
+    started = clock.micros_property("_started_us")
+    ended = clock.micros_property("_ended_us")
+
+    @property
+    def status(self):
+        return Status(self._status)
+
+    @status.setter
+    def status(self, value):
+        self._status = Status(value).value
+
+    @property
+    def failed(self):
+        return self._status in (CALLBACKS.value, COMPLETED.value) and isinstance(
+            self.result, Failure
+        )
+
+    @property
+    def callable(self):
+        ref = self._callable
+        if isinstance(ref, tuple):
+            owner, name = ref
+            return getattr(owner, name)
+        return ref
+
+    def resolve_callable(self):
+        """The callable, or CallableNotFound saying why it cannot be used."""
+        ref = self._callable
+        if isinstance(ref, type) and issubclass(ref, Broken):
+            raise CallableNotFound(
+                f"The callable {ref.__module__}.{ref.__name__} of job {self.id} "
+                f"cannot be imported any more (its module or name was removed "
+                f"or renamed). Restore it or install an alias, then retry the job."
+            )
+        try:
+            return self.callable
+        except AttributeError as exc:
+            raise CallableNotFound(
+                f"The method {self.callable_name} of job {self.id} cannot be "
+                f"found any more: {exc}."
+            ) from exc
+
+    @property
+    def retry_policy(self):
+        if self._retry_policy is None:
+            from zasync.retry import DEFAULT_POLICY
+
+            return DEFAULT_POLICY
+        return self._retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, policy):
+        if policy is not None:
+            check_value(policy, "retry_policy")
+        self._retry_policy = policy
+
+    @property
+    def annotations(self):
+        if self._annotations is None:
+            self._annotations = PersistentMapping()
+        return self._annotations
+
+    @property
+    def callbacks(self):
+        return tuple(self._callbacks)
+
+    @property
+    def home_queue(self):
+        """The queue this job belongs to, directly or through its parent."""
+        job = self
+        while job is not None:
+            if job.queue is not None:
+                return job.queue
+            job = job.parent
+        return None
+
+    def live_annotations(self):
+        """The mapping of committed live annotations (may be empty)."""
+        queue = self.home_queue
+        if queue is None:
+            return self.annotations.setdefault("zasync.live", {})
+        return queue.live_annotations(self.id)
+
+    def get_live_annotation(self, name, default=None):
+        return self.live_annotations().get(name, default)
+
+    @property
+    def progress(self):
+        return self.get_live_annotation(local.PROGRESS)
+
+    # -- callbacks ---------------------------------------------------------
+
+    def add_callback(self, callback, *args, **kwargs):
+        if isinstance(callback, Job):
+            if callback.status != NEW or args or kwargs:
+                raise ValueError(
+                    "A job given as callback must be new and carries its own "
+                    "arguments; pass the callable instead to add arguments."
+                )
+            job = callback
+        else:
+            job = Job(callback, *args, **kwargs)
+        job.parent = self
+        job.role = "callback"
+        self._callbacks = self._callbacks + (job,)
+        if self._status == COMPLETED.value:
+            queue = self.home_queue
+            if queue is None:
+                job()
+            else:
+                queue.put_sub_job(job, self)
+        return job
+
+    def add_callbacks(self, success=None, failure=None):
+        if success is None and failure is None:
+            raise ValueError("add_callbacks() needs success, failure or both.")
+        for name, func in (("success", success), ("failure", failure)):
+            if func is not None:
+                check_callable(func, f"the {name} callback")
+        return self.add_callback(success_or_failure, success, failure)
+
+    addCallback = add_callback
+    addCallbacks = add_callbacks
+
+    # -- running -----------------------------------------------------------
+
+    def setUp(self):
+        return None
+
+    def tearDown(self, setup_info):
+        pass
+
+    def call_arguments(self, extra_args=(), extra_kwargs=None):
+        args = self.args + tuple(extra_args)
+        if self.role == "callback":
+            args = (self.parent.result,) + args
+        kwargs = dict(self.kwargs)
+        if extra_kwargs:
+            kwargs.update(extra_kwargs)
+        return args, kwargs
+
+    def invoke(self, extra_args=(), extra_kwargs=None):
+        """setUp, the call itself and tearDown, with the job as the local job.
+
+        Exceptions propagate; callers decide what they mean.
+        """
+        func = self.resolve_callable()
+        args, kwargs = self.call_arguments(extra_args, extra_kwargs)
+        with local.running(self):
+            info = self.setUp()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.tearDown(info)
+
+    def __call__(self, *args, **kwargs):
+        self.status = ACTIVE
+        self.started = clock.utcnow()
+        self.attempts += 1
+        try:
+            result = self.invoke(args, kwargs)
+        except Exception:
+            result = Failure()
+        self.result = result
+        self.ended = clock.utcnow()
+        self.status = CALLBACKS
+        for callback in self._callbacks:
+            if callback.status != COMPLETED:
+                callback()
+        self.status = COMPLETED
+        return result
+
+    # -- sub-jobs (callbacks queued as jobs, serial/parallel children) -----
+
+    def sub_job_done(self, sub_job, queue, now):
+        """A queued sub-job of this job completed; advance this job."""
+        if sub_job.role == "callback" and self._status == CALLBACKS.value:
+            if all(cb.status == COMPLETED for cb in self._callbacks):
+                queue.finish(self, now)
+
+    def queue_pending_callbacks(self, queue, now):
+        """Queue the callbacks that have not completed; finish if none."""
+        pending = [cb for cb in self._callbacks if cb.status != COMPLETED]
+        if not pending:
+            queue.finish(self, now)
+            return
+        self.status = CALLBACKS
+        queue.wait_for_sub_jobs(self)
+        for callback in pending:
+            callback.status = NEW
+            callback.assignee = None
+            queue.put_sub_job(callback, self)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.id} {self.callable_name} {self._status}>"

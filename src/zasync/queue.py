@@ -1,0 +1,639 @@
+"""Queues: pending jobs in run order, per-status indexes, quotas, dispatchers."""
+
+import datetime
+import heapq
+import itertools
+
+import persistent
+from BTrees.Length import Length
+from BTrees.LOBTree import LOBTree
+from BTrees.OOBTree import OOBTree
+from persistent.mapping import PersistentMapping
+from zope.interface import implementer
+
+from zasync import clock, wakeup
+from zasync.failure import failure_from
+from zasync.interfaces import IQueue, IQueues
+from zasync.job import Job, new_job_id
+from zasync.quota import Quotas
+from zasync.status import (
+    ACTIVE,
+    ASSIGNED,
+    CALLBACKS,
+    COMPLETED,
+    NEW,
+    PENDING,
+    Status,
+)
+
+ROOT_KEY = "zasync"
+DEFAULT_QUEUE = ""
+
+# Index keys are single integers (pickled far faster than tuples):
+# pending: priority level, begin_after µs, id; completed: newest first, id.
+_ID_BITS = 64
+_TIME_BITS = 52  # microseconds since 1970, good until the year 2112
+_LEVEL_SHIFT = _ID_BITS + _TIME_BITS
+_TIME_MASK = (1 << _TIME_BITS) - 1
+PRIORITY_LIMIT = 2**31 - 1
+
+
+def _pending_key(priority, begin_us, job_id):
+    level = PRIORITY_LIMIT - priority  # higher priority, lower level, first
+    return (level << _LEVEL_SHIFT) | (max(begin_us, 0) << _ID_BITS) | job_id
+
+
+def _key_begin(key):
+    return (key >> _ID_BITS) & _TIME_MASK
+
+
+def _level_end(key, now_us):
+    """The largest key of ``key``'s priority level that is due at now_us."""
+    level = key >> _LEVEL_SHIFT
+    return (level << _LEVEL_SHIFT) | (now_us << _ID_BITS) | ((1 << _ID_BITS) - 1)
+
+
+def _next_level(key):
+    return ((key >> _LEVEL_SHIFT) + 1) << _LEVEL_SHIFT
+
+
+def _completed_key(ended_us, job_id):
+    return ((_TIME_MASK - ended_us) << _ID_BITS) | job_id
+# How many jobs an agent filter may turn down in one lane before the claim
+# moves on; bounds the cost of a claim when a filter rejects most jobs.
+FILTER_SCAN_LIMIT = 200
+
+# Set by zasync.testing.inline(): put() runs jobs at once instead of queuing.
+inline = {"on": False}
+
+
+class JobInterrupted(Exception):
+    """The job's worker died while running it, too many times."""
+
+
+class JobTimedOut(Exception):
+    """The job did not start before its begin_by deadline."""
+
+
+def _lane_key(quota_names):
+    return tuple(sorted(set(quota_names)))
+
+
+def _first_ready(lane, now_us, agent):
+    """The first job of a lane that may start now and that ``agent`` accepts.
+
+    Inside one priority level the first key is the earliest due, so a level
+    whose first job is not due yet is skipped whole.
+    """
+    try:
+        key = lane.minKey()
+    except ValueError:
+        return None
+    while key is not None:
+        if _key_begin(key) <= now_us:
+            skipped = 0
+            for candidate, job in lane.items(min=key, max=_level_end(key, now_us)):
+                if agent is None or agent.accepts(job):
+                    return candidate, job
+                skipped += 1
+                if skipped >= FILTER_SCAN_LIMIT:
+                    break
+        try:
+            key = lane.minKey(_next_level(key))
+        except ValueError:
+            key = None
+    return None
+
+
+@implementer(IQueue)
+class Queue(persistent.Persistent):
+    """See IQueue."""
+
+    def __init__(self, name=DEFAULT_QUEUE):
+        self.name = name
+        self.quotas = Quotas()
+        self.dispatchers = OOBTree()
+        self._jobs = LOBTree()  # id -> job, every job the queue knows
+        # quota names -> {(-priority, begin_after µs, id): job}. One lane per
+        # combination of quotas, so a claim skips a full quota's jobs at once.
+        self._lanes = OOBTree()
+        self._pending_count = Length()
+        # (-ended µs, id) -> job: newest first.
+        self._succeeded = OOBTree()
+        self._failed = OOBTree()
+        self._succeeded_count = Length()
+        self._failed_count = Length()
+        # Jobs in no lane and on no agent, waiting for queued sub-jobs:
+        # serial/parallel parents and jobs whose callbacks were queued.
+        self._waiting = LOBTree()
+        self._unique = OOBTree()  # unique_key -> pending or running job
+        self._live = LOBTree()  # job id -> live annotations
+
+    def __repr__(self):
+        return f"<Queue {self.name!r} pending={len(self)}>"
+
+    # -- putting -----------------------------------------------------------
+
+    def put(
+        self,
+        job_or_callable,
+        begin_after=None,
+        begin_by=None,
+        quota_names=(),
+        priority=0,
+        unique_key=None,
+        retry_policy=None,
+        now=None,
+    ):
+        now = now or clock.utcnow()
+        job = job_or_callable
+        if not isinstance(job, Job):
+            job = Job(job_or_callable)
+        if job.status != NEW or job.queue is not None:
+            raise ValueError(
+                f"{job!r} is already queued (status {job.status}, queue "
+                f"{getattr(job.queue, 'name', None)!r}); create a new Job to "
+                f"run the same call again."
+            )
+        if isinstance(quota_names, str):
+            quota_names = (quota_names,)
+        names = _lane_key(tuple(quota_names) or job.quota_names)
+        for name in names:
+            if name not in self.quotas:
+                raise ValueError(
+                    f"queue {self.name!r} has no quota {name!r}; create it first "
+                    f"with queue.quotas.create({name!r}, size=1)"
+                )
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or abs(priority) > PRIORITY_LIMIT
+        ):
+            raise ValueError(
+                f"priority must be an int from {-PRIORITY_LIMIT} to "
+                f"{PRIORITY_LIMIT} (higher runs first), not {priority!r}"
+            )
+        if unique_key is not None:
+            if not isinstance(unique_key, str):
+                raise ValueError(f"unique_key must be a string, not {unique_key!r}")
+            existing = self._unique.get(unique_key)
+            if existing is not None and existing.status != COMPLETED:
+                return existing
+        if begin_after is None:
+            begin_after = now
+        elif isinstance(begin_after, datetime.timedelta):
+            begin_after = now + begin_after
+        else:
+            begin_after = clock.aware(begin_after, "begin_after")
+        if begin_by is not None and (
+            not isinstance(begin_by, datetime.timedelta) or begin_by <= datetime.timedelta(0)
+        ):
+            raise ValueError(f"begin_by must be a positive timedelta, not {begin_by!r}")
+        if retry_policy is not None:
+            job.retry_policy = retry_policy
+
+        if inline["on"]:
+            return self._run_inline(job, names, priority, unique_key, now)
+
+        while job.id in self._jobs:
+            job.id = new_job_id()
+        job.queue = self
+        job.quota_names = names
+        job.priority = priority
+        job.unique_key = unique_key
+        job.queued = now
+        job.begin_after = begin_after
+        job.begin_by = begin_by
+        self._jobs[job.id] = job
+        if unique_key is not None:
+            self._unique[unique_key] = job
+        self._add_pending(job)
+        wakeup.wake_after_commit(self)
+        return job
+
+    def _run_inline(self, job, names, priority, unique_key, now):
+        job.queue = self
+        job.quota_names = names
+        job.priority = priority
+        job.unique_key = unique_key
+        job.queued = job.begin_after = now
+        self._jobs[job.id] = job
+        job()
+        self._index_completed(job)
+        return job
+
+    def put_sub_job(self, job, parent, quota_names=None):
+        """Queue a callback or child of ``parent`` (see Job.sub_job_done)."""
+        job.parent = parent
+        if job.queue is self:
+            self._jobs.pop(job.id, None)
+            job.queue = None
+        job.status = NEW
+        return self.put(
+            job,
+            quota_names=quota_names if quota_names is not None else job.quota_names,
+            priority=parent.priority,
+        )
+
+    def _add_pending(self, job):
+        lane_key = _lane_key(job.lane_quota_names)
+        lane = self._lanes.get(lane_key)
+        if lane is None:
+            lane = self._lanes[lane_key] = OOBTree()
+        key = _pending_key(job.priority, job._begin_after_us, job.id)
+        lane[key] = job
+        job.pending_key = key
+        job.status = PENDING
+        self._pending_count.change(1)
+
+    def _remove_pending(self, job):
+        del self._lanes[_lane_key(job.lane_quota_names)][job.pending_key]
+        job.pending_key = None
+        self._pending_count.change(-1)
+
+    # -- reading -----------------------------------------------------------
+
+    def __len__(self):
+        return self._pending_count.value
+
+    def __bool__(self):
+        return True
+
+    def _pending_items(self):
+        return heapq.merge(*(lane.items() for lane in self._lanes.values()))
+
+    def __iter__(self):
+        return (job for _, job in self._pending_items())
+
+    def __getitem__(self, index):
+        if index < 0:
+            index += len(self)
+        for position, job in enumerate(self):
+            if position == index:
+                return job
+        raise IndexError(f"no pending job at index {index} (queue has {len(self)})")
+
+    def get(self, job_id, default=None):
+        return self._jobs.get(job_id, default)
+
+    def _claimed_and_waiting(self):
+        for record in self.dispatchers.values():
+            for agent in record.agents.values():
+                yield from agent.jobs.values()
+        yield from self._waiting.values()
+
+    def counts(self):
+        counts = {status.value: 0 for status in Status if status != NEW}
+        succeeded, failed = self._succeeded_count.value, self._failed_count.value
+        for job in self._claimed_and_waiting():
+            # A job whose worker committed it but whose dispatcher has not
+            # indexed it yet counts as what it is now.
+            if job.status == COMPLETED:
+                failed, succeeded = (failed + 1, succeeded) if job.failed else (
+                    failed, succeeded + 1)
+            else:
+                counts[job.status.value] += 1
+        counts[PENDING.value] = self._pending_count.value
+        counts["succeeded"] = succeeded
+        counts["failed"] = failed
+        counts[COMPLETED.value] = counts["succeeded"] + counts["failed"]
+        return counts
+
+    def jobs(self, status=None, failed=None, start=0, limit=None):
+        stop = None if limit is None else start + limit
+        if status is None:
+            found = itertools.chain(
+                self._claimed_and_waiting(), self, self._completed_jobs(failed)
+            )
+        else:
+            status = Status(status)
+            if status == PENDING:
+                found = iter(self)
+            elif status == COMPLETED:
+                found = self._completed_jobs(failed)
+            else:
+                found = (j for j in self._claimed_and_waiting() if j.status == status)
+        return list(itertools.islice(found, start, stop))
+
+    def _completed_jobs(self, failed=None):
+        if failed is True:
+            return iter(self._failed.values())
+        if failed is False:
+            return iter(self._succeeded.values())
+        merged = heapq.merge(self._failed.items(), self._succeeded.items())
+        return (job for _, job in merged)
+
+    def live_annotations(self, job_id, create=False):
+        live = self._live.get(job_id)
+        if live is None:
+            if not create:
+                return {}
+            live = self._live[job_id] = PersistentMapping()
+        return live
+
+    # -- removing ----------------------------------------------------------
+
+    def pull(self, index=0):
+        job = self[index]
+        self.remove(job)
+        return job
+
+    def remove(self, job):
+        if self._jobs.get(job.id) is not job:
+            raise ValueError(f"{job!r} is not in queue {self.name!r}")
+        status = job.status
+        if status == PENDING:
+            self._remove_pending(job)
+            job.status = NEW
+        elif status == COMPLETED:
+            index, count = self._completed_index(job)
+            if index.pop(job.index_key, None) is not None:
+                count.change(-1)
+            self._live.pop(job.id, None)
+        else:
+            raise ValueError(
+                f"{job!r} is {status}; only pending or completed jobs can be "
+                f"removed from a queue."
+            )
+        del self._jobs[job.id]
+        self._forget_unique(job)
+        job.queue = None
+
+    def _forget_unique(self, job):
+        if job.unique_key is not None and self._unique.get(job.unique_key) is job:
+            del self._unique[job.unique_key]
+
+    # -- dispatching (used by dispatchers) ---------------------------------
+
+    def _lane_has_room(self, lane_key):
+        for name in lane_key:
+            quota = self.quotas.get(name)
+            if quota is not None and not quota.has_room():
+                return False
+        return True
+
+    def claim(self, agent, uuid, limit, now):
+        """Claim up to ``limit`` jobs that may start now for ``agent`` of
+        dispatcher ``uuid``, start them (ACTIVE) and return them.
+
+        Serial and parallel jobs met on the way are started here (they queue
+        their children) and are not returned: they take no thread and no
+        quota slot while they wait.
+        """
+        now_us = clock.to_micros(now)
+        claimed = []
+        blocked = set()
+        while len(claimed) < limit:
+            best = None
+            for lane_key, lane in self._lanes.items():
+                if lane_key in blocked or not lane:
+                    continue
+                if not self._lane_has_room(lane_key):
+                    blocked.add(lane_key)
+                    continue
+                found = _first_ready(lane, now_us, agent)
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = found
+            if best is None:
+                break
+            job = best[1]
+            self._remove_pending(job)
+            if getattr(job, "is_composite", False):
+                job.start(self, now)
+                continue
+            for name in job.quota_names:
+                quota = self.quotas.get(name)
+                if quota is not None:
+                    quota.hold(job.id)
+            job.assignee = (uuid, agent.name)
+            job.started = now
+            deadline = job.begin_by and job.begin_after + job.begin_by
+            if deadline and deadline < now:
+                job.expired = True
+            else:
+                job.attempts += 1
+            job.status = ACTIVE
+            agent.jobs[job.id] = job
+            claimed.append(job)
+        return claimed
+
+    def next_due(self, now):
+        """When the earliest pending job that is not due yet becomes due."""
+        now_us = clock.to_micros(now)
+        due = None
+        for lane in self._lanes.values():
+            try:
+                key = lane.minKey()
+            except ValueError:
+                continue
+            while key is not None:
+                begin = _key_begin(key)
+                if begin > now_us and (due is None or begin < due):
+                    due = begin
+                try:
+                    key = lane.minKey(_next_level(key))
+                except ValueError:
+                    key = None
+        return None if due is None else clock.from_micros(due)
+
+    def _agent_of(self, job):
+        if job.assignee is None:
+            return None
+        uuid, agent_name = job.assignee
+        record = self.dispatchers.get(uuid)
+        return None if record is None else record.agents.get(agent_name)
+
+    def _release(self, job):
+        # job.assignee stays: it tells who ran the job last.
+        agent = self._agent_of(job)
+        if agent is not None:
+            agent.jobs.pop(job.id, None)
+        for name in job.quota_names:
+            quota = self.quotas.get(name)
+            if quota is not None:
+                quota.release(job.id)
+
+    def reconcile(self, job, now):
+        """Bring the indexes in line with a job its worker has finished with.
+
+        A worker commits a job's result touching only the job (so the job's
+        transaction conflicts with nothing else); its dispatcher then calls
+        this in a transaction of its own to release the job's agent slot and
+        quotas and to index it by its new status.
+        """
+        status = job.status
+        if status == PENDING and job.pending_key is None:
+            self._release(job)
+            self._add_pending(job)
+        elif status == COMPLETED:
+            self._release(job)
+            self._record_completion(job, now)
+        elif status in (ACTIVE, ASSIGNED):
+            # Its worker could not store any outcome (say, a full disk):
+            # treat it like an interrupted job.
+            self.recover_job(job, now, interrupted=True)
+
+    def recover_job(self, job, now, interrupted=True):
+        """Take back a job from an agent whose dispatcher died or stopped.
+
+        ``interrupted`` is False when the dispatcher stopped cleanly and put
+        the job back itself: then it is not counted as an interruption.
+        """
+        self._release(job)
+        status = job.status
+        if status == COMPLETED:
+            self._record_completion(job, now)
+        elif status == PENDING:
+            if job.pending_key is None:
+                self._add_pending(job)
+        elif status == CALLBACKS:
+            job.queue_pending_callbacks(self, now)
+        elif status in (ACTIVE, ASSIGNED):
+            if job.expired or not interrupted:
+                if not job.expired:
+                    job.attempts = max(job.attempts - 1, 0)
+                job.expired = False
+                self._add_pending(job)
+                return
+            job.interruptions += 1
+            delay = job.retry_policy.interrupted(job)
+            if delay is None:
+                job.result = failure_from(
+                    JobInterrupted(
+                        f"Job {job.id} ({job.callable_name}) was interrupted "
+                        f"{job.interruptions} times: its worker died or was "
+                        f"killed while running it. The retry policy "
+                        f"{job.retry_policy!r} gave up."
+                    )
+                )
+                job.ended = now
+                job.queue_pending_callbacks(self, now)
+            else:
+                job.begin_after = now + delay
+                self._add_pending(job)
+
+    def recover_dispatcher(self, record, now, interrupted=True):
+        """Recover every job claimed by the agents of ``record``."""
+        recovered = 0
+        for agent in record.agents.values():
+            for job in list(agent.jobs.values()):
+                self.recover_job(job, now, interrupted)
+                recovered += 1
+        return recovered
+
+    def wait_for_sub_jobs(self, job):
+        self._waiting[job.id] = job
+
+    def finish(self, job, now):
+        """Complete a job whose result and callbacks are all done."""
+        job.status = COMPLETED
+        if job.ended is None:
+            job.ended = now
+        self._record_completion(job, now)
+
+    def expire(self, job, now):
+        """The failure a job gets when its begin_by deadline passed."""
+        return failure_from(
+            JobTimedOut(
+                f"Job {job.id} ({job.callable_name}) did not start by its "
+                f"deadline {job.begin_after + job.begin_by:%Y-%m-%d %H:%M:%S} UTC "
+                f"(begin_by={job.begin_by}); it was not run."
+            )
+        )
+
+    def _completed_index(self, job):
+        if job.failed:
+            return self._failed, self._failed_count
+        return self._succeeded, self._succeeded_count
+
+    def _index_completed(self, job):
+        index, count = self._completed_index(job)
+        if index.get(job.index_key) is not job:
+            index[job.index_key] = job
+            count.change(1)
+
+    def _record_completion(self, job, now):
+        self._waiting.pop(job.id, None)
+        if self._jobs.get(job.id) is job:
+            self._index_completed(job)
+        self._forget_unique(job)
+        if job.parent is not None:
+            job.parent.sub_job_done(job, self, now)
+
+
+# Attributes kept on jobs by the queue (declared for old pickles and for
+# jobs that were never queued).
+Job.pending_key = None
+Job.index_key = property(
+    lambda job: _completed_key(job._ended_us or 0, job.id),
+    doc="The job's key in the completed indexes (derived, never stored).",
+)
+Job.lane_quota_names = property(lambda job: job.quota_names)
+
+
+@implementer(IQueues)
+class Queues(persistent.Persistent):
+    """See IQueues."""
+
+    def __init__(self):
+        self._queues = OOBTree()
+        self._queues[DEFAULT_QUEUE] = Queue(DEFAULT_QUEUE)
+
+    def create(self, name):
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = Queue(name)
+        return queue
+
+    def __getitem__(self, name):
+        try:
+            return self._queues[name]
+        except KeyError:
+            raise KeyError(
+                f"no queue {name!r}; create it with get_queues(conn).create({name!r})"
+            ) from None
+
+    def get(self, name, default=None):
+        return self._queues.get(name, default)
+
+    def __contains__(self, name):
+        return name in self._queues
+
+    def __iter__(self):
+        return iter(self._queues.keys())
+
+    def __len__(self):
+        return len(self._queues)
+
+    def keys(self):
+        return list(self._queues.keys())
+
+    def values(self):
+        return list(self._queues.values())
+
+    def items(self):
+        return list(self._queues.items())
+
+    def find_job(self, job_id):
+        """The job with this id in any queue, or None."""
+        for queue in self._queues.values():
+            job = queue.get(job_id)
+            if job is not None:
+                return job
+        return None
+
+
+def get_queues(connection, database=None):
+    """The Queues of the database behind ``connection``, installed if missing.
+
+    ``database`` names another database of a multi-database setup (the
+    queues' own mounted database); installing writes the root, so the caller
+    commits. Returns an IQueues.
+    """
+    if database is not None:
+        connection = connection.get_connection(database)
+    root = connection.root()
+    queues = root.get(ROOT_KEY)
+    if queues is None:
+        queues = root[ROOT_KEY] = Queues()
+    return queues

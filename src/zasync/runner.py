@@ -1,0 +1,320 @@
+"""Running one claimed job in a worker thread, with its own connection.
+
+The job's own writes, its new status and its result are committed together,
+in a transaction that touches nothing shared but the job, so it conflicts
+only with writes to the job itself. The dispatcher updates the queue's
+indexes afterwards (see Queue.reconcile).
+"""
+
+import datetime
+import logging
+import random
+import time
+
+import transaction
+from transaction.interfaces import NoTransaction, TransientError
+from ZODB.POSException import ConflictError
+
+from zasync import local, wakeup
+from zasync.failure import Failure
+from zasync.status import ACTIVE, CALLBACKS, COMPLETED, PENDING
+from zasync.storable import check_value
+
+log = logging.getLogger("zasync.job")
+
+# A job whose transaction conflicts this many times in a row is put back in
+# the queue for a while instead of being retried at once in its thread.
+IMMEDIATE_CONFLICT_RETRIES = 5
+MAX_POSTPONEMENT = 60.0
+
+try:  # ZEO is optional; its disconnects are postponements too.
+    from ZEO.Exceptions import ClientDisconnected
+except ImportError:  # pragma: no cover
+
+    class ClientDisconnected(Exception):
+        pass
+
+
+POSTPONE = (TransientError, ConflictError, ClientDisconnected)
+
+
+def abort(tm):
+    """Abort the current transaction of an explicit manager, if any."""
+    try:
+        tm.abort()
+    except NoTransaction:
+        pass
+
+
+def _backoff(conflicts):
+    """A short random pause so that conflicting workers fall out of step."""
+    time.sleep(random.uniform(0, min(0.002 * 2**conflicts, 0.1)))
+
+
+class LiveChannel:
+    """A side connection that commits live annotations at once."""
+
+    def __init__(self, db):
+        self.db = db
+        self.tm = transaction.TransactionManager(explicit=True)
+        self.conn = None
+
+    def _connection(self):
+        if self.conn is None:
+            self.conn = self.db.open(transaction_manager=self.tm)
+        return self.conn
+
+    def write(self, job, name, value):
+        check_value(value, f"live annotation {name!r}")
+        if job._p_oid is None:
+            raise ValueError(
+                "live annotations need a job that is stored in the database"
+            )
+        conn = self._connection()
+        for attempt in range(20):
+            self.tm.begin()
+            try:
+                stored = conn.get(job._p_oid)
+                queue = stored.home_queue
+                queue.live_annotations(stored.id, create=True)[name] = value
+                self.tm.commit()
+            except ConflictError:
+                abort(self.tm)
+                _backoff(attempt)
+                continue
+            wakeup.notify_changed()
+            return
+        raise ConflictError(f"could not store live annotation {name!r}")
+
+    def read(self, job, name, default=None):
+        if job._p_oid is None:
+            return job.get_live_annotation(name, default)
+        conn = self._connection()
+        self.tm.begin()
+        try:
+            return conn.get(job._p_oid).get_live_annotation(name, default)
+        finally:
+            abort(self.tm)
+
+    def close(self):
+        if self.conn is not None:
+            abort(self.tm)
+            self.conn.close()
+            self.conn = None
+
+
+class JobRunner:
+    """Runs jobs claimed by ``dispatcher`` in one thread's connection."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self.clock = dispatcher.clock
+        self.tm = transaction.TransactionManager(explicit=True)
+        self.conn = dispatcher.db.open(transaction_manager=self.tm)
+        self.live = LiveChannel(dispatcher.db)
+
+    def close(self):
+        abort(self.tm)
+        self.conn.close()
+        self.live.close()
+
+    # -- helpers -----------------------------------------------------------
+
+    def _mine(self, job):
+        return (
+            job.status in (ACTIVE, CALLBACKS)
+            and job.assignee is not None
+            and job.assignee[0] == self.dispatcher.uuid
+        )
+
+    def _commit(self):
+        """Commit unless the dispatcher gave up on its running jobs."""
+        if self.dispatcher.abandoned:
+            abort(self.tm)
+            return False
+        self.tm.commit()
+        wakeup.notify_changed()
+        return True
+
+    def _small_transaction(self, oid, change):
+        """Run ``change(job)`` in a transaction of its own, retrying conflicts."""
+        for attempt in range(50):
+            self.tm.begin()
+            try:
+                job = self.conn.get(oid)
+                if change(job) is False:
+                    abort(self.tm)
+                    return False
+                return self._commit()
+            except POSTPONE:
+                abort(self.tm)
+                self.dispatcher.count("conflicts")
+                _backoff(min(attempt, 6))
+            except Exception:
+                abort(self.tm)
+                log.exception("could not record the outcome of job %r", oid)
+                return False
+        log.error("gave up recording the outcome of job %r after conflicts", oid)
+        return False
+
+    @staticmethod
+    def _set_result(job, result, now):
+        job.result = result
+        job.ended = now
+        job.status = CALLBACKS if job.callbacks else COMPLETED
+
+    # -- running -----------------------------------------------------------
+
+    def run(self, oid):
+        """Run the claimed job ``oid`` and its callbacks."""
+        if self._call(oid, claimed=True) == CALLBACKS:
+            self._run_callbacks(oid)
+
+    def _call(self, oid, claimed):
+        """Call the job until it has an outcome; return the status committed
+        with it (COMPLETED or CALLBACKS), or None if none was."""
+        conflicts = 0
+        while True:
+            self.tm.begin()
+            job = self.conn.get(oid)
+            if claimed and not self._mine(job):
+                abort(self.tm)  # taken back, by stop() or a peer's recovery
+                return None
+            if job.status == CALLBACKS:
+                abort(self.tm)
+                return CALLBACKS
+            if not claimed:  # a callback run in its parent's thread
+                job.status = ACTIVE
+                job.started = self.clock()
+                job.attempts += 1
+            if job.expired:
+                failure = job.home_queue.expire(job, self.clock())
+                abort(self.tm)
+                stored = self._small_transaction(
+                    oid, lambda j: self._set_result(j, failure, self.clock())
+                )
+                return CALLBACKS if stored else None
+            started = time.perf_counter()
+            log.info("job %s (%s) started", job.id, job.callable_name)
+            try:
+                with local.live_channel(self.live):
+                    result = job.invoke()
+            except POSTPONE as exc:
+                abort(self.tm)
+                conflicts += 1
+                self.dispatcher.count("conflicts")
+                if self._postpone_after(oid, conflicts, exc, claimed):
+                    return None
+                continue
+            except Exception:
+                failure = Failure()
+                abort(self.tm)
+                log.info("job %s failed: %s", job.id, failure)
+                return self._decide(oid, failure, "job_error")
+            try:
+                self._set_result(job, result, self.clock())
+                if not self._commit():
+                    return None
+            except POSTPONE as exc:
+                abort(self.tm)
+                conflicts += 1
+                self.dispatcher.count("conflicts")
+                if self._postpone_after(oid, conflicts, exc, claimed):
+                    return None
+                continue
+            except Exception:
+                failure = Failure()
+                abort(self.tm)
+                log.warning("job %s could not commit: %s", job.id, failure)
+                return self._decide(oid, failure, "commit_error")
+            self.dispatcher.count("completed")
+            log.info(
+                "job %s (%s) succeeded in %.3fs",
+                job.id,
+                job.callable_name,
+                time.perf_counter() - started,
+            )
+            return job.status
+
+    def _postpone_after(self, oid, conflicts, exc, claimed):
+        """Retry a transient error at once a few times, then put the job
+        back for later without counting the attempt. True if put back."""
+        if conflicts <= IMMEDIATE_CONFLICT_RETRIES:
+            _backoff(conflicts)
+            return False
+        delay = min(0.05 * 2 ** (conflicts - IMMEDIATE_CONFLICT_RETRIES), MAX_POSTPONEMENT)
+        log.info("job %r postponed %.2fs after %d transient errors: %s", oid, delay, conflicts, exc)
+        if not claimed:
+            _backoff(6)
+            return False
+
+        def postpone(job):
+            if not self._mine(job):
+                return False
+            job.status = PENDING
+            job.attempts = max(job.attempts - 1, 0)
+            job.begin_after = self.clock() + datetime.timedelta(seconds=delay)
+
+        self._small_transaction(oid, postpone)
+        return True
+
+    def _decide(self, oid, failure, kind):
+        """Ask the job's retry policy about an error; record its answer."""
+        outcome = {}
+
+        def record(job):
+            if job.role != "callback" and not self._mine(job):
+                return False
+            delay = getattr(job.retry_policy, kind)(job, failure)
+            if delay is None or job.role == "callback":
+                self._set_result(job, failure, self.clock())
+                outcome["status"] = job.status
+                self.dispatcher.count("failed")
+            else:
+                job.status = PENDING
+                job.begin_after = self.clock() + delay
+                self.dispatcher.count("retried")
+
+        stored = self._small_transaction(oid, record)
+        return outcome.get("status") if stored else None
+
+    def _run_callbacks(self, oid):
+        """Run the callbacks of a job in CALLBACKS, each in its own
+        transaction, then complete the job."""
+        while True:
+            self.tm.begin()
+            job = self.conn.get(oid)
+            if job.status != CALLBACKS or not self._mine(job):
+                abort(self.tm)
+                return
+            todo = [cb._p_oid for cb in job.callbacks if cb.status != COMPLETED]
+            abort(self.tm)
+            for callback_oid in todo:
+                self._run_callback(callback_oid)
+
+            def complete(job):
+                if any(cb.status != COMPLETED for cb in job.callbacks):
+                    return False  # one was added meanwhile: go round again
+                job.status = COMPLETED
+
+            if self._small_transaction(oid, complete):
+                return
+            if self.dispatcher.abandoned:
+                return
+
+    def _run_callback(self, oid):
+        if self._call(oid, claimed=False) == CALLBACKS:
+            self._run_callbacks_of_callback(oid)
+
+    def _run_callbacks_of_callback(self, oid):
+        self.tm.begin()
+        job = self.conn.get(oid)
+        todo = [cb._p_oid for cb in job.callbacks if cb.status != COMPLETED]
+        waiting = job.status == CALLBACKS
+        abort(self.tm)
+        if not waiting:
+            return
+        for callback_oid in todo:
+            self._run_callback(callback_oid)
+        self._small_transaction(oid, lambda j: setattr(j, "status", COMPLETED))
+

@@ -1,0 +1,127 @@
+"""Refuse, when a job is made, what could not be stored with it.
+
+A job is pickled into the database and unpickled by a worker, maybe in
+another process. Whatever would not survive that trip is refused here, with
+an error that names the argument, instead of failing later in a worker.
+"""
+
+import importlib
+import inspect
+import io
+import pickle
+
+import persistent
+
+
+class BadJobError(TypeError):
+    """A job's callable or one of its arguments cannot be stored."""
+
+
+_FIX_CALLABLE = (
+    "Use a module-level function, a method of a persistent object, or a "
+    "callable persistent object."
+)
+
+
+class _ReferencePickler(pickle.Pickler):
+    """Pickles like ZODB does: persistent objects become references."""
+
+    def persistent_id(self, obj):
+        if isinstance(obj, persistent.Persistent) and not isinstance(obj, type):
+            return id(obj)
+        return None
+
+
+def _pickles(value):
+    _ReferencePickler(io.BytesIO(), protocol=3).dump(value)
+
+
+def _describe(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_value(value, where):
+    """Raise BadJobError if ``value`` would not pickle the way ZODB stores it."""
+    try:
+        _pickles(value)
+    except Exception as exc:
+        raise BadJobError(
+            f"{where} ({_describe(value)}) cannot be stored with the job: "
+            f"{type(exc).__name__}: {exc}. Pass plain data (str, numbers, "
+            f"lists, dicts), persistent objects, or something that can be "
+            f"pickled, such as a path instead of an open file."
+        ) from exc
+
+
+def _importable(func):
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", "")
+    if not module or "<locals>" in qualname or "<lambda>" in qualname:
+        return False
+    try:
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return False
+    return obj is func or getattr(obj, "__func__", None) is func
+
+
+def check_callable(func, where="the callable"):
+    """Raise BadJobError unless ``func`` can be stored and found again."""
+    from zasync.job import Job  # a job may call another job
+
+    if isinstance(func, Job):
+        return
+    if isinstance(func, persistent.Persistent) and not isinstance(func, type):
+        if not callable(func):
+            raise BadJobError(f"{where} ({_describe(func)}) is not callable.")
+        return
+    if inspect.ismethod(func):
+        owner = func.__self__
+        if isinstance(owner, type):  # a classmethod
+            if _importable(owner):
+                return
+        elif isinstance(owner, persistent.Persistent):
+            return
+        raise BadJobError(
+            f"{where} ({_describe(func)}) is a method of a non-persistent "
+            f"object, which the worker could not find again. {_FIX_CALLABLE}"
+        )
+    if not callable(func):
+        raise BadJobError(f"{where} ({_describe(func)}) is not callable.")
+    qualname = getattr(func, "__qualname__", "")
+    if "<lambda>" in qualname:
+        raise BadJobError(
+            f"{where} is a lambda ({func.__module__}.{qualname}); a worker "
+            f"cannot import it. {_FIX_CALLABLE}"
+        )
+    if "<locals>" in qualname:
+        raise BadJobError(
+            f"{where} ({func.__module__}.{qualname}) is a nested function or "
+            f"closure; a worker cannot import it. {_FIX_CALLABLE}"
+        )
+    if inspect.isfunction(func) or inspect.isbuiltin(func) or isinstance(func, type):
+        if not _importable(func):
+            raise BadJobError(
+                f"{where} ({_describe(func)}) cannot be imported by its name "
+                f"{getattr(func, '__module__', '?')}.{qualname}. {_FIX_CALLABLE}"
+            )
+        return
+    check_value(func, where)
+
+
+def callable_name(func):
+    """A dotted name for a callable, for logs and displays."""
+    from zasync.job import Job
+
+    if isinstance(func, Job):
+        return f"job:{func.callable_name}"
+    if inspect.ismethod(func):
+        owner = func.__self__
+        owner_type = owner if isinstance(owner, type) else type(owner)
+        return f"{owner_type.__module__}.{owner_type.__qualname__}.{func.__name__}"
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    module = getattr(func, "__module__", None) or type(func).__module__
+    return f"{module}.{name}"
