@@ -25,6 +25,7 @@ from zasync.interfaces import IDispatcher
 from zasync.queue import get_queues
 from zasync.registry import Agent, DispatcherRecord
 from zasync.runner import POSTPONE, JobRunner, abort
+from zasync.status import ASSIGNED
 
 log = logging.getLogger("zasync.dispatcher")
 
@@ -100,6 +101,8 @@ class Dispatcher:
         death_interval=300,
         clock=clocklib.utcnow,
         batch_window=0.005,
+        prefetch=4,
+        prefetch_below=0.05,
     ):
         if isinstance(queues, str):
             queues = (queues,)
@@ -121,7 +124,12 @@ class Dispatcher:
         self.running = False
         self.abandoned = False
         self.batch_window = batch_window
-        self.batch_size = max(1, agent_size // 2 + 1)
+        self.batch_size = max(1, agent_size * prefetch // 2)
+        self.prefetch = prefetch
+        self.prefetch_below = prefetch_below
+        self._job_seconds = 0.0
+        self._buffers = collections.defaultdict(collections.deque)
+        self._running = collections.Counter()
         self.stats = collections.Counter()
         self._stats_lock = threading.Lock()
         self._stopping = False
@@ -188,7 +196,8 @@ class Dispatcher:
             record.death_interval = self.death_interval
             if "main" not in record.agents:
                 record.agents["main"] = Agent("main", self.agent_size, self.agent_filter)
-        self._last_ping = now
+        # The first round heartbeats and looks for dead peers at once.
+        self._last_ping = None
 
     def _retry_transaction(self, work):
         for attempt in range(100):
@@ -289,7 +298,11 @@ class Dispatcher:
         if not self._finished or self.batch_window <= 0:
             return
         deadline = time.monotonic() + self.batch_window
-        while self._in_flight and len(self._finished) < self.batch_size:
+        while (
+            self._in_flight
+            and len(self._finished) < self.batch_size
+            and all(self._buffers.values())  # no thread is about to run dry
+        ):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -303,6 +316,7 @@ class Dispatcher:
         # Only jobs whose workers committed before this transaction begins:
         # reconciling a later commit from an older snapshot would conflict.
         finished = self._take_finished()
+        taken = []  # (key, oid) taken from the buffers, to restore on failure
         self._tm.begin()
         try:
             self._reconcile(finished, now)
@@ -311,26 +325,29 @@ class Dispatcher:
                 (now - self._last_ping).total_seconds() >= self.ping_interval
             ):
                 self._heartbeat(queues, now)
-            claimed = []
+            to_start, to_hold = [], []
             due = None
             if not self._stopping:
                 for name in self.queue_names:
                     queue = queues[name]
                     record = queue.dispatchers[self.uuid]
                     for agent in record.agents.values():
-                        free = agent.size - len(agent.jobs)
-                        if free > 0:
-                            claimed.extend(queue.claim(agent, self.uuid, free, now))
+                        key = (name, agent.name)
+                        self._claim_for(queue, agent, key, now, taken, to_start, to_hold)
                     next_due = queue.next_due(now)
                     if next_due is not None and (due is None or next_due < due):
                         due = next_due
             self._tm.commit()
         except BaseException:
             self._finished.extendleft(reversed(finished))
+            for key, oid in reversed(taken):
+                self._buffers[key].appendleft(oid)
             raise
         self.count("rounds")
-        for job in claimed:
-            self._hand_over(job._p_oid)
+        for key, oid in to_hold:
+            self._buffers[key].append(oid)
+        for key, oid in to_start:
+            self._hand_over(oid, key)
         wait = self.poll_interval
         if due is not None:
             wait = min(wait, max((due - self.clock()).total_seconds(), 0.001))
@@ -338,6 +355,27 @@ class Dispatcher:
             until_ping = self.ping_interval - (self.clock() - self._last_ping).total_seconds()
             wait = min(wait, max(until_ping, 0.001))
         return wait
+
+    def _claim_for(self, queue, agent, key, now, taken, to_start, to_hold):
+        """Start jobs for the agent's idle threads, held ones first, and
+        claim more to hold for threads that are about to finish."""
+        buffer = self._buffers[key]
+        idle = agent.size - self._running[key]
+        while idle > 0 and buffer:
+            oid = buffer.popleft()
+            taken.append((key, oid))
+            job = self._conn.get(oid)
+            if job.status == ASSIGNED and job.assignee[0] == self.uuid:
+                queue.activate(job, now)
+                to_start.append((key, oid))
+                idle -= 1
+        depth = self.prefetch if self._job_seconds < self.prefetch_below else 0
+        wanted = agent.size * (1 + depth) - len(agent.jobs)
+        if wanted <= 0:
+            return
+        start = max(idle, 0)
+        for index, job in enumerate(queue.claim(agent, self.uuid, wanted, now, start)):
+            (to_start if index < start else to_hold).append((key, job._p_oid))
 
     def _take_finished(self):
         finished = []
@@ -379,11 +417,12 @@ class Dispatcher:
 
     # -- worker threads ----------------------------------------------------
 
-    def _hand_over(self, oid):
+    def _hand_over(self, oid, key):
         with self._idle:
             self._in_flight += 1
+            self._running[key] += 1
         with self._task_ready:
-            self._tasks.append(oid)
+            self._tasks.append((oid, key))
             if self._idle_threads < len(self._tasks):
                 thread = threading.Thread(
                     target=self._work,
@@ -395,6 +434,15 @@ class Dispatcher:
                 thread.start()
             self._task_ready.notify()
 
+    def _take_held(self, key):
+        """The next job held for this agent's threads, unless stopping."""
+        if self._stopping:
+            return None
+        try:
+            return self._buffers[key].popleft()
+        except IndexError:
+            return None
+
     def _work(self):
         runner = JobRunner(self)
         try:
@@ -402,25 +450,44 @@ class Dispatcher:
                 with self._task_ready:
                     while not self._tasks:
                         self._task_ready.wait()
-                    oid = self._tasks.popleft()
+                    task = self._tasks.popleft()
                     self._idle_threads -= 1
-                if oid is None:
+                if task is None:
                     return
                 try:
-                    runner.run(oid)
-                except Exception:
-                    log.exception("dispatcher %s: worker failed on job %r", self.uuid, oid)
-                    abort(runner.tm)
+                    self._run_chain(runner, *task)
                 finally:
                     with self._task_ready:
                         self._idle_threads += 1
-                    self._finished.append(oid)
                     with self._idle:
                         self._in_flight -= 1
+                        self._running[task[1]] -= 1
                         self._idle.notify_all()
                     self._wake.set()
         finally:
             runner.close()
+
+    def _run_chain(self, runner, oid, key):
+        """Run a job, then the jobs held for its agent, while there are any."""
+        while oid is not None:
+            started = time.monotonic()
+            next_oid, activated = None, False
+            try:
+                next_oid, activated = runner.run(oid, lambda: self._take_held(key))
+            except Exception:
+                log.exception("dispatcher %s: worker failed on job %r", self.uuid, oid)
+                abort(runner.tm)
+            # A moving average of job run times decides whether to hold
+            # jobs for threads: worth it for short jobs only.
+            self._job_seconds = 0.9 * self._job_seconds + 0.1 * (time.monotonic() - started)
+            self._finished.append(oid)
+            if len(self._finished) >= self.batch_size or not self._buffers[key]:
+                self._wake.set()
+            if next_oid is not None and not activated and not runner.activate_alone(next_oid):
+                if not self._stopping:
+                    self._buffers[key].appendleft(next_oid)
+                next_oid = None
+            oid = next_oid
 
 
 def start(

@@ -215,6 +215,11 @@ class IQueue(Interface):
         to 'completed'). Completed jobs are counted until removed or pruned.
         """
 
+    def unsettled():
+        """How many jobs are pending, claimed or waiting for sub-jobs,
+        counting completed jobs their dispatcher has not indexed yet (it
+        does so in its next round, milliseconds later)."""
+
     def jobs(status=None, failed=None, start=0, limit=None):
         """Jobs of this queue with a status (any if None), as a list.
 

@@ -1,6 +1,7 @@
 """The persistent Job."""
 
 import datetime
+import importlib
 import inspect
 import itertools
 import random
@@ -37,11 +38,47 @@ class CallableNotFound(Exception):
     """The job's callable cannot be found any more in the worker."""
 
 
+def storable_reference(func):
+    """How a job stores a callable.
+
+    Importable functions and classes are stored by name, not as pickled
+    globals, so that a job whose function was removed can still be loaded,
+    updated and failed cleanly. A method of a persistent object is stored as
+    (object, method name); jobs and callable persistent objects as they are.
+    """
+    if inspect.ismethod(func) and not isinstance(func.__self__, type):
+        return (func.__self__, func.__name__)
+    if isinstance(func, Job) or isinstance(func, persistent.Persistent):
+        return func
+    owner = func.__self__ if inspect.ismethod(func) else func
+    module = getattr(owner, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname:
+        return func  # e.g. a method descriptor such as str.upper: pickles as is
+    return (module, qualname)
+
+
+def resolve_reference(ref):
+    if isinstance(ref, tuple):
+        first, name = ref
+        if isinstance(first, str):
+            target = importlib.import_module(first)
+            for part in name.split("."):
+                target = getattr(target, part)
+            return target
+        if isinstance(first, Broken):
+            raise ImportError(f"the class of {first!r} cannot be imported")
+        return getattr(first, name)
+    return ref
+
+
 def success_or_failure(result, success, failure):
-    """The callback that add_callbacks() installs."""
+    """The callback that add_callbacks() installs (callables by reference)."""
     if isinstance(result, Failure):
-        return failure(result) if failure is not None else result
-    return success(result) if success is not None else result
+        if failure is None:
+            return result
+        return resolve_reference(failure)(result)
+    return resolve_reference(success)(result) if success is not None else result
 
 
 @implementer(IJob)
@@ -74,11 +111,7 @@ class Job(persistent.Persistent):
             check_value(value, f"argument {index + 1}")
         for name, value in kwargs.items():
             check_value(value, f"keyword argument {name!r}")
-        if inspect.ismethod(callable) and not isinstance(callable.__self__, type):
-            # Stored as (object, name): the object is a persistent reference.
-            self._callable = (callable.__self__, callable.__name__)
-        else:
-            self._callable = callable
+        self._callable = storable_reference(callable)
         self.callable_name = callable_name(callable)
         self.args = tuple(args)
         self.kwargs = dict(kwargs)
@@ -109,27 +142,18 @@ class Job(persistent.Persistent):
 
     @property
     def callable(self):
-        ref = self._callable
-        if isinstance(ref, tuple):
-            owner, name = ref
-            return getattr(owner, name)
-        return ref
+        return self.resolve_callable()
 
     def resolve_callable(self):
         """The callable, or CallableNotFound saying why it cannot be used."""
-        ref = self._callable
-        if isinstance(ref, type) and issubclass(ref, Broken):
-            raise CallableNotFound(
-                f"The callable {ref.__module__}.{ref.__name__} of job {self.id} "
-                f"cannot be imported any more (its module or name was removed "
-                f"or renamed). Restore it or install an alias, then retry the job."
-            )
         try:
-            return self.callable
-        except AttributeError as exc:
+            return resolve_reference(self._callable)
+        except (ImportError, AttributeError) as exc:
             raise CallableNotFound(
-                f"The method {self.callable_name} of job {self.id} cannot be "
-                f"found any more: {exc}."
+                f"The callable {self.callable_name} of job {self.id} cannot be "
+                f"found any more ({type(exc).__name__}: {exc}). Was its module "
+                f"or name removed or renamed? Restore it or install an alias, "
+                f"then retry the job."
             ) from exc
 
     @property
@@ -209,7 +233,11 @@ class Job(persistent.Persistent):
         for name, func in (("success", success), ("failure", failure)):
             if func is not None:
                 check_callable(func, f"the {name} callback")
-        return self.add_callback(success_or_failure, success, failure)
+        return self.add_callback(
+            success_or_failure,
+            None if success is None else storable_reference(success),
+            None if failure is None else storable_reference(failure),
+        )
 
     addCallback = add_callback
     addCallbacks = add_callbacks

@@ -316,12 +316,27 @@ class Queue(persistent.Persistent):
         return list(itertools.islice(found, start, stop))
 
     def _completed_jobs(self, failed=None):
+        # Jobs completed but not indexed yet by their dispatcher come first:
+        # they are the newest.
+        fresh = [
+            job
+            for job in self._claimed_and_waiting()
+            if job.status == COMPLETED and (failed is None or job.failed == failed)
+        ]
         if failed is True:
-            return iter(self._failed.values())
-        if failed is False:
-            return iter(self._succeeded.values())
-        merged = heapq.merge(self._failed.items(), self._succeeded.items())
-        return (job for _, job in merged)
+            indexed = iter(self._failed.values())
+        elif failed is False:
+            indexed = iter(self._succeeded.values())
+        else:
+            merged = heapq.merge(self._failed.items(), self._succeeded.items())
+            indexed = (job for _, job in merged)
+        return itertools.chain(fresh, indexed)
+
+    def unsettled(self):
+        """How many jobs are pending, claimed or waiting, counting completed
+        jobs that their dispatcher has not indexed yet."""
+        claimed = sum(1 for _ in self._claimed_and_waiting())
+        return self._pending_count.value + claimed
 
     def live_annotations(self, job_id, create=False):
         live = self._live.get(job_id)
@@ -372,13 +387,15 @@ class Queue(persistent.Persistent):
                 return False
         return True
 
-    def claim(self, agent, uuid, limit, now):
+    def claim(self, agent, uuid, limit, now, start=None):
         """Claim up to ``limit`` jobs that may start now for ``agent`` of
-        dispatcher ``uuid``, start them (ACTIVE) and return them.
+        dispatcher ``uuid`` and return them, in run order.
 
-        Serial and parallel jobs met on the way are started here (they queue
-        their children) and are not returned: they take no thread and no
-        quota slot while they wait.
+        The first ``start`` of them (all if None) are started (ACTIVE); the
+        rest are ASSIGNED: held by the dispatcher for its next free thread,
+        which starts them (see activate). Serial and parallel jobs met on the
+        way are started here (they queue their children) and are not
+        returned: they take no thread and no quota slot while they wait.
         """
         now_us = clock.to_micros(now)
         claimed = []
@@ -406,16 +423,22 @@ class Queue(persistent.Persistent):
                 if quota is not None:
                     quota.hold(job.id)
             job.assignee = (uuid, agent.name)
-            job.started = now
             deadline = job.begin_by and job.begin_after + job.begin_by
-            if deadline and deadline < now:
-                job.expired = True
-            else:
-                job.attempts += 1
-            job.status = ACTIVE
+            job.expired = bool(deadline and deadline < now)
+            job.status = ASSIGNED
+            if start is None or len(claimed) < start:
+                self.activate(job, now)
             agent.jobs[job.id] = job
             claimed.append(job)
         return claimed
+
+    @staticmethod
+    def activate(job, now):
+        """Start an ASSIGNED job: it is about to run in a thread."""
+        job.status = ACTIVE
+        job.started = now
+        if not job.expired:
+            job.attempts += 1
 
     def next_due(self, now):
         """When the earliest pending job that is not due yet becomes due."""
@@ -488,7 +511,11 @@ class Queue(persistent.Persistent):
                 self._add_pending(job)
         elif status == CALLBACKS:
             job.queue_pending_callbacks(self, now)
-        elif status in (ACTIVE, ASSIGNED):
+        elif status == ASSIGNED:
+            # Claimed but never started: no attempt, no interruption.
+            job.expired = False
+            self._add_pending(job)
+        elif status == ACTIVE:
             if job.expired or not interrupted:
                 if not job.expired:
                     job.attempts = max(job.attempts - 1, 0)

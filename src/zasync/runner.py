@@ -17,7 +17,8 @@ from ZODB.POSException import ConflictError
 
 from zasync import local, wakeup
 from zasync.failure import Failure
-from zasync.status import ACTIVE, CALLBACKS, COMPLETED, PENDING
+from zasync.queue import Queue
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 from zasync.storable import check_value
 
 log = logging.getLogger("zasync.job")
@@ -106,6 +107,10 @@ class LiveChannel:
 class JobRunner:
     """Runs jobs claimed by ``dispatcher`` in one thread's connection."""
 
+    _take_next = None
+    _next = None
+    _next_activated = False
+
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
         self.clock = dispatcher.clock
@@ -127,16 +132,47 @@ class JobRunner:
             and job.assignee[0] == self.dispatcher.uuid
         )
 
-    def _commit(self):
-        """Commit unless the dispatcher gave up on its running jobs."""
+    def _commit(self, final=False):
+        """Commit unless the dispatcher gave up on its running jobs.
+
+        ``final``: this is the last commit for the job; the start of the
+        next job the dispatcher holds for this thread rides on it, which
+        saves that job a commit of its own.
+        """
         if self.dispatcher.abandoned:
             abort(self.tm)
             return False
+        activating = final and self._activate_next()
         self.tm.commit()
+        if activating:
+            self._next_activated = True
         wakeup.notify_changed()
         return True
 
-    def _small_transaction(self, oid, change):
+    def _activate_next(self):
+        if self._take_next is None:
+            return False
+        if self._next is None:
+            self._next = self._take_next()
+            if self._next is None:
+                return False
+        job = self.conn.get(self._next)
+        if job.status != ASSIGNED or job.assignee[0] != self.dispatcher.uuid:
+            return False
+        Queue.activate(job, self.clock())
+        return True
+
+    def activate_alone(self, oid):
+        """Start an ASSIGNED job in a transaction of its own."""
+
+        def activate(job):
+            if job.status != ASSIGNED or job.assignee[0] != self.dispatcher.uuid:
+                return False
+            Queue.activate(job, self.clock())
+
+        return self._small_transaction(oid, activate)
+
+    def _small_transaction(self, oid, change, final=False):
         """Run ``change(job)`` in a transaction of its own, retrying conflicts."""
         for attempt in range(50):
             self.tm.begin()
@@ -145,7 +181,7 @@ class JobRunner:
                 if change(job) is False:
                     abort(self.tm)
                     return False
-                return self._commit()
+                return self._commit(final and job.status in (COMPLETED, PENDING))
             except POSTPONE:
                 abort(self.tm)
                 self.dispatcher.count("conflicts")
@@ -165,10 +201,23 @@ class JobRunner:
 
     # -- running -----------------------------------------------------------
 
-    def run(self, oid):
-        """Run the claimed job ``oid`` and its callbacks."""
-        if self._call(oid, claimed=True) == CALLBACKS:
-            self._run_callbacks(oid)
+    def run(self, oid, take_next=None):
+        """Run the claimed job ``oid`` and its callbacks.
+
+        ``take_next()`` gives the oid of an ASSIGNED job to run next, or
+        None. Returns (that oid or None, whether it was started already).
+        """
+        self._take_next = take_next
+        self._next = None
+        self._next_activated = False
+        try:
+            if self._call(oid, claimed=True) == CALLBACKS:
+                self._run_callbacks(oid)
+            if self._next is None and take_next is not None:
+                self._next = take_next()
+            return self._next, self._next_activated
+        finally:
+            self._take_next = None
 
     def _call(self, oid, claimed):
         """Call the job until it has an outcome; return the status committed
@@ -191,7 +240,9 @@ class JobRunner:
                 failure = job.home_queue.expire(job, self.clock())
                 abort(self.tm)
                 stored = self._small_transaction(
-                    oid, lambda j: self._set_result(j, failure, self.clock())
+                    oid,
+                    lambda j: self._set_result(j, failure, self.clock()),
+                    final=claimed,
                 )
                 return CALLBACKS if stored else None
             started = time.perf_counter()
@@ -210,10 +261,10 @@ class JobRunner:
                 failure = Failure()
                 abort(self.tm)
                 log.info("job %s failed: %s", job.id, failure)
-                return self._decide(oid, failure, "job_error")
+                return self._decide(oid, failure, "job_error", claimed)
             try:
                 self._set_result(job, result, self.clock())
-                if not self._commit():
+                if not self._commit(final=claimed and job.status == COMPLETED):
                     return None
             except POSTPONE as exc:
                 abort(self.tm)
@@ -226,7 +277,7 @@ class JobRunner:
                 failure = Failure()
                 abort(self.tm)
                 log.warning("job %s could not commit: %s", job.id, failure)
-                return self._decide(oid, failure, "commit_error")
+                return self._decide(oid, failure, "commit_error", claimed)
             self.dispatcher.count("completed")
             log.info(
                 "job %s (%s) succeeded in %.3fs",
@@ -258,7 +309,7 @@ class JobRunner:
         self._small_transaction(oid, postpone)
         return True
 
-    def _decide(self, oid, failure, kind):
+    def _decide(self, oid, failure, kind, final):
         """Ask the job's retry policy about an error; record its answer."""
         outcome = {}
 
@@ -275,7 +326,7 @@ class JobRunner:
                 job.begin_after = self.clock() + delay
                 self.dispatcher.count("retried")
 
-        stored = self._small_transaction(oid, record)
+        stored = self._small_transaction(oid, record, final=final)
         return outcome.get("status") if stored else None
 
     def _run_callbacks(self, oid):
@@ -297,7 +348,7 @@ class JobRunner:
                     return False  # one was added meanwhile: go round again
                 job.status = COMPLETED
 
-            if self._small_transaction(oid, complete):
+            if self._small_transaction(oid, complete, final=True):
                 return
             if self.dispatcher.abandoned:
                 return

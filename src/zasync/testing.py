@@ -95,15 +95,15 @@ def wait_for_annotation(job, name, seconds=10):
 
 def wait_for_all_jobs(connection, seconds=30, queue_names=None):
     """Wait until no queue of the database behind ``connection`` has a job
-    pending, assigned, active or in callbacks."""
+    pending, assigned, active or in callbacks, and every completed job is
+    indexed (see IQueue.unsettled)."""
 
     def busy():
         queues = get_queues(connection)
         names = queue_names if queue_names is not None else list(queues)
         open_jobs = {}
         for name in names:
-            counts = queues[name].counts()
-            left = sum(counts[s] for s in ("pending", "assigned", "active", "callbacks"))
+            left = queues[name].unsettled()
             if left:
                 open_jobs[name] = left
         return open_jobs

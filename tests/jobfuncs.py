@@ -1,0 +1,100 @@
+"""Module-level callables for the dispatcher tests (a worker imports them)."""
+
+import collections
+import threading
+
+from ZODB.POSException import ConflictError
+
+from zasync import local
+
+# Events a test sets to let a blocked job go on, by name.
+events = collections.defaultdict(threading.Event)
+# Non-transactional counters: they survive aborted attempts.
+counters = collections.Counter()
+_lock = threading.Lock()
+running = collections.Counter()
+most_running = collections.Counter()
+
+
+def add(a, b):
+    return a + b
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def append(container, value):
+    container.append(value)
+    return value
+
+
+def block(name, result=None):
+    """Wait (inside the job) until the test sets events[name]."""
+    if not events[name].wait(30):
+        raise RuntimeError(f"event {name!r} was never set")
+    return result
+
+
+def conflict_first(token, times, result):
+    """Raise ConflictError the first ``times`` calls, then return result."""
+    with _lock:
+        counters[token] += 1
+        calls = counters[token]
+    if calls <= times:
+        raise ConflictError(f"simulated conflict {calls}")
+    return result
+
+
+def fail_first(token, times, result):
+    with _lock:
+        counters[token] += 1
+        calls = counters[token]
+    if calls <= times:
+        raise ConnectionError(f"service unavailable (call {calls})")
+    return result
+
+
+def write_then_return_unpicklable(container):
+    container.append("written by the job")
+    return threading.Lock()
+
+
+def report_progress(name):
+    local.set_progress(0.5, "half way")
+    local.set_live_annotation("seen", local.get_live_annotation("seen", 0) + 1)
+    return block(name, "done")
+
+
+def count_concurrency(token, name):
+    """Count how many jobs of ``token`` run at once, then wait for events[name]
+    for a short while so that overlaps would show."""
+    with _lock:
+        running[token] += 1
+        most_running[token] = max(most_running[token], running[token])
+    try:
+        events[name].wait(0.05)
+    finally:
+        with _lock:
+            running[token] -= 1
+    return token
+
+
+def in_job():
+    return local.get_job().id
+
+
+def callback_value(result, extra=""):
+    return f"callback got {result!r}{extra}"
+
+
+def failing_callback(result):
+    raise KeyError("callback broke")
+
+
+def on_failure(failure):
+    return f"handled {failure.type.__name__}"
+
+
+def join(*jobs):
+    return [job.result for job in jobs]
