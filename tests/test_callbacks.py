@@ -31,9 +31,13 @@ def test_camel_case_aliases(queue, dispatcher):
 
 def test_success_and_failure_callbacks(queue, dispatcher):
     good = queue.put(zasync.Job(jobfuncs.add, 1, 2))
-    good_cb = good.add_callbacks(success=jobfuncs.callback_value, failure=jobfuncs.on_failure)
+    good_cb = good.add_callbacks(
+        success=jobfuncs.callback_value, failure=jobfuncs.on_failure
+    )
     bad = queue.put(zasync.Job(jobfuncs.fail, "boom"))
-    bad_cb = bad.add_callbacks(success=jobfuncs.callback_value, failure=jobfuncs.on_failure)
+    bad_cb = bad.add_callbacks(
+        success=jobfuncs.callback_value, failure=jobfuncs.on_failure
+    )
     passthrough = bad.add_callbacks(success=jobfuncs.callback_value)
     transaction.commit()
     wait_for_result(good)

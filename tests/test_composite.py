@@ -68,7 +68,9 @@ def test_parent_holds_no_quota_slot_nor_thread(queue, start_dispatcher):
 
 
 def test_nested_composites_and_callbacks(queue, dispatcher):
-    inner = zasync.serial(zasync.Job(jobfuncs.add, 1, 2), zasync.Job(jobfuncs.add, 3, 4))
+    inner = zasync.serial(
+        zasync.Job(jobfuncs.add, 1, 2), zasync.Job(jobfuncs.add, 3, 4)
+    )
     job = queue.put(zasync.parallel(inner, zasync.Job(jobfuncs.add, 5, 6)))
     callback = job.add_callback(jobfuncs.callback_value)
     transaction.commit()

@@ -11,7 +11,13 @@ import jobfuncs
 import zasync
 from zasync.retry import RetryWithDelay
 from zasync.status import ACTIVE, ASSIGNED, COMPLETED, PENDING
-from zasync.testing import wait_for, wait_for_all_jobs, wait_for_annotation, wait_for_result, wait_for_start
+from zasync.testing import (
+    wait_for,
+    wait_for_all_jobs,
+    wait_for_annotation,
+    wait_for_result,
+    wait_for_start,
+)
 
 
 def test_job_runs_and_result_is_committed(queue, dispatcher):
@@ -52,7 +58,9 @@ def test_failure_is_returned_with_its_traceback(queue, dispatcher):
 def test_retry_policy_reruns_a_failing_job(queue, dispatcher):
     token = str(uuid.uuid4())
     policy = RetryWithDelay(delay=datetime.timedelta(0), max_attempts=5, jitter=0)
-    job = queue.put(zasync.Job(jobfuncs.fail_first, token, 2, "ok"), retry_policy=policy)
+    job = queue.put(
+        zasync.Job(jobfuncs.fail_first, token, 2, "ok"), retry_policy=policy
+    )
     transaction.commit()
     assert wait_for_result(job) == "ok"
     assert job.attempts == 3
@@ -122,7 +130,7 @@ def test_begin_after_delays_the_start(queue, dispatcher):
 
 
 def test_begin_by_expired_job_completes_with_timeout(queue, dispatcher):
-    long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
     job = queue.put(
         zasync.Job(jobfuncs.add, 1, 2),
         begin_after=long_ago,
@@ -139,7 +147,10 @@ def test_quota_limits_concurrency(queue, start_dispatcher):
     queue.quotas.create("single", size=1)
     token = str(uuid.uuid4())
     jobs = [
-        queue.put(zasync.Job(jobfuncs.count_concurrency, token, "never"), quota_names=("single",))
+        queue.put(
+            zasync.Job(jobfuncs.count_concurrency, token, "never"),
+            quota_names=("single",),
+        )
         for _ in range(5)
     ]
     transaction.commit()

@@ -350,12 +350,13 @@ def test_ids_are_unique_and_grow_with_arrival(queue):
     assert [queue.get(i) for i in ids] == jobs
 
 
-def test_id_is_given_when_put(queue):
-    """IJob.id: None before the job is put in a queue; set by put."""
+def test_id_is_renewed_when_put(queue):
+    """IJob.id: given when the job is made, renewed by put."""
     job = zasync.Job(sample.add, 1, 2)
-    assert job.id is None
+    made = job.id
+    assert isinstance(made, int)
     queue.put(job)
-    assert isinstance(job.id, int)
+    assert isinstance(job.id, int) and job.id > made
 
 
 def test_ids_follow_arrival_not_creation(queue):

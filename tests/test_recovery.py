@@ -93,7 +93,9 @@ def test_callbacks_of_a_dead_peer_are_resumed(queue, start_dispatcher):
     assert job.attempts == 1
 
 
-def test_missing_module_fails_the_job_clearly(tmp_path, queue, start_dispatcher, monkeypatch):
+def test_missing_module_fails_the_job_clearly(
+    tmp_path, queue, start_dispatcher, monkeypatch
+):
     module = tmp_path / "vanishing_jobs.py"
     module.write_text("def work():\n    return 'worked'\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -6,7 +6,7 @@ defaulting to :func:`utcnow`, so tests can inject time instead of patching.
 
 import datetime
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 
 

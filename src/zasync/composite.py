@@ -42,7 +42,9 @@ class _Composite(Job):
         return ()
 
     def _put_child(self, child, queue):
-        queue.put_sub_job(child, self, quota_names=child.quota_names or self.quota_names)
+        queue.put_sub_job(
+            child, self, quota_names=child.quota_names or self.quota_names
+        )
 
     def start(self, queue, now):
         """Claimed: queue the first children and wait for them."""

@@ -79,9 +79,7 @@ def dispatcher_uuid(value=None):
         path = os.environ.get(name)
         if path:
             return read_uuid_file(path)
-    log.info(
-        "no ZASYNC_UUID file set: using a new dispatcher UUID for this process"
-    )
+    log.info("no ZASYNC_UUID file set: using a new dispatcher UUID for this process")
     return str(uuidlib.uuid4())
 
 
@@ -103,6 +101,7 @@ class Dispatcher:
         batch_window=0.005,
         prefetch=4,
         prefetch_below=0.05,
+        database=None,
     ):
         if isinstance(queues, str):
             queues = (queues,)
@@ -113,6 +112,7 @@ class Dispatcher:
                 f"be declared dead"
             )
         self.db = db
+        self.database = database
         self.uuid = dispatcher_uuid(uuid)
         self.queue_names = tuple(queues)
         self.agent_size = agent_size
@@ -149,6 +149,11 @@ class Dispatcher:
     def __repr__(self):
         return f"<Dispatcher {self.uuid} queues={list(self.queue_names)}>"
 
+    def _jobs_connection(self):
+        if self.database is None:
+            return self._conn
+        return self._conn.get_connection(self.database)
+
     def count(self, what, n=1):
         with self._stats_lock:
             self.stats[what] += n
@@ -170,7 +175,7 @@ class Dispatcher:
         return self
 
     def _register(self, now):
-        queues = get_queues(self._conn)
+        queues = get_queues(self._conn, self.database)
         for name in self.queue_names:
             queue = queues.create(name)
             record = queue.dispatchers.get(self.uuid)
@@ -194,10 +199,30 @@ class Dispatcher:
                 )
             record.ping_interval = self.ping_interval
             record.death_interval = self.death_interval
-            if "main" not in record.agents:
-                record.agents["main"] = Agent("main", self.agent_size, self.agent_filter)
+            agent = record.agents.get("main")
+            if agent is None:
+                record.agents["main"] = Agent(
+                    "main", self.agent_size, self.agent_filter
+                )
+            else:
+                # What this process was started with wins over the last run's
+                # settings; changes made while it runs last until it stops.
+                agent.size = self.agent_size
+                agent.filter = self.agent_filter
+            self._forget_long_dead(queue, now)
         # The first round heartbeats and looks for dead peers at once.
         self._last_ping = None
+
+    @staticmethod
+    def _forget_long_dead(queue, now):
+        """Drop records of dispatchers dead for a day whose jobs are recovered."""
+        for uuid, record in list(queue.dispatchers.items()):
+            if not record.dead:
+                continue
+            if (now - record.last_ping).total_seconds() < 86400 + record.death_interval:
+                continue
+            if all(len(agent.jobs) == 0 for agent in record.agents.values()):
+                del queue.dispatchers[uuid]
 
     def _retry_transaction(self, work):
         for attempt in range(100):
@@ -253,7 +278,7 @@ class Dispatcher:
 
     def _deregister(self, now):
         self._reconcile(list(self._finished), now)
-        queues = get_queues(self._conn)
+        queues = get_queues(self._conn, self.database)
         for name in self.queue_names:
             queue = queues.get(name)
             record = queue and queue.dispatchers.get(self.uuid)
@@ -279,7 +304,9 @@ class Dispatcher:
                 abort(self._tm)
                 failures += 1
                 wait = min(0.1 * 2**failures, 10.0)
-                log.exception("dispatcher %s: round failed; retrying in %.1fs", self.uuid, wait)
+                log.exception(
+                    "dispatcher %s: round failed; retrying in %.1fs", self.uuid, wait
+                )
             if self._stopping and not self._in_flight:
                 break
             if wait > 0 and not self._finished:
@@ -320,7 +347,7 @@ class Dispatcher:
         self._tm.begin()
         try:
             self._reconcile(finished, now)
-            queues = get_queues(self._conn)
+            queues = get_queues(self._conn, self.database)
             if self._last_ping is None or (
                 (now - self._last_ping).total_seconds() >= self.ping_interval
             ):
@@ -333,7 +360,9 @@ class Dispatcher:
                     record = queue.dispatchers[self.uuid]
                     for agent in record.agents.values():
                         key = (name, agent.name)
-                        self._claim_for(queue, agent, key, now, taken, to_start, to_hold)
+                        self._claim_for(
+                            queue, agent, key, now, taken, to_start, to_hold
+                        )
                     next_due = queue.next_due(now)
                     if next_due is not None and (due is None or next_due < due):
                         due = next_due
@@ -352,7 +381,9 @@ class Dispatcher:
         if due is not None:
             wait = min(wait, max((due - self.clock()).total_seconds(), 0.001))
         if self._last_ping is not None:
-            until_ping = self.ping_interval - (self.clock() - self._last_ping).total_seconds()
+            until_ping = (
+                self.ping_interval - (self.clock() - self._last_ping).total_seconds()
+            )
             wait = min(wait, max(until_ping, 0.001))
         return wait
 
@@ -364,7 +395,7 @@ class Dispatcher:
         while idle > 0 and buffer:
             oid = buffer.popleft()
             taken.append((key, oid))
-            job = self._conn.get(oid)
+            job = self._jobs_connection().get(oid)
             if job.status == ASSIGNED and job.assignee[0] == self.uuid:
                 queue.activate(job, now)
                 to_start.append((key, oid))
@@ -385,7 +416,7 @@ class Dispatcher:
 
     def _reconcile(self, finished, now):
         for oid in finished:
-            job = self._conn.get(oid)
+            job = self._jobs_connection().get(oid)
             job.queue.reconcile(job, now)
 
     def _heartbeat(self, queues, now):
@@ -397,7 +428,9 @@ class Dispatcher:
                 record = queue.dispatchers[self.uuid] = DispatcherRecord(
                     self.uuid, now, self.ping_interval, self.death_interval
                 )
-                record.agents["main"] = Agent("main", self.agent_size, self.agent_filter)
+                record.agents["main"] = Agent(
+                    "main", self.agent_size, self.agent_filter
+                )
             record.dead = False
             record.ping(now)
             for uuid, peer in queue.dispatchers.items():
@@ -479,11 +512,17 @@ class Dispatcher:
                 abort(runner.tm)
             # A moving average of job run times decides whether to hold
             # jobs for threads: worth it for short jobs only.
-            self._job_seconds = 0.9 * self._job_seconds + 0.1 * (time.monotonic() - started)
+            self._job_seconds = 0.9 * self._job_seconds + 0.1 * (
+                time.monotonic() - started
+            )
             self._finished.append(oid)
             if len(self._finished) >= self.batch_size or not self._buffers[key]:
                 self._wake.set()
-            if next_oid is not None and not activated and not runner.activate_alone(next_oid):
+            if (
+                next_oid is not None
+                and not activated
+                and not runner.activate_alone(next_oid)
+            ):
                 if not self._stopping:
                     self._buffers[key].appendleft(next_oid)
                 next_oid = None
@@ -500,6 +539,7 @@ def start(
     ping_interval=30,
     death_interval=300,
     clock=clocklib.utcnow,
+    database=None,
 ):
     """Start a dispatcher for ``db`` in this process and return it.
 
@@ -508,7 +548,9 @@ def start(
     starts its threads. ``poll_interval`` (seconds) bounds how long an idle
     dispatcher waits before looking for work it was not woken for (commits
     in other processes, jobs becoming due); commits in this process wake it
-    at once. Stop it with ``dispatcher.stop(timeout)``.
+    at once. ``database`` names the database of a multi-database setup
+    that holds the queues (default: the main one). Stop it with
+    ``dispatcher.stop(timeout)``.
     """
     return Dispatcher(
         db,
@@ -520,4 +562,5 @@ def start(
         ping_interval=ping_interval,
         death_interval=death_interval,
         clock=clock,
+        database=database,
     ).start()

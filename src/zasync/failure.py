@@ -111,7 +111,9 @@ class Failure:
                     candidate = _resolve(candidate)
                 except (ImportError, AttributeError):
                     continue
-            if isinstance(candidate, type) and issubclass(mine, candidate):
+            if isinstance(candidate, type) and (
+                issubclass(mine, candidate) or dotted_name(candidate) == self.type_name
+            ):
                 return candidate
         return None
 

@@ -21,7 +21,9 @@ class IFailure(Interface):
         "The exception class. If it cannot be imported any more, the class of "
         "the stored value (a stand-in) is returned instead."
     )
-    type_name = Attribute("The exception class's dotted name, e.g. 'builtins.KeyError'.")
+    type_name = Attribute(
+        "The exception class's dotted name, e.g. 'builtins.KeyError'."
+    )
     value = Attribute("The exception instance (or its stand-in).")
 
     def getTraceback():
@@ -55,8 +57,9 @@ class IJob(Interface):
     """
 
     id = Attribute(
-        "An integer unique within the database, given when the job is put into "
-        "a queue (None before). Ids grow with time of arrival."
+        "An integer, given when the job is made and renewed (unique within "
+        "the queue) when it is put, so the ids of queued jobs grow with their "
+        "arrival."
     )
     status = Attribute("A :class:`zasync.status.Status`.")
     callable = Attribute("What will be called.")
@@ -166,8 +169,15 @@ class IQueue(Interface):
         "dispatchers serving this queue, their heartbeats and agents."
     )
 
-    def put(job_or_callable, begin_after=None, begin_by=None, quota_names=(),
-            priority=0, unique_key=None, retry_policy=None):
+    def put(
+        job_or_callable,
+        begin_after=None,
+        begin_by=None,
+        quota_names=(),
+        priority=0,
+        unique_key=None,
+        retry_policy=None,
+    ):
         """Queue a job (or a callable, which is wrapped in a Job) and return it.
 
         This is part of the caller's transaction: if it aborts, no job exists.
@@ -212,7 +222,10 @@ class IQueue(Interface):
 
         Keys are the Status values 'pending', 'assigned', 'active',
         'callbacks', 'completed', plus 'succeeded' and 'failed' (which add up
-        to 'completed'). Completed jobs are counted until removed or pruned.
+        to 'completed'). Completed jobs are counted until removed. Callbacks
+        run by the thread of their job are part of that job and not counted;
+        queued sub-jobs (serial/parallel children, callbacks added after
+        completion or resumed after a crash) are.
         """
 
     def unsettled():

@@ -27,11 +27,16 @@ _sequence = itertools.count(random.randrange(4096))
 _id_lock = threading.Lock()
 
 
+_last_id = [0]
+
+
 def new_job_id(now=None):
+    """A new job id, larger than any this process gave before."""
     micros = clock.to_micros(now or clock.utcnow()) - _ID_EPOCH
     with _id_lock:
-        seq = next(_sequence) & 0xFFF
-    return (micros << 12) | seq
+        job_id = max((micros << 12) | (next(_sequence) & 0xFFF), _last_id[0] + 1)
+        _last_id[0] = job_id
+    return job_id
 
 
 class CallableNotFound(Exception):
@@ -48,7 +53,7 @@ def storable_reference(func):
     """
     if inspect.ismethod(func) and not isinstance(func.__self__, type):
         return (func.__self__, func.__name__)
-    if isinstance(func, Job) or isinstance(func, persistent.Persistent):
+    if isinstance(func, (Job, persistent.Persistent)):
         return func
     owner = func.__self__ if inspect.ismethod(func) else func
     module = getattr(owner, "__module__", None)
@@ -190,12 +195,14 @@ class Job(persistent.Persistent):
             job = job.parent
         return None
 
-    def live_annotations(self):
+    def live_annotations(self, create=False):
         """The mapping of committed live annotations (may be empty)."""
         queue = self.home_queue
         if queue is None:
-            return self.annotations.setdefault("zasync.live", {})
-        return queue.live_annotations(self.id)
+            if not create:
+                return self.annotations.get("zasync.live", {})
+            return self.annotations.setdefault("zasync.live", PersistentMapping())
+        return queue.live_annotations(self.id, create)
 
     def get_live_annotation(self, name, default=None):
         return self.live_annotations().get(name, default)
@@ -294,9 +301,12 @@ class Job(persistent.Persistent):
 
     def sub_job_done(self, sub_job, queue, now):
         """A queued sub-job of this job completed; advance this job."""
-        if sub_job.role == "callback" and self._status == CALLBACKS.value:
-            if all(cb.status == COMPLETED for cb in self._callbacks):
-                queue.finish(self, now)
+        if (
+            sub_job.role == "callback"
+            and self._status == CALLBACKS.value
+            and all(cb.status == COMPLETED for cb in self._callbacks)
+        ):
+            queue.finish(self, now)
 
     def queue_pending_callbacks(self, queue, now):
         """Queue the callbacks that have not completed; finish if none."""

@@ -77,7 +77,7 @@ def set_live_annotation(name, value):
     if channel is None:
         # Called by job() directly: there is no dispatcher transaction to
         # escape from, so the value joins the current transaction.
-        job.live_annotations()[name] = value
+        job.live_annotations(create=True)[name] = value
     else:
         channel.write(job, name, value)
 

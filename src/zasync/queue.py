@@ -59,6 +59,8 @@ def _next_level(key):
 
 def _completed_key(ended_us, job_id):
     return ((_TIME_MASK - ended_us) << _ID_BITS) | job_id
+
+
 # How many jobs an agent filter may turn down in one lane before the claim
 # moves on; bounds the cost of a claim when a filter rejects most jobs.
 FILTER_SCAN_LIMIT = 200
@@ -91,12 +93,11 @@ def _first_ready(lane, now_us, agent):
         return None
     while key is not None:
         if _key_begin(key) <= now_us:
-            skipped = 0
-            for candidate, job in lane.items(min=key, max=_level_end(key, now_us)):
+            candidates = lane.items(min=key, max=_level_end(key, now_us))
+            for seen, (candidate, job) in enumerate(candidates, 1):
                 if agent is None or agent.accepts(job):
                     return candidate, job
-                skipped += 1
-                if skipped >= FILTER_SCAN_LIMIT:
+                if seen >= FILTER_SCAN_LIMIT:
                     break
         try:
             key = lane.minKey(_next_level(key))
@@ -186,7 +187,8 @@ class Queue(persistent.Persistent):
         else:
             begin_after = clock.aware(begin_after, "begin_after")
         if begin_by is not None and (
-            not isinstance(begin_by, datetime.timedelta) or begin_by <= datetime.timedelta(0)
+            not isinstance(begin_by, datetime.timedelta)
+            or begin_by <= datetime.timedelta(0)
         ):
             raise ValueError(f"begin_by must be a positive timedelta, not {begin_by!r}")
         if retry_policy is not None:
@@ -195,6 +197,8 @@ class Queue(persistent.Persistent):
         if inline["on"]:
             return self._run_inline(job, names, priority, unique_key, now)
 
+        # Renewed here, so that ids of queued jobs follow their arrival.
+        job.id = new_job_id()
         while job.id in self._jobs:
             job.id = new_job_id()
         job.queue = self
@@ -289,8 +293,9 @@ class Queue(persistent.Persistent):
             # A job whose worker committed it but whose dispatcher has not
             # indexed it yet counts as what it is now.
             if job.status == COMPLETED:
-                failed, succeeded = (failed + 1, succeeded) if job.failed else (
-                    failed, succeeded + 1)
+                failed, succeeded = (
+                    (failed + 1, succeeded) if job.failed else (failed, succeeded + 1)
+                )
             else:
                 counts[job.status.value] += 1
         counts[PENDING.value] = self._pending_count.value
@@ -436,8 +441,8 @@ class Queue(persistent.Persistent):
     def activate(job, now):
         """Start an ASSIGNED job: it is about to run in a thread."""
         job.status = ACTIVE
-        job.started = now
-        if not job.expired:
+        if not job.expired:  # an expired job is completed without running
+            job.started = now
             job.attempts += 1
 
     def next_due(self, now):
@@ -451,6 +456,17 @@ class Queue(persistent.Persistent):
                 continue
             while key is not None:
                 begin = _key_begin(key)
+                if begin <= now_us:
+                    # The level's first job is due: look past the due ones.
+                    try:
+                        later = lane.minKey(_level_end(key, now_us) + 1)
+                    except ValueError:
+                        later = None
+                    if (
+                        later is not None
+                        and later >> _LEVEL_SHIFT == key >> _LEVEL_SHIFT
+                    ):
+                        begin = _key_begin(later)
                 if begin > now_us and (due is None or begin < due):
                     due = begin
                 try:

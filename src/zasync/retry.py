@@ -17,11 +17,14 @@ from zasync.interfaces import IRetryPolicy
 NOW = datetime.timedelta(0)
 
 # Errors worth another try: passing trouble with a network or a service.
+# ZODB conflicts and ZEO disconnects are listed for completeness: the
+# dispatcher postpones those itself, so they reach a policy only when code
+# of its own calls it.
 COMMON_TRANSIENT_ERRORS = (
     "builtins.ConnectionError",
     "builtins.TimeoutError",
     "ZEO.Exceptions.ClientDisconnected",
-    "ZODB.POSException.ReadConflictError",
+    "ZODB.POSException.ConflictError",
 )
 
 
@@ -162,9 +165,7 @@ class RetryWithDelay(NeverRetry):
         return NOW
 
     def __repr__(self):
-        return (
-            f"RetryWithDelay(delay={self.delay!r}, max_attempts={self.max_attempts})"
-        )
+        return f"RetryWithDelay(delay={self.delay!r}, max_attempts={self.max_attempts})"
 
 
 DEFAULT_POLICY = RetryCommonFourTimes()

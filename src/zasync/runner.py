@@ -6,6 +6,7 @@ only with writes to the job itself. The dispatcher updates the queue's
 indexes afterwards (see Queue.reconcile).
 """
 
+import contextlib
 import datetime
 import logging
 import random
@@ -41,10 +42,8 @@ POSTPONE = (TransientError, ConflictError, ClientDisconnected)
 
 def abort(tm):
     """Abort the current transaction of an explicit manager, if any."""
-    try:
+    with contextlib.suppress(NoTransaction):
         tm.abort()
-    except NoTransaction:
-        pass
 
 
 def _backoff(conflicts):
@@ -55,14 +54,17 @@ def _backoff(conflicts):
 class LiveChannel:
     """A side connection that commits live annotations at once."""
 
-    def __init__(self, db):
+    def __init__(self, db, database=None):
         self.db = db
+        self.database = database
         self.tm = transaction.TransactionManager(explicit=True)
         self.conn = None
 
     def _connection(self):
         if self.conn is None:
             self.conn = self.db.open(transaction_manager=self.tm)
+        if self.database is not None:
+            return self.conn.get_connection(self.database)
         return self.conn
 
     def write(self, job, name, value):
@@ -116,7 +118,11 @@ class JobRunner:
         self.clock = dispatcher.clock
         self.tm = transaction.TransactionManager(explicit=True)
         self.conn = dispatcher.db.open(transaction_manager=self.tm)
-        self.live = LiveChannel(dispatcher.db)
+        # Jobs live where the queues do: another database in multi-db mode.
+        self.jobs = self.conn
+        if dispatcher.database is not None:
+            self.jobs = self.conn.get_connection(dispatcher.database)
+        self.live = LiveChannel(dispatcher.db, dispatcher.database)
 
     def close(self):
         abort(self.tm)
@@ -156,7 +162,7 @@ class JobRunner:
             self._next = self._take_next()
             if self._next is None:
                 return False
-        job = self.conn.get(self._next)
+        job = self.jobs.get(self._next)
         if job.status != ASSIGNED or job.assignee[0] != self.dispatcher.uuid:
             return False
         Queue.activate(job, self.clock())
@@ -177,7 +183,7 @@ class JobRunner:
         for attempt in range(50):
             self.tm.begin()
             try:
-                job = self.conn.get(oid)
+                job = self.jobs.get(oid)
                 if change(job) is False:
                     abort(self.tm)
                     return False
@@ -225,7 +231,7 @@ class JobRunner:
         conflicts = 0
         while True:
             self.tm.begin()
-            job = self.conn.get(oid)
+            job = self.jobs.get(oid)
             if claimed and not self._mine(job):
                 abort(self.tm)  # taken back, by stop() or a peer's recovery
                 return None
@@ -241,7 +247,9 @@ class JobRunner:
                 abort(self.tm)
                 stored = self._small_transaction(
                     oid,
-                    lambda j: self._set_result(j, failure, self.clock()),
+                    lambda j, failure=failure: self._set_result(
+                        j, failure, self.clock()
+                    ),
                     final=claimed,
                 )
                 return CALLBACKS if stored else None
@@ -293,8 +301,16 @@ class JobRunner:
         if conflicts <= IMMEDIATE_CONFLICT_RETRIES:
             _backoff(conflicts)
             return False
-        delay = min(0.05 * 2 ** (conflicts - IMMEDIATE_CONFLICT_RETRIES), MAX_POSTPONEMENT)
-        log.info("job %r postponed %.2fs after %d transient errors: %s", oid, delay, conflicts, exc)
+        delay = min(
+            0.05 * 2 ** (conflicts - IMMEDIATE_CONFLICT_RETRIES), MAX_POSTPONEMENT
+        )
+        log.info(
+            "job %r postponed %.2fs after %d transient errors: %s",
+            oid,
+            delay,
+            conflicts,
+            exc,
+        )
         if not claimed:
             _backoff(6)
             return False
@@ -334,7 +350,7 @@ class JobRunner:
         transaction, then complete the job."""
         while True:
             self.tm.begin()
-            job = self.conn.get(oid)
+            job = self.jobs.get(oid)
             if job.status != CALLBACKS or not self._mine(job):
                 abort(self.tm)
                 return
@@ -359,7 +375,7 @@ class JobRunner:
 
     def _run_callbacks_of_callback(self, oid):
         self.tm.begin()
-        job = self.conn.get(oid)
+        job = self.jobs.get(oid)
         todo = [cb._p_oid for cb in job.callbacks if cb.status != COMPLETED]
         waiting = job.status == CALLBACKS
         abort(self.tm)
@@ -368,4 +384,3 @@ class JobRunner:
         for callback_oid in todo:
             self._run_callback(callback_oid)
         self._small_transaction(oid, lambda j: setattr(j, "status", COMPLETED))
-

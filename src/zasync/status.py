@@ -3,7 +3,7 @@
 import enum
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Where a job is in its life.
 
     The values are plain strings, so a status compares equal to its value

@@ -26,7 +26,9 @@ def wake(db=None):
     with _lock:
         targets = list(_dispatchers)
     for dispatcher in targets:
-        if db is None or dispatcher.db is db:
+        # In a multi-database setup the queues' database is not the
+        # dispatcher's main one, but shares its ``databases`` mapping.
+        if db is None or dispatcher.db is db or db in dispatcher.db.databases.values():
             dispatcher.wake()
 
 
