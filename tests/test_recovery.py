@@ -129,3 +129,27 @@ def test_old_zc_async_uuid_variable_and_file_format(tmp_path, monkeypatch):
     monkeypatch.setenv("ZC_ASYNC_UUID", str(path))
     assert dispatcher_uuid() == str(value)
     assert read_uuid_file(str(path)) == str(value)
+
+
+def test_job_that_cannot_be_stored_any_more_is_set_aside(
+    tmp_path, queue, start_dispatcher, monkeypatch
+):
+    """A job whose argument's module vanished cannot be written again; it is
+    set aside with the reason instead of stopping the dispatcher."""
+    module = tmp_path / "vanishing_args.py"
+    module.write_text("def transform(value):\n    return value\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    vanishing = importlib.import_module("vanishing_args")
+    broken = queue.put(zasync.Job(jobfuncs.append, [], vanishing.transform), priority=5)
+    fine = queue.put(zasync.Job(jobfuncs.add, 1, 1))
+    transaction.commit()
+    queue._p_jar.cacheMinimize()
+    del sys.modules["vanishing_args"]
+    module.unlink()
+    importlib.invalidate_caches()
+    start_dispatcher()
+    assert wait_for_result(fine, seconds=20) == 2
+    aside = queue.set_aside_jobs
+    assert list(aside) == [broken.id]
+    assert "vanishing_args" in aside[broken.id][1]
+    assert len(queue) == 0

@@ -99,7 +99,7 @@ class Dispatcher:
         death_interval=300,
         clock=clocklib.utcnow,
         batch_window=0.005,
-        prefetch=4,
+        prefetch=16,
         prefetch_below=0.05,
         database=None,
     ):
@@ -124,7 +124,7 @@ class Dispatcher:
         self.running = False
         self.abandoned = False
         self.batch_window = batch_window
-        self.batch_size = max(1, agent_size * prefetch // 2)
+        self.batch_size = max(1, prefetch // 2)
         self.prefetch = prefetch
         self.prefetch_below = prefetch_below
         self._job_seconds = 0.0
@@ -307,6 +307,10 @@ class Dispatcher:
                 log.exception(
                     "dispatcher %s: round failed; retrying in %.1fs", self.uuid, wait
                 )
+                if failures >= 2:
+                    # Maybe one job cannot be stored any more: find it and
+                    # set it aside, so that it does not stop all the others.
+                    self._claim_carefully()
             if self._stopping and not self._in_flight:
                 break
             if wait > 0 and not self._finished:
@@ -400,13 +404,53 @@ class Dispatcher:
                 queue.activate(job, now)
                 to_start.append((key, oid))
                 idle -= 1
-        depth = self.prefetch if self._job_seconds < self.prefetch_below else 0
-        wanted = agent.size * (1 + depth) - len(agent.jobs)
+        held = self.prefetch if self._job_seconds < self.prefetch_below else 0
+        wanted = agent.size + held - len(agent.jobs)
         if wanted <= 0:
             return
         start = max(idle, 0)
         for index, job in enumerate(queue.claim(agent, self.uuid, wanted, now, start)):
             (to_start if index < start else to_hold).append((key, job._p_oid))
+
+    def _claim_carefully(self):
+        """Claim one job per transaction; set aside a job whose claim cannot
+        be committed for another reason than a conflict."""
+        for name in self.queue_names:
+            for _ in range(1000):
+                now = self.clock()
+                self._tm.begin()
+                queue = get_queues(self._conn, self.database)[name]
+                agent = queue.dispatchers[self.uuid].agents["main"]
+                job = queue.peek(agent, now)
+                if job is None:
+                    abort(self._tm)
+                    break
+                oid = job._p_oid
+                try:
+                    queue.claim(agent, self.uuid, 1, now, start=0)
+                    self._tm.commit()
+                except POSTPONE:
+                    abort(self._tm)
+                    continue
+                except Exception as exc:
+                    abort(self._tm)
+                    reason = f"{type(exc).__name__}: {exc}"
+                    self._retry_transaction(
+                        lambda now, q=name, o=oid, r=reason: self._set_aside(q, o, r)
+                    )
+                    continue
+                self._buffers[(name, agent.name)].append(oid)
+
+    def _set_aside(self, queue_name, oid, reason):
+        queue = get_queues(self._conn, self.database)[queue_name]
+        job = self._jobs_connection().get(oid)
+        queue.set_aside(job, reason)
+        log.error(
+            "job %s (%s) cannot be claimed and was set aside: %s",
+            job.id,
+            job.callable_name,
+            reason,
+        )
 
     def _take_finished(self):
         finished = []

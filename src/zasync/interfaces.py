@@ -228,6 +228,16 @@ class IQueue(Interface):
         completion or resumed after a crash) are.
         """
 
+    set_aside_jobs = Attribute(
+        "{job id: (job, reason)}: pending jobs a dispatcher could not claim "
+        "because the job could not be stored again (for example an argument "
+        "refers to a function whose module was removed). They are out of the "
+        "run order and unchanged; fix the cause and put a new job."
+    )
+
+    def peek(agent, now):
+        """The job that a claim for ``agent`` would take now, or None."""
+
     def unsettled():
         """How many jobs are pending, claimed or waiting for sub-jobs,
         counting completed jobs their dispatcher has not indexed yet (it

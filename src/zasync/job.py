@@ -6,6 +6,7 @@ import inspect
 import itertools
 import random
 import threading
+import types
 
 import persistent
 from persistent.mapping import PersistentMapping
@@ -102,6 +103,7 @@ class Job(persistent.Persistent):
     quota_names = ()
     priority = 0
     unique_key = None
+    kwargs = types.MappingProxyType({})  # per job; empty ones are not stored
     _retry_policy = None
     _callbacks = ()
     _annotations = None
@@ -320,6 +322,32 @@ class Job(persistent.Persistent):
             callback.status = NEW
             callback.assignee = None
             queue.put_sub_job(callback, self)
+
+    # Attributes left out of the stored state while they have their class
+    # default: a job is stored several times in its life, so it pays.
+    _SPARSE = (
+        "expired",
+        "pending_key",
+        "unique_key",
+        "priority",
+        "begin_by",
+        "quota_names",
+        "interruptions",
+        "parent",
+        "role",
+        "_retry_policy",
+        "_callbacks",
+        "_annotations",
+        "kwargs",
+    )
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._SPARSE:
+            value = state.get(name, state)
+            if value is not state and not value and value == getattr(Job, name, None):
+                del state[name]
+        return state
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.id} {self.callable_name} {self._status}>"

@@ -130,6 +130,8 @@ class Queue(persistent.Persistent):
         self._unique = OOBTree()  # unique_key -> pending or running job
         self._live = LOBTree()  # job id -> live annotations
 
+    _aside = None
+
     def __repr__(self):
         return f"<Queue {self.name!r} pending={len(self)}>"
 
@@ -406,16 +408,7 @@ class Queue(persistent.Persistent):
         claimed = []
         blocked = set()
         while len(claimed) < limit:
-            best = None
-            for lane_key, lane in self._lanes.items():
-                if lane_key in blocked or not lane:
-                    continue
-                if not self._lane_has_room(lane_key):
-                    blocked.add(lane_key)
-                    continue
-                found = _first_ready(lane, now_us, agent)
-                if found is not None and (best is None or found[0] < best[0]):
-                    best = found
+            best = self._best_ready(agent, now_us, blocked)
             if best is None:
                 break
             job = best[1]
@@ -436,6 +429,41 @@ class Queue(persistent.Persistent):
             agent.jobs[job.id] = job
             claimed.append(job)
         return claimed
+
+    def _best_ready(self, agent, now_us, blocked):
+        """(key, job) of the first job ready in any lane with quota room;
+        lanes found full are added to ``blocked`` and skipped."""
+        best = None
+        for lane_key, lane in self._lanes.items():
+            if lane_key in blocked or not lane:
+                continue
+            if not self._lane_has_room(lane_key):
+                blocked.add(lane_key)
+                continue
+            found = _first_ready(lane, now_us, agent)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+        return best
+
+    def peek(self, agent, now):
+        """The job that ``claim`` would take next for ``agent``, or None."""
+        best = self._best_ready(agent, clock.to_micros(now), set())
+        return None if best is None else best[1]
+
+    def set_aside(self, job, reason):
+        """Take a pending job that cannot be claimed out of the run order
+        without writing it (its state could not be stored): it is kept in
+        ``set_aside_jobs`` with the reason, for an operator to look at."""
+        del self._lanes[_lane_key(job.lane_quota_names)][job.pending_key]
+        self._pending_count.change(-1)
+        if self._aside is None:
+            self._aside = OOBTree()
+        self._aside[job.id] = (job, reason)
+
+    @property
+    def set_aside_jobs(self):
+        """{job id: (job, reason)} of the jobs set aside by set_aside."""
+        return dict(self._aside or {})
 
     @staticmethod
     def activate(job, now):
