@@ -5,6 +5,7 @@ import threading
 
 from ZODB.POSException import ConflictError
 
+import zasync
 from zasync import local
 
 # Events a test sets to let a blocked job go on, by name.
@@ -98,3 +99,29 @@ def on_failure(failure):
 
 def join(*jobs):
     return [job.result for job in jobs]
+
+
+# A job subclass that restores an environment around its call, as the Plone
+# layer does with the site and the user.
+environment = {}
+teardowns = []
+
+
+class EnvironmentJob(zasync.Job):
+    site = "default"
+
+    def setUp(self):
+        environment["site"] = self.site
+        return f"set up for {self.site}"
+
+    def tearDown(self, setup_info):
+        teardowns.append((self.id, setup_info))
+        environment.pop("site", None)
+
+
+def current_site():
+    return environment.get("site")
+
+
+def fail_in_site():
+    raise RuntimeError(f"failed in {environment.get('site')}")

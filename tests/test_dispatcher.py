@@ -271,3 +271,18 @@ def test_held_jobs_are_started_by_their_thread(conn, queue, start_dispatcher):
     assert [job.result for job in jobs] == [i + 1 for i in range(50)]
     assert dispatcher.stats["rounds"] < 50
     assert not any(job.status == ASSIGNED for job in jobs)
+
+
+def test_setup_and_teardown_hooks_surround_the_call(queue, dispatcher):
+    job = jobfuncs.EnvironmentJob(jobfuncs.current_site)
+    job.site = "plone"
+    failing = jobfuncs.EnvironmentJob(jobfuncs.fail_in_site)
+    failing.site = "other"
+    queue.put(job)
+    queue.put(failing)
+    transaction.commit()
+    assert wait_for_result(job) == "plone"
+    assert "failed in other" in wait_for_result(failing).getErrorMessage()
+    assert (job.id, "set up for plone") in jobfuncs.teardowns
+    assert (failing.id, "set up for other") in jobfuncs.teardowns
+    assert jobfuncs.current_site() is None

@@ -130,6 +130,7 @@ class Dispatcher:
         self._job_seconds = 0.0
         self._buffers = collections.defaultdict(collections.deque)
         self._running = collections.Counter()
+        self._running_oids = set()
         self.stats = collections.Counter()
         self._stats_lock = threading.Lock()
         self._stopping = False
@@ -461,6 +462,10 @@ class Dispatcher:
     def _reconcile(self, finished, now):
         for oid in finished:
             job = self._jobs_connection().get(oid)
+            if job.assignee is None or job.assignee[0] != self.uuid:
+                continue  # taken back by a peer meanwhile: not ours to index
+            if oid in self._running_oids:
+                continue  # claimed again since, and running now
             job.queue.reconcile(job, now)
 
     def _heartbeat(self, queues, now):
@@ -549,11 +554,14 @@ class Dispatcher:
         while oid is not None:
             started = time.monotonic()
             next_oid, activated = None, False
+            self._running_oids.add(oid)
             try:
                 next_oid, activated = runner.run(oid, lambda: self._take_held(key))
             except Exception:
                 log.exception("dispatcher %s: worker failed on job %r", self.uuid, oid)
                 abort(runner.tm)
+            finally:
+                self._running_oids.discard(oid)
             # A moving average of job run times decides whether to hold
             # jobs for threads: worth it for short jobs only.
             self._job_seconds = 0.9 * self._job_seconds + 0.1 * (
