@@ -37,20 +37,22 @@ def block(name, result=None):
     return result
 
 
-def conflict_first(token, times, result):
-    """Raise ConflictError the first ``times`` calls, then return result."""
+def _count_call(token):
     with _lock:
         counters[token] += 1
-        calls = counters[token]
+        return counters[token]
+
+
+def conflict_first(token, times, result):
+    """Raise ConflictError the first ``times`` calls, then return result."""
+    calls = _count_call(token)
     if calls <= times:
         raise ConflictError(f"simulated conflict {calls}")
     return result
 
 
 def fail_first(token, times, result):
-    with _lock:
-        counters[token] += 1
-        calls = counters[token]
+    calls = _count_call(token)
     if calls <= times:
         raise ConnectionError(f"service unavailable (call {calls})")
     return result
@@ -125,3 +127,9 @@ def current_site():
 
 def fail_in_site():
     raise RuntimeError(f"failed in {environment.get('site')}")
+
+
+def mark(markers, key):
+    """Count a run of job ``key`` in a BTree: exactly once is the promise."""
+    markers[key] = markers.get(key, 0) + 1
+    return key

@@ -24,13 +24,6 @@ UTC = datetime.UTC
 
 
 @pytest.fixture
-def db(tmp_path):
-    db = sample.file_db(tmp_path)
-    yield db
-    db.close()
-
-
-@pytest.fixture
 def conn(db):
     conn = sample.open_connection(db)
     yield conn

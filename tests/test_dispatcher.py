@@ -286,3 +286,19 @@ def test_setup_and_teardown_hooks_surround_the_call(queue, dispatcher):
     assert (job.id, "set up for plone") in jobfuncs.teardowns
     assert (failing.id, "set up for other") in jobfuncs.teardowns
     assert jobfuncs.current_site() is None
+
+
+def test_two_dispatchers_run_each_job_exactly_once(conn, queue, start_dispatcher):
+    """Dispatchers compete for the same jobs; claims conflict, never double."""
+    from BTrees.IIBTree import IIBTree
+
+    conn.root()["markers"] = markers = IIBTree()
+    jobs = [queue.put(zasync.Job(jobfuncs.mark, markers, i)) for i in range(300)]
+    transaction.commit()
+    first = start_dispatcher(agent_size=3)
+    second = start_dispatcher(agent_size=3)
+    wait_for_all_jobs(conn, 60)
+    assert [job.result for job in jobs] == list(range(300))
+    assert dict(conn.root()["markers"]) == {i: 1 for i in range(300)}
+    assert first.stats["completed"] + second.stats["completed"] == 300
+    assert first.stats["completed"] and second.stats["completed"]

@@ -9,28 +9,6 @@ from zasync.queue import get_queues
 from zasync.testing import inline
 
 
-@pytest.fixture
-def db(tmp_path):
-    db = sample.file_db(tmp_path)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def conn(db):
-    conn = sample.open_connection(db)
-    get_queues(conn)
-    conn.transaction_manager.commit()
-    yield conn
-    conn.transaction_manager.abort()
-    conn.close()
-
-
-@pytest.fixture
-def queue(conn):
-    return get_queues(conn)[""]
-
-
 def test_put_returns_completed_job_with_result(queue):
     """Inside inline(), put runs the job and returns it completed."""
     with inline():

@@ -20,13 +20,6 @@ from zasync.retry import (
 )
 
 
-@pytest.fixture
-def db(tmp_path):
-    db = sample.file_db(tmp_path)
-    yield db
-    db.close()
-
-
 def a_failure():
     try:
         sample.fail("for the interface")

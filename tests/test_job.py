@@ -13,28 +13,6 @@ from zasync.queue import get_queues
 UTC = datetime.UTC
 
 
-@pytest.fixture
-def db(tmp_path):
-    db = sample.file_db(tmp_path)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def conn(db):
-    conn = sample.open_connection(db)
-    get_queues(conn)
-    conn.transaction_manager.commit()
-    yield conn
-    conn.transaction_manager.abort()
-    conn.close()
-
-
-@pytest.fixture
-def queue(conn):
-    return get_queues(conn)[""]
-
-
 def reopen(db):
     """A second connection, on its own transaction manager."""
     return sample.open_connection(db)

@@ -12,24 +12,6 @@ from zasync import local
 from zasync.queue import get_queues
 from zasync.testing import inline
 
-
-@pytest.fixture
-def db(tmp_path):
-    db = sample.file_db(tmp_path)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def conn(db):
-    conn = sample.open_connection(db)
-    get_queues(conn)
-    conn.transaction_manager.commit()
-    yield conn
-    conn.transaction_manager.abort()
-    conn.close()
-
-
 # -- outside a job ---------------------------------------------------------------
 
 

@@ -20,28 +20,6 @@ NOW = sample.NOW
 SECOND = datetime.timedelta(seconds=1)
 
 
-@pytest.fixture
-def db(tmp_path):
-    db = sample.file_db(tmp_path)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def conn(db):
-    conn = sample.open_connection(db)
-    get_queues(conn)
-    conn.transaction_manager.commit()
-    yield conn
-    conn.transaction_manager.abort()
-    conn.close()
-
-
-@pytest.fixture
-def queue(conn):
-    return get_queues(conn)[""]
-
-
 def job(*args):
     return zasync.Job(sample.echo, *args)
 

@@ -16,28 +16,6 @@ from zasync.registry import Agent, DispatcherRecord
 NOW = sample.NOW
 
 
-@pytest.fixture
-def db(tmp_path):
-    db = sample.file_db(tmp_path)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def conn(db):
-    conn = sample.open_connection(db)
-    get_queues(conn)
-    conn.transaction_manager.commit()
-    yield conn
-    conn.transaction_manager.abort()
-    conn.close()
-
-
-@pytest.fixture
-def queue(conn):
-    return get_queues(conn)[""]
-
-
 def register(queue, name="main", size=10, filter=None):
     """Register a dispatcher with one agent in ``queue``; (agent, uuid)."""
     uid = str(uuid.uuid4())
