@@ -89,6 +89,7 @@ def test_many_conflicts_put_the_job_back_without_counting_attempts(queue, dispat
     transaction.commit()
     assert wait_for_result(job, seconds=20) == "late"
     assert job.attempts == 1
+    assert job.postponements == 1
 
 
 def test_job_writes_and_result_commit_together(conn, queue, dispatcher):

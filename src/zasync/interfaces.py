@@ -93,6 +93,12 @@ class IJob(Interface):
     interruptions = Attribute(
         "How many times the job was found active on a dispatcher that died."
     )
+    postponements = Attribute(
+        "How many times the job was put back for later after repeated "
+        "ConflictErrors or other transient errors; the pause before the next "
+        "try doubles each time, up to a minute. Not attempts: they never "
+        "fail the job."
+    )
     annotations = Attribute(
         "A persistent mapping for the caller's own data, written in ordinary "
         "transactions."

@@ -100,6 +100,7 @@ class Job(persistent.Persistent):
     begin_by = None
     attempts = 0
     interruptions = 0
+    postponements = 0
     quota_names = ()
     priority = 0
     unique_key = None
@@ -333,6 +334,7 @@ class Job(persistent.Persistent):
         "begin_by",
         "quota_names",
         "interruptions",
+        "postponements",
         "parent",
         "role",
         "_retry_policy",

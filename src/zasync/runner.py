@@ -301,16 +301,6 @@ class JobRunner:
         if conflicts <= IMMEDIATE_CONFLICT_RETRIES:
             _backoff(conflicts)
             return False
-        delay = min(
-            0.05 * 2 ** (conflicts - IMMEDIATE_CONFLICT_RETRIES), MAX_POSTPONEMENT
-        )
-        log.info(
-            "job %r postponed %.2fs after %d transient errors: %s",
-            oid,
-            delay,
-            conflicts,
-            exc,
-        )
         if not claimed:
             _backoff(6)
             return False
@@ -318,6 +308,17 @@ class JobRunner:
         def postpone(job):
             if not self._mine(job):
                 return False
+            # The pause grows with each postponement of this job, so a job
+            # that always conflicts is retried forever, but ever more rarely.
+            job.postponements += 1
+            delay = min(0.05 * 2 ** (job.postponements - 1), MAX_POSTPONEMENT)
+            log.info(
+                "job %s postponed %.2fs after %d transient errors: %s",
+                job.id,
+                delay,
+                conflicts,
+                exc,
+            )
             job.status = PENDING
             job.attempts = max(job.attempts - 1, 0)
             job.begin_after = self.clock() + datetime.timedelta(seconds=delay)
