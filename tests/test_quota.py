@@ -268,3 +268,46 @@ def test_concurrent_claims_without_quota_both_commit(db, conn):
     finally:
         one.close()
         two.close()
+
+
+def test_concurrent_claims_within_the_size_both_commit(db, conn):
+    """With room for both, concurrent claims on one quota are merged: a
+    quota is a hot spot only when it is full."""
+    uuid_a, uuid_b = _setup_two_dispatchers(conn, size=2)
+    one = sample.open_connection(db)
+    two = sample.open_connection(db)
+    try:
+        assert _claim(one, uuid_a) == ["a"]
+        assert _claim(two, uuid_b) == ["b"]
+        one.transaction_manager.commit()
+        two.transaction_manager.commit()
+        conn.transaction_manager.begin()
+        quota = get_queues(conn)[""].quotas["q"]
+        assert len(quota) == 2
+        assert not quota.has_room()
+    finally:
+        one.close()
+        two.close()
+
+
+def test_concurrent_release_and_claim_merge(db, conn):
+    """A slot released in one transaction and another claimed in a
+    concurrent one: both commit, and the quota holds the new job only."""
+    queue = get_queues(conn)[""]
+    quota = queue.quotas.create("r", size=1)
+    quota.hold(1)
+    conn.transaction_manager.commit()
+    one = sample.open_connection(db)
+    two = sample.open_connection(db)
+    try:
+        get_queues(one)[""].quotas["r"].release(1)
+        get_queues(two)[""].quotas["r"].size = 2
+        get_queues(two)[""].quotas["r"].hold(2)
+        one.transaction_manager.commit()
+        two.transaction_manager.commit()
+        conn.transaction_manager.begin()
+        assert get_queues(conn)[""].quotas["r"].active == (2,)
+        assert get_queues(conn)[""].quotas["r"].size == 2
+    finally:
+        one.close()
+        two.close()

@@ -275,9 +275,10 @@ class IQueues(Interface):
 class IQuota(Interface):
     """A limit on how many jobs naming it may run at once, cluster-wide.
 
-    Claims and releases write the quota object itself, so two dispatchers
-    claiming the last slot at once conflict and one of them tries again:
-    at most ``size`` jobs naming the quota are ever claimed at once anywhere.
+    Claims and releases write the quota object itself. Concurrent changes
+    are merged while they fit the size; two dispatchers claiming the last
+    slot at once conflict and one of them tries again: at most ``size`` jobs
+    naming the quota are ever claimed at once anywhere.
     """
 
     name = Attribute("The quota's name.")

@@ -2,6 +2,7 @@
 
 import persistent
 from BTrees.OOBTree import OOBTree
+from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from zasync.interfaces import IQuota, IQuotas
@@ -11,9 +12,10 @@ from zasync.interfaces import IQuota, IQuotas
 class Quota(persistent.Persistent):
     """See IQuota.
 
-    The held slots are a tuple on the quota itself, not a BTree: BTrees merge
-    concurrent inserts, which would let two dispatchers take the last slot at
-    once. A plain attribute makes them conflict instead.
+    The held slots are a tuple on the quota itself. Concurrent changes are
+    merged by ``_p_resolveConflict`` only while the merged slots fit the
+    size: two dispatchers taking the last slot at once conflict, and one of
+    them tries again and finds the quota full.
     """
 
     def __init__(self, name, size=1):
@@ -51,6 +53,31 @@ class Quota(persistent.Persistent):
     def release(self, job_id):
         if job_id in self._active:
             self._active = tuple(i for i in self._active if i != job_id)
+
+    def _p_resolveConflict(self, old, committed, new):
+        if committed.get("_size") != new.get("_size") and old.get("_size") not in (
+            committed.get("_size"),
+            new.get("_size"),
+        ):
+            raise ConflictError("quota size changed concurrently")
+        size = (
+            new["_size"]
+            if committed.get("_size") == old.get("_size")
+            else committed["_size"]
+        )
+        before = old.get("_active", ())
+        theirs, mine = committed.get("_active", ()), new.get("_active", ())
+        released = (set(before) - set(theirs)) | (set(before) - set(mine))
+        merged = [i for i in before if i not in released]
+        for job_id in theirs + mine:
+            if job_id not in before and job_id not in merged:
+                merged.append(job_id)
+        if len(merged) > size:
+            raise ConflictError("quota full")
+        resolved = dict(new)
+        resolved["_size"] = size
+        resolved["_active"] = tuple(merged)
+        return resolved
 
     def __repr__(self):
         return f"<Quota {self.name!r} {len(self._active)}/{self._size}>"
