@@ -1,6 +1,7 @@
 """Quotas: creation and validation, and claims that respect them, also
 across concurrent transactions (cluster-wide)."""
 
+import contextlib
 import uuid
 
 import pytest
@@ -217,6 +218,17 @@ def _setup_two_dispatchers(conn, size):
     return uuid_a, uuid_b
 
 
+@contextlib.contextmanager
+def two_connections(db):
+    """Two connections with their own transaction managers, as two processes."""
+    one, two = sample.open_connection(db), sample.open_connection(db)
+    try:
+        yield one, two
+    finally:
+        one.close()
+        two.close()
+
+
 def _claim(connection, uid):
     queue = get_queues(connection)[""]
     agent = queue.dispatchers[uid].agents["main"]
@@ -227,9 +239,7 @@ def test_concurrent_claims_of_the_last_slot_conflict(db, conn):
     """Two dispatchers claiming the only slot at once: exactly one commit
     succeeds, the other gets a ConflictError; retried, it finds no room."""
     uuid_a, uuid_b = _setup_two_dispatchers(conn, size=1)
-    one = sample.open_connection(db)
-    two = sample.open_connection(db)
-    try:
+    with two_connections(db) as (one, two):
         assert _claim(one, uuid_a) == ["a"]
         assert _claim(two, uuid_b) == ["b"]
         one.transaction_manager.commit()
@@ -244,9 +254,6 @@ def test_concurrent_claims_of_the_last_slot_conflict(db, conn):
         assert len(queue.quotas["q"]) == 1
         assert queue.counts()["active"] == 1
         assert labels(queue) == ["c", "b"]
-    finally:
-        one.close()
-        two.close()
 
 
 def test_concurrent_claims_without_quota_both_commit(db, conn):
@@ -254,9 +261,7 @@ def test_concurrent_claims_without_quota_both_commit(db, conn):
     conflict above comes from the quota, not from the claims' other
     writes."""
     uuid_a, uuid_b = _setup_two_dispatchers(conn, size=None)
-    one = sample.open_connection(db)
-    two = sample.open_connection(db)
-    try:
+    with two_connections(db) as (one, two):
         assert _claim(one, uuid_a) == ["a"]
         assert _claim(two, uuid_b) == ["b"]
         one.transaction_manager.commit()
@@ -265,18 +270,13 @@ def test_concurrent_claims_without_quota_both_commit(db, conn):
         queue = get_queues(conn)[""]
         assert labels(queue) == ["c"]
         assert queue.counts()["active"] == 2
-    finally:
-        one.close()
-        two.close()
 
 
 def test_concurrent_claims_within_the_size_both_commit(db, conn):
     """With room for both, concurrent claims on one quota are merged: a
     quota is a hot spot only when it is full."""
     uuid_a, uuid_b = _setup_two_dispatchers(conn, size=2)
-    one = sample.open_connection(db)
-    two = sample.open_connection(db)
-    try:
+    with two_connections(db) as (one, two):
         assert _claim(one, uuid_a) == ["a"]
         assert _claim(two, uuid_b) == ["b"]
         one.transaction_manager.commit()
@@ -285,9 +285,6 @@ def test_concurrent_claims_within_the_size_both_commit(db, conn):
         quota = get_queues(conn)[""].quotas["q"]
         assert len(quota) == 2
         assert not quota.has_room()
-    finally:
-        one.close()
-        two.close()
 
 
 def test_concurrent_release_and_claim_merge(db, conn):
@@ -297,9 +294,7 @@ def test_concurrent_release_and_claim_merge(db, conn):
     quota = queue.quotas.create("r", size=1)
     quota.hold(1)
     conn.transaction_manager.commit()
-    one = sample.open_connection(db)
-    two = sample.open_connection(db)
-    try:
+    with two_connections(db) as (one, two):
         get_queues(one)[""].quotas["r"].release(1)
         get_queues(two)[""].quotas["r"].size = 2
         get_queues(two)[""].quotas["r"].hold(2)
@@ -308,6 +303,3 @@ def test_concurrent_release_and_claim_merge(db, conn):
         conn.transaction_manager.begin()
         assert get_queues(conn)[""].quotas["r"].active == (2,)
         assert get_queues(conn)[""].quotas["r"].size == 2
-    finally:
-        one.close()
-        two.close()

@@ -24,7 +24,7 @@ from zasync import wakeup
 from zasync.interfaces import IDispatcher
 from zasync.queue import get_queues
 from zasync.registry import Agent, DispatcherRecord
-from zasync.runner import POSTPONE, JobRunner, abort
+from zasync.runner import POSTPONE, JobRunner, abort, jobs_connection
 from zasync.status import ASSIGNED
 
 log = logging.getLogger("zasync.dispatcher")
@@ -151,9 +151,7 @@ class Dispatcher:
         return f"<Dispatcher {self.uuid} queues={list(self.queue_names)}>"
 
     def _jobs_connection(self):
-        if self.database is None:
-            return self._conn
-        return self._conn.get_connection(self.database)
+        return jobs_connection(self._conn, self.database)
 
     def count(self, what, n=1):
         with self._stats_lock:

@@ -40,6 +40,14 @@ except ImportError:  # pragma: no cover
 POSTPONE = (TransientError, ConflictError, ClientDisconnected)
 
 
+def jobs_connection(connection, database=None):
+    """The connection to the database holding the queues and jobs: the
+    given one, or in multi-database mode its sibling called ``database``."""
+    if database is None:
+        return connection
+    return connection.get_connection(database)
+
+
 def abort(tm):
     """Abort the current transaction of an explicit manager, if any."""
     with contextlib.suppress(NoTransaction):
@@ -63,9 +71,7 @@ class LiveChannel:
     def _connection(self):
         if self.conn is None:
             self.conn = self.db.open(transaction_manager=self.tm)
-        if self.database is not None:
-            return self.conn.get_connection(self.database)
-        return self.conn
+        return jobs_connection(self.conn, self.database)
 
     def write(self, job, name, value):
         check_value(value, f"live annotation {name!r}")
@@ -118,10 +124,7 @@ class JobRunner:
         self.clock = dispatcher.clock
         self.tm = transaction.TransactionManager(explicit=True)
         self.conn = dispatcher.db.open(transaction_manager=self.tm)
-        # Jobs live where the queues do: another database in multi-db mode.
-        self.jobs = self.conn
-        if dispatcher.database is not None:
-            self.jobs = self.conn.get_connection(dispatcher.database)
+        self.jobs = jobs_connection(self.conn, dispatcher.database)
         self.live = LiveChannel(dispatcher.db, dispatcher.database)
 
     def close(self):
@@ -130,6 +133,10 @@ class JobRunner:
         self.live.close()
 
     # -- helpers -----------------------------------------------------------
+
+    def _held(self, job):
+        """True if ``job`` is held (ASSIGNED) by this dispatcher."""
+        return job.status == ASSIGNED and job.assignee[0] == self.dispatcher.uuid
 
     def _mine(self, job):
         return (
@@ -163,7 +170,7 @@ class JobRunner:
             if self._next is None:
                 return False
         job = self.jobs.get(self._next)
-        if job.status != ASSIGNED or job.assignee[0] != self.dispatcher.uuid:
+        if not self._held(job):
             return False
         Queue.activate(job, self.clock())
         return True
@@ -172,7 +179,7 @@ class JobRunner:
         """Start an ASSIGNED job in a transaction of its own."""
 
         def activate(job):
-            if job.status != ASSIGNED or job.assignee[0] != self.dispatcher.uuid:
+            if not self._held(job):
                 return False
             Queue.activate(job, self.clock())
 
@@ -346,42 +353,28 @@ class JobRunner:
         stored = self._small_transaction(oid, record, final=final)
         return outcome.get("status") if stored else None
 
-    def _run_callbacks(self, oid):
+    def _run_callbacks(self, oid, claimed=True):
         """Run the callbacks of a job in CALLBACKS, each in its own
-        transaction, then complete the job."""
+        transaction (their own callbacks too), then complete the job."""
         while True:
             self.tm.begin()
             job = self.jobs.get(oid)
-            if job.status != CALLBACKS or not self._mine(job):
+            if job.status != CALLBACKS or (claimed and not self._mine(job)):
                 abort(self.tm)
                 return
             todo = [cb._p_oid for cb in job.callbacks if cb.status != COMPLETED]
             abort(self.tm)
             for callback_oid in todo:
-                self._run_callback(callback_oid)
+                if self._call(callback_oid, claimed=False) == CALLBACKS:
+                    self._run_callbacks(callback_oid, claimed=False)
+            added = []
 
-            def complete(job):
+            def complete(job, added=added):
                 if any(cb.status != COMPLETED for cb in job.callbacks):
-                    return False  # one was added meanwhile: go round again
+                    added.append(True)  # one was added meanwhile: go round
+                    return False
                 job.status = COMPLETED
 
-            if self._small_transaction(oid, complete, final=True):
+            stored = self._small_transaction(oid, complete, final=claimed)
+            if stored or not added or self.dispatcher.abandoned:
                 return
-            if self.dispatcher.abandoned:
-                return
-
-    def _run_callback(self, oid):
-        if self._call(oid, claimed=False) == CALLBACKS:
-            self._run_callbacks_of_callback(oid)
-
-    def _run_callbacks_of_callback(self, oid):
-        self.tm.begin()
-        job = self.jobs.get(oid)
-        todo = [cb._p_oid for cb in job.callbacks if cb.status != COMPLETED]
-        waiting = job.status == CALLBACKS
-        abort(self.tm)
-        if not waiting:
-            return
-        for callback_oid in todo:
-            self._run_callback(callback_oid)
-        self._small_transaction(oid, lambda j: setattr(j, "status", COMPLETED))
