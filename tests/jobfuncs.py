@@ -4,9 +4,11 @@ import collections
 import threading
 
 from ZODB.POSException import ConflictError
+from zope.interface import implementer
 
 import zasync
 from zasync import local
+from zasync.interfaces import IJobEnvironment
 
 # Events a test sets to let a blocked job go on, by name.
 events = collections.defaultdict(threading.Event)
@@ -133,3 +135,57 @@ def mark(markers, key):
     """Count a run of job ``key`` in a BTree: exactly once is the promise."""
     markers[key] = markers.get(key, 0) + 1
     return key
+
+
+@implementer(IJobEnvironment)
+class Environment:
+    """An IJobEnvironment that records what it did, by name."""
+
+    def __init__(self, name, fail_on_enter=False):
+        self.name = name
+        self.fail_on_enter = fail_on_enter
+
+    def enter(self, job):
+        if self.fail_on_enter:
+            raise LookupError(f"environment {self.name} is gone")
+        environment["site"] = self.name
+        return f"token of {self.name}"
+
+    def arguments(self, job, args, kwargs):
+        args = tuple(self._resolve(a) for a in args)
+        return args, kwargs
+
+    def _resolve(self, value):
+        if isinstance(value, str) and value.startswith("@"):
+            return f"{self.name}:{value[1:]}"
+        return value
+
+    def exit(self, job, token):
+        teardowns.append((job.id, token))
+        environment.pop("site", None)
+
+
+def site_and_args(*args):
+    return (environment.get("site"),) + args
+
+
+def join_transaction(container):
+    """Join the current transaction the way MailHost and friends do."""
+    import transaction
+
+    transaction.get().addAfterCommitHook(
+        lambda ok, container=container: container.append(ok)
+    )
+    return "joined"
+
+
+def commit_half_way(container, fail):
+    """A batch job that commits its progress itself, then goes on."""
+    import transaction
+
+    container["first"] = 1
+    transaction.commit()
+    container["second"] = 2
+    if fail:
+        raise ValueError("after the batch commit")
+    return "done"

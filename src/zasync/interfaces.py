@@ -40,6 +40,31 @@ class IFailure(Interface):
         """Raise the stored exception value (handy in tests)."""
 
 
+class IJobEnvironment(Interface):
+    """Where, and as whom, a job runs.
+
+    An environment is stored with the job (it must pickle by value or be a
+    persistent object) and is shared by the job's callbacks and children.
+    The engine knows nothing of what it restores; the Plone layer uses one
+    to run a job in its site, as its user, on its context object.
+
+    ``enter`` and ``arguments`` run inside the job's transaction, in the
+    worker thread, before the job's own ``setUp``; an exception from either
+    fails the job (through its retry policy) without calling it.
+    """
+
+    def enter(job):
+        """Restore the environment for ``job``; return a token for ``exit``."""
+
+    def arguments(job, args, kwargs):
+        """Return the ``(args, kwargs)`` the callable is called with, given
+        the stored ones (for example: objects stored by path looked up)."""
+
+    def exit(job, token):
+        """Undo ``enter``. Always called after a successful ``enter``; it
+        must not raise."""
+
+
 class IJob(Interface):
     """A call to be made later, in its own transaction, by a dispatcher.
 
@@ -111,6 +136,11 @@ class IJob(Interface):
     unique_key = Attribute("A string, or None; see IQueue.put.")
     retry_policy = Attribute("The job's IRetryPolicy.")
     callbacks = Attribute("The callback jobs, in the order they were added.")
+    environment = Attribute(
+        "The job's IJobEnvironment, or None. Set on a job, it applies to its "
+        "callbacks, children and postprocess job too, unless they have one "
+        "of their own."
+    )
     progress = Attribute(
         "(fraction, message) as last set by zasync.local.set_progress, as "
         "committed when this job's connection last began a transaction; or "
@@ -148,6 +178,11 @@ class IJob(Interface):
     def tearDown(setup_info):
         """Called after the callable, whatever happened, with what ``setUp``
         returned. It must not raise."""
+
+    def invoke(extra_args=(), extra_kwargs=None):
+        """Make the call: enter the environment, ``setUp``, call, then
+        ``tearDown`` and leave the environment, whatever happened.
+        Exceptions propagate; the caller decides what they mean."""
 
     def __call__(*args, **kwargs):
         """Run the job at once, in the current thread and transaction.

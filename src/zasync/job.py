@@ -106,6 +106,7 @@ class Job(persistent.Persistent):
     unique_key = None
     kwargs = types.MappingProxyType({})  # per job; empty ones are not stored
     _retry_policy = None
+    _environment = None
     _callbacks = ()
     _annotations = None
     # (dispatcher uuid, agent name) while claimed by a dispatcher.
@@ -177,6 +178,21 @@ class Job(persistent.Persistent):
         if policy is not None:
             check_value(policy, "retry_policy")
         self._retry_policy = policy
+
+    @property
+    def environment(self):
+        job = self
+        while job is not None:
+            if job._environment is not None:
+                return job._environment
+            job = job.parent
+        return None
+
+    @environment.setter
+    def environment(self, environment):
+        if environment is not None:
+            check_value(environment, "environment")
+        self._environment = environment
 
     @property
     def annotations(self):
@@ -276,12 +292,23 @@ class Job(persistent.Persistent):
         """
         func = self.resolve_callable()
         args, kwargs = self.call_arguments(extra_args, extra_kwargs)
+        environment = self.environment
         with local.running(self):
-            info = self.setUp()
+            if environment is None:
+                return self._call_with_hooks(func, args, kwargs)
+            token = environment.enter(self)
             try:
-                return func(*args, **kwargs)
+                args, kwargs = environment.arguments(self, args, kwargs)
+                return self._call_with_hooks(func, args, kwargs)
             finally:
-                self.tearDown(info)
+                environment.exit(self, token)
+
+    def _call_with_hooks(self, func, args, kwargs):
+        info = self.setUp()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.tearDown(info)
 
     def __call__(self, *args, **kwargs):
         self.status = ACTIVE
@@ -338,6 +365,7 @@ class Job(persistent.Persistent):
         "parent",
         "role",
         "_retry_policy",
+        "_environment",
         "_callbacks",
         "_annotations",
         "kwargs",

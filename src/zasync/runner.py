@@ -122,7 +122,11 @@ class JobRunner:
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
         self.clock = dispatcher.clock
-        self.tm = transaction.TransactionManager(explicit=True)
+        # The thread's own manager (the one transaction.get() returns in
+        # this thread), so that code in a job that joins "the" transaction
+        # (MailHost, after-commit hooks, savepoints, a batch commit of its
+        # own) joins the job's transaction.
+        self.tm = transaction.manager.manager
         self.conn = dispatcher.db.open(transaction_manager=self.tm)
         self.jobs = jobs_connection(self.conn, dispatcher.database)
         self.live = LiveChannel(dispatcher.db, dispatcher.database)
