@@ -169,13 +169,14 @@ def site_and_args(*args):
     return (environment.get("site"),) + args
 
 
-def join_transaction(container):
+after_commit = []
+
+
+def join_transaction():
     """Join the current transaction the way MailHost and friends do."""
     import transaction
 
-    transaction.get().addAfterCommitHook(
-        lambda ok, container=container: container.append(ok)
-    )
+    transaction.get().addAfterCommitHook(after_commit.append)
     return "joined"
 
 

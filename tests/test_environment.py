@@ -84,8 +84,9 @@ def test_unpicklable_environment_is_refused():
 
 
 def test_job_code_joins_the_jobs_transaction(queue, dispatcher):
-    seen = []
-    job = queue.put(zasync.Job(jobfuncs.join_transaction, seen))
+    seen = jobfuncs.after_commit
+    del seen[:]
+    job = queue.put(zasync.Job(jobfuncs.join_transaction))
     transaction.commit()
     assert wait_for_result(job) == "joined"
     # The after-commit hook runs with the job's own commit, successfully.
