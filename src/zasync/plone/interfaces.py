@@ -1,0 +1,165 @@
+"""The Plone layer's contract: the service, its events, settings and layer.
+
+The names are those of plone.app.async, so that code written for it needs
+only its imports changed.
+"""
+
+from zope import schema
+from zope.interface import Attribute, Interface, implementer
+from zope.publisher.interfaces.browser import IDefaultBrowserLayer
+
+#: The quota that queueJob() uses, size 1 unless configured.
+DEFAULT_QUOTA = "default"
+
+
+class IAsyncService(Interface):
+    """Queues jobs that run later, as the current user, in the current site.
+
+    ``func(context, *args, **kwargs)`` runs in a worker with ``context``
+    looked up again from its physical path, inside the site it was queued
+    in (``setSite``), with a request whose URL is the site's public URL, and
+    with the security of the user who queued it: that user, found again in
+    the same user folder, with the roles they have when the job runs. If
+    the site, the object or the user is gone, the job fails with a Failure
+    that says which; it never runs as anybody else or on another object.
+
+    Queuing is part of the current transaction: if the request aborts, no
+    job exists. Every method returns the queued IJob (``addCallback`` and
+    ``addCallbacks`` work on it). Arguments are checked when queued: a
+    lambda, a closure or anything else a worker could not load is refused
+    with an error that names it.
+    """
+
+    def getQueues():
+        """The zasync Queues of this Zope database (IQueues).
+
+        In multi-database mode they live in the database configured for
+        zasync (see ``multi_db_instance.zcml``)."""
+
+    def queueJob(func, context, *args, **kwargs):
+        """Queue ``func(context, *args, **kwargs)`` in the default queue,
+        under the ``default`` quota: such jobs run one at a time, in the
+        order they were queued."""
+
+    def queueJobWithDelay(begin_by, begin_after, func, context, *args, **kwargs):
+        """Like queueJob, not before ``begin_after`` (an aware datetime or
+        None) and failing with a time-out instead of starting later than
+        ``begin_after + begin_by`` (a timedelta, or None for no limit)."""
+
+    def queueJobInQueue(queue, quota_names, func, context, *args, **kwargs):
+        """Queue in ``queue`` (a Queue or its name) under ``quota_names``
+        (a tuple of quota names, created with size 1 if missing; empty for
+        no quota)."""
+
+    def queueSerialJobs(*job_infos):
+        """Queue one job that runs the jobs made by ``makeJob`` one after
+        the other, under the ``default`` quota. Its result is the tuple of
+        those jobs, each with its own result or Failure."""
+
+    def queueParallelJobs(*job_infos):
+        """Queue one job that runs the jobs made by ``makeJob`` at the same
+        time, as far as quotas and worker threads allow. Its result is the
+        tuple of those jobs. Parallel jobs use no quota unless given one."""
+
+    def queueSerialJobsInQueue(queue, quota_names, *job_infos):
+        """queueSerialJobs in the given queue, under the given quotas."""
+
+    def queueParallelJobsInQueue(queue, quota_names, *job_infos):
+        """queueParallelJobs in the given queue, under the given quotas."""
+
+
+class IJobEvent(Interface):
+    """A job queued through IAsyncService completed.
+
+    Fired in the worker, after the job's result is committed, in a
+    transaction of its own, inside the job's site and as the job's user.
+    An exception raised by a handler is logged and recorded on that event's
+    callback job; it never changes the job's committed result.
+    """
+
+    object = Attribute("The job's result, or its Failure.")
+    job = Attribute("The job (IJob).")
+
+
+class IJobSuccess(IJobEvent):
+    """The job returned; ``object`` is its result."""
+
+
+class IJobFailure(IJobEvent):
+    """The job raised; ``object`` is its Failure."""
+
+
+@implementer(IJobEvent)
+class JobEvent:
+    def __init__(self, object, job):
+        self.object = object
+        self.job = job
+
+    def __repr__(self):
+        return f"<{type(self).__name__} for {self.job!r}>"
+
+
+@implementer(IJobSuccess)
+class JobSuccess(JobEvent):
+    """See IJobSuccess."""
+
+
+@implementer(IJobFailure)
+class JobFailure(JobEvent):
+    """See IJobFailure."""
+
+
+class IZasyncLayer(IDefaultBrowserLayer):
+    """Marks requests of sites where the zasync add-on is installed."""
+
+
+class IProcessRole(Interface):
+    """What this Zope process does; registered as a utility by one of the
+    ``*_db_instance.zcml`` / ``*_db_worker.zcml`` files. With none of them
+    loaded the process is *embedded*: single database, and it runs a
+    dispatcher itself."""
+
+    name = Attribute("'embedded', 'instance' or 'worker'.")
+    runs_dispatcher = Attribute("True if the process runs a dispatcher.")
+    multi_database = Attribute(
+        "True if the queues live in a database of their own, mounted next to "
+        "the main one (named by product-config ``database``, default "
+        "'zasync')."
+    )
+
+
+class IZasyncSettings(Interface):
+    """Site settings, kept in the configuration registry (prefix
+    ``zasync``). Changing them takes effect at once in the whole cluster:
+    they are written to the queue, which every dispatcher reads."""
+
+    default_quota_size = schema.Int(
+        title="Jobs of the 'default' quota that may run at once",
+        description=(
+            "Jobs queued with queueJob() or queueSerialJobs() count against "
+            "the 'default' quota. 1 (the default) runs them one at a time, in "
+            "the order they were queued."
+        ),
+        default=1,
+        min=1,
+        max=1000,
+    )
+
+    agent_size = schema.Int(
+        title="Worker threads per dispatcher for the default queue",
+        description="How many jobs each worker process runs at the same time.",
+        default=3,
+        min=1,
+        max=100,
+    )
+
+    public_url = schema.URI(
+        title="Public URL of this site",
+        description=(
+            "The URL the site's visitors use, such as https://www.example.org. "
+            "Jobs see a request with this URL, so absolute_url() and links in "
+            "e-mails point there. Empty: the URL the site had when the job "
+            "was queued."
+        ),
+        required=False,
+    )

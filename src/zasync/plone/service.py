@@ -1,0 +1,111 @@
+"""IAsyncService: queue jobs that run as the current user, in the site."""
+
+from zope.component.hooks import getSite
+from zope.interface import implementer
+
+import zasync
+from zasync.job import Job
+from zasync.plone import environment as env
+from zasync.plone.events import notify_job_event
+from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
+from zasync.plone.roles import queues_database
+from zasync.plone.settings import ensure_quotas
+from zasync.queue import get_queues
+
+
+def makeJob(func, context, *args, **kwargs):
+    """A job for ``func(context, *args, **kwargs)``, as the current user in
+    the current site, to pass to queueSerialJobs / queueParallelJobs (or
+    to queue yourself with ``queue.put``).
+
+    ``context``, and any other stored Zope object among the arguments, is
+    kept by path (and UID) and looked up again in the worker.
+    """
+    ref = env.reference(context, "context")
+    args, kwargs = env.references_in(args, kwargs)
+    job = Job(func, ref, *args, **kwargs)
+    job.environment = env.capture()
+    job.add_callback(notify_job_event)
+    return job
+
+
+def _site_connection():
+    site = getSite()
+    jar = getattr(site, "_p_jar", None)
+    if jar is None:
+        raise env.NotQueueable(
+            "No site is set, or it is not stored: use IAsyncService from code "
+            "running in a Plone site (a request, or a script that called "
+            "zope.component.hooks.setSite(site))."
+        )
+    return jar
+
+
+@implementer(IAsyncService)
+class AsyncService:
+    """See IAsyncService."""
+
+    def getQueues(self):
+        return get_queues(_site_connection(), database=queues_database())
+
+    def _queue(self, queue):
+        if queue is None or isinstance(queue, str):
+            name = queue or ""
+            queues = self.getQueues()
+            if name not in queues:
+                if name:
+                    raise ValueError(
+                        f"There is no zasync queue {name!r}; the queues are "
+                        f"{sorted(queues)!r}. Create it first."
+                    )
+            return queues[name]
+        return queue
+
+    def _put(self, queue, quota_names, job, begin_after=None, begin_by=None):
+        queue = self._queue(queue)
+        if isinstance(quota_names, str):
+            quota_names = (quota_names,)
+        quota_names = tuple(quota_names or ())
+        ensure_quotas(queue, quota_names)
+        return queue.put(
+            job,
+            quota_names=quota_names,
+            begin_after=begin_after,
+            begin_by=begin_by,
+        )
+
+    def queueJobInQueue(self, queue, quota_names, func, context, *args, **kwargs):
+        return self._put(queue, quota_names, makeJob(func, context, *args, **kwargs))
+
+    def queueJob(self, func, context, *args, **kwargs):
+        return self.queueJobInQueue(None, (DEFAULT_QUOTA,), func, context, *args, **kwargs)
+
+    def queueJobWithDelay(self, begin_by, begin_after, func, context, *args, **kwargs):
+        job = makeJob(func, context, *args, **kwargs)
+        return self._put(None, (DEFAULT_QUOTA,), job, begin_after, begin_by)
+
+    def _composite(self, factory, job_infos):
+        for info in job_infos:
+            if not isinstance(info, Job) or info.environment is None:
+                raise TypeError(
+                    f"{info!r} is not a job made by makeJob(func, context, ...); "
+                    f"build each part with makeJob."
+                )
+        job = factory(*job_infos)
+        job.environment = env.capture()
+        job.add_callback(notify_job_event)
+        return job
+
+    def queueSerialJobsInQueue(self, queue, quota_names, *job_infos):
+        return self._put(queue, quota_names, self._composite(zasync.serial, job_infos))
+
+    def queueParallelJobsInQueue(self, queue, quota_names, *job_infos):
+        return self._put(
+            queue, quota_names, self._composite(zasync.parallel, job_infos)
+        )
+
+    def queueSerialJobs(self, *job_infos):
+        return self.queueSerialJobsInQueue(None, (DEFAULT_QUOTA,), *job_infos)
+
+    def queueParallelJobs(self, *job_infos):
+        return self.queueParallelJobsInQueue(None, (), *job_infos)

@@ -1,0 +1,36 @@
+"""Install and uninstall steps beyond the profile's XML."""
+
+import logging
+
+from plone.base.interfaces import INonInstallable
+from zope.component import getUtility
+from zope.interface import implementer
+
+from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
+from zasync.plone.settings import ensure_quotas
+
+log = logging.getLogger("zasync.plone")
+
+
+@implementer(INonInstallable)
+class HiddenProfiles:
+    def getNonInstallableProfiles(self):
+        return ["zasync.plone:uninstall"]
+
+
+def post_install(context):
+    """Make sure the queues and the 'default' quota exist."""
+    queue = getUtility(IAsyncService).getQueues()[""]
+    ensure_quotas(queue, (DEFAULT_QUOTA,))
+    log.info(
+        "zasync installed; the 'default' quota has size %s",
+        queue.quotas[DEFAULT_QUOTA].size,
+    )
+
+
+def post_uninstall(context):
+    """The profile removed the settings and the browser layer. The queues
+    stay: they are shared by every site of the database and may hold jobs
+    of other sites (remove them with the zasync command if no site uses
+    them)."""
+    log.info("zasync uninstalled; the database's queues were kept")
