@@ -2,11 +2,13 @@
 
 import uuid
 
+import pytest
 import transaction
 from persistent.list import PersistentList
 
 import jobfuncs
 import zasync
+from zasync.status import Status
 from zasync.testing import wait_for_all_jobs, wait_for_result
 
 
@@ -83,3 +85,23 @@ def test_nested_composites_and_callbacks(queue, dispatcher):
 def test_serial_called_directly_runs_inline(queue):
     job = zasync.serial(zasync.Job(jobfuncs.add, 1, 1), postprocess=jobfuncs.join)
     assert job() == [2]
+
+
+@pytest.mark.parametrize("postprocess", [None, jobfuncs.join])
+def test_parent_advances_once_when_children_finish_together(queue, postprocess):
+    # Two children committed before the dispatcher reconciles either: each
+    # reconcile sees all children done, and the parent must move on once.
+    first, second = zasync.Job(jobfuncs.add, 1, 2), zasync.Job(jobfuncs.add, 3, 4)
+    parent = zasync.parallel(first, second, postprocess=postprocess)
+    parent.add_callback(jobfuncs.callback_value)
+    queue.put(parent)
+    now = zasync.clock.utcnow()
+    queue.claim(zasync.registry.Agent("main", 3), "uuid", 5, now)  # starts it
+    assert {first.status, second.status} == {Status.PENDING}
+    for child in (first, second):
+        queue.remove(child)
+        child.status = Status.COMPLETED
+    for child in (first, second):
+        parent.sub_job_done(child, queue, now)
+    queued = [job for job in queue if job.parent is parent]
+    assert len(queued) == 1, queued

@@ -16,6 +16,7 @@ from zasync.storable import check_callable
 
 class _Composite(Job):
     is_composite = True
+    children_finished = False
     _postprocess = None
 
     def __init__(self, *jobs, postprocess=None):
@@ -56,7 +57,12 @@ class _Composite(Job):
 
     def sub_job_done(self, sub_job, queue, now):
         if sub_job.role == "child":
+            if self.children_finished:
+                # Children that finish together are reconciled one by one,
+                # each seeing all done: advance only once.
+                return
             if all(child.status == COMPLETED for child in self.children):
+                self.children_finished = True
                 self._children_done(queue, now)
             else:
                 self.child_done(queue)
