@@ -31,8 +31,12 @@ def settings():
         return None
 
 
-def _record(name, default=None):
-    registry = queryUtility(IRegistry)
+def _record(name, default=None, site=None):
+    if site is not None:
+        # Before the site is entered (the worker sets it up from this).
+        registry = site.getSiteManager().queryUtility(IRegistry)
+    else:
+        registry = queryUtility(IRegistry)
     if registry is None:
         return default
     return registry.get(f"{PREFIX}.{name}", default)
@@ -41,7 +45,7 @@ def _record(name, default=None):
 def public_url(site=None):
     """The configured public URL of the site: the registry record, else
     zope.conf's ``public-url``, else None."""
-    url = _record("public_url")
+    url = _record("public_url", site=site)
     if url:
         return url.rstrip("/")
     return process_config().public_url

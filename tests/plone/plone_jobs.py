@@ -1,0 +1,91 @@
+"""Job functions for the zasync.plone tests (a worker imports them)."""
+
+import collections
+
+from AccessControl import getSecurityManager
+from plone import api
+from ZODB.POSException import ConflictError
+from zope.component.hooks import getSite
+from zope.globalrequest import getRequest
+
+from zasync.plone import asyncfunction, is_async
+from zasync.plone.interfaces import IZasyncLayer
+
+# Non-transactional records of what jobs and handlers saw.
+seen = []
+calls = collections.Counter()
+
+
+def whoami(context):
+    """Who runs this, where, with which roles on ``context``."""
+    user = getSecurityManager().getUser()
+    return {
+        "user": user.getId(),
+        "roles": sorted(user.getRolesInContext(context)),
+        "site": "/".join(getSite().getPhysicalPath()),
+        "portal": "/".join(api.portal.get().getPhysicalPath()),
+        "context": "/".join(context.getPhysicalPath()),
+    }
+
+
+def request_facts(context):
+    request = getRequest()
+    return {
+        "context_url": context.absolute_url(),
+        "portal_url": api.portal.get().absolute_url(),
+        "layer": IZasyncLayer.providedBy(request),
+        "registry": api.portal.get_registry_record("zasync.default_quota_size"),
+    }
+
+
+def set_title(context, title):
+    context.title = title
+    context.reindexObject()
+    return context.title
+
+
+def add_document(context, id):
+    context.invokeFactory("Document", id, title=id)
+    return id
+
+
+def record_user(result):
+    """A callback: who runs it, where."""
+    user = getSecurityManager().getUser()
+    seen.append((result, user.getId(), "/".join(getSite().getPhysicalPath())))
+
+
+def failing_callback(result):
+    raise ValueError("the callback broke")
+
+
+def conflict_once(context, key):
+    calls[key] += 1
+    if calls[key] == 1:
+        raise ConflictError("first try conflicts")
+    return calls[key]
+
+
+def path_of(context):
+    return "/".join(context.getPhysicalPath())
+
+
+def both_paths(context, other, keyword=None):
+    return (path_of(context), path_of(other), keyword and path_of(keyword))
+
+
+@asyncfunction
+def retitle(obj, title):
+    """Queued when called outside a job."""
+    obj.title = title
+    return {"async": is_async(), "user": getSecurityManager().getUser().getId()}
+
+
+@asyncfunction(quota_names=("default",))
+def retitle_both(first, second, title):
+    # Inside a job, calling another async function runs it at once.
+    return [retitle(first, title), retitle(second, title)]
+
+
+def check_async():
+    return is_async()
