@@ -3,11 +3,11 @@
 import collections
 
 from AccessControl import getSecurityManager
-from plone import api
 from ZODB.POSException import ConflictError
 from zope.component.hooks import getSite
 from zope.globalrequest import getRequest
 
+from plone import api
 from zasync.plone import asyncfunction, is_async
 from zasync.plone.interfaces import IZasyncLayer
 

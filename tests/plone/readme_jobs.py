@@ -31,7 +31,7 @@ def failingJob(context):
 
 
 def job_success_callback(result):
-    results.append("Success: %s" % result)
+    results.append("Success: %s" % result)  # noqa: UP031 - as in the original
 
 
 def job_failure_callback(result):

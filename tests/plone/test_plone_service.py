@@ -2,13 +2,13 @@
 
 import datetime
 
+import plone_jobs
 import pytest
 import transaction
-from plone import api
 from zope.component import getUtility
 from zope.interface.verify import verifyObject
 
-import plone_jobs
+from plone import api
 from zasync.failure import Failure
 from zasync.plone.environment import NotQueueable
 from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
@@ -101,7 +101,8 @@ def test_queue_job_with_delay_times_out(portal, folder, service):
 
 def test_parallel_jobs(portal, folder, service):
     job = service.queueParallelJobs(
-        service_make(plone_jobs.path_of, folder), service_make(plone_jobs.path_of, portal)
+        service_make(plone_jobs.path_of, folder),
+        service_make(plone_jobs.path_of, portal),
     )
     transaction.commit()
     children = wait_for_result(job)
@@ -123,7 +124,11 @@ def test_serial_jobs_in_queue_need_made_jobs(portal, folder, service):
 def test_other_objects_among_arguments_are_passed_by_path(portal, folder, service):
     job = service.queueJob(plone_jobs.both_paths, folder, portal, keyword=folder)
     transaction.commit()
-    assert wait_for_result(job) == ("/plone/member-folder", "/plone", "/plone/member-folder")
+    assert wait_for_result(job) == (
+        "/plone/member-folder",
+        "/plone",
+        "/plone/member-folder",
+    )
 
 
 def test_context_without_a_container_is_refused_at_queue_time(portal, folder, service):

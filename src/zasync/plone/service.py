@@ -52,12 +52,11 @@ class AsyncService:
         if queue is None or isinstance(queue, str):
             name = queue or ""
             queues = self.getQueues()
-            if name not in queues:
-                if name:
-                    raise ValueError(
-                        f"There is no zasync queue {name!r}; the queues are "
-                        f"{sorted(queues)!r}. Create it first."
-                    )
+            if name and name not in queues:
+                raise ValueError(
+                    f"There is no zasync queue {name!r}; the queues are "
+                    f"{sorted(queues)!r}. Create it first."
+                )
             return queues[name]
         return queue
 
@@ -78,7 +77,9 @@ class AsyncService:
         return self._put(queue, quota_names, makeJob(func, context, *args, **kwargs))
 
     def queueJob(self, func, context, *args, **kwargs):
-        return self.queueJobInQueue(None, (DEFAULT_QUOTA,), func, context, *args, **kwargs)
+        return self.queueJobInQueue(
+            None, (DEFAULT_QUOTA,), func, context, *args, **kwargs
+        )
 
     def queueJobWithDelay(self, begin_by, begin_after, func, context, *args, **kwargs):
         job = makeJob(func, context, *args, **kwargs)
