@@ -19,7 +19,8 @@ VENV        ?= .venv
 # Python 3.11 is what the lock is resolved for; fall back to python3 if absent.
 PYTHON      ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 CONSTRAINTS := requirements/constraints.txt
-EXTRAS      ?= test,docs,dev
+# Everything, Plone included: `make test` runs the Plone tests too.
+EXTRAS      ?= plone,test,test-plone,docs,dev
 STAMP       := $(VENV)/.installed
 
 BIN         := $(VENV)/bin
@@ -28,7 +29,7 @@ PYTEST_ARGS ?=
 LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
 SPHINXOPTS  ?=
 
-.PHONY: help install install-plone test lint format docs bench demo lock \
+.PHONY: help install test lint format docs bench demo lock \
         check-lock clean distclean
 
 help:
@@ -48,12 +49,6 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	@touch $@
 
 install: $(STAMP)
-
-# The Plone integration (Products.CMFPlone 6.2, ~200 more packages, ~1 minute):
-# not part of the default install; run it before Plone tests.
-install-plone: $(STAMP)
-	@echo ">>> installing zasync[plone,test-plone] into $(VENV) from $(CONSTRAINTS)"
-	$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[$(EXTRAS),plone,test-plone]'
 
 # ------------------------------------------------------------------ use
 
