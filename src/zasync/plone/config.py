@@ -54,8 +54,7 @@ def _number(raw, key, kind, minimum):
         ) from None
     if value < minimum:
         raise ConfigurationError(
-            f"<product-config {SECTION}> {key} must be at least {minimum}, "
-            f"not {text!r}"
+            f"<product-config {SECTION}> {key} must be at least {minimum}, not {text!r}"
         )
     return value
 

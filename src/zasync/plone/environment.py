@@ -225,9 +225,7 @@ def _entered_stack():
 class PloneEnvironment:
     """The site, user and URL a job was queued with; see the module."""
 
-    def __init__(
-        self, database_name, site_path, user_folder_path, user_id, url=None
-    ):
+    def __init__(self, database_name, site_path, user_folder_path, user_id, url=None):
         self.database_name = database_name
         self.site_path = tuple(site_path)
         self.user_folder_path = (

@@ -19,7 +19,11 @@ def notify_job_event(result):
     writes are aborted); the job's own result is already committed.
     """
     job = local.get_job().parent
-    event = JobFailure(result, job) if isinstance(result, Failure) else JobSuccess(result, job)
+    event = (
+        JobFailure(result, job)
+        if isinstance(result, Failure)
+        else JobSuccess(result, job)
+    )
     try:
         notify(event)
     except Exception:

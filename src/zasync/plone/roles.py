@@ -24,7 +24,9 @@ class ProcessRole:
 
 
 EMBEDDED = ProcessRole("embedded", runs_dispatcher=True, multi_database=False)
-SINGLE_DB_INSTANCE = ProcessRole("instance", runs_dispatcher=False, multi_database=False)
+SINGLE_DB_INSTANCE = ProcessRole(
+    "instance", runs_dispatcher=False, multi_database=False
+)
 SINGLE_DB_WORKER = ProcessRole("worker", runs_dispatcher=True, multi_database=False)
 MULTI_DB_INSTANCE = ProcessRole("instance", runs_dispatcher=False, multi_database=True)
 MULTI_DB_WORKER = ProcessRole("worker", runs_dispatcher=True, multi_database=True)
