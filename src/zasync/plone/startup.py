@@ -1,0 +1,272 @@
+"""Starting and stopping this Zope process's dispatcher.
+
+When Zope has opened its database (IDatabaseOpenedWithRoot), every process
+checks its zasync configuration and makes sure the queues and the
+'default' quota exist; a worker or an embedded process (see roles.py) then
+starts its dispatcher. An instance only queues.
+
+Zope 6 under WSGI announces no shutdown, so the dispatcher is stopped when
+its database is closed (``runwsgi`` closes the databases as soon as waitress
+returns, before ``atexit`` handlers run) or else at exit. waitress ends
+normally on Ctrl-C but is killed outright by SIGTERM, which would leave the
+dispatcher's jobs to be recovered only when its heartbeat expires; so when
+nobody else handles SIGTERM, it is turned into the same normal exit.
+"""
+
+import atexit
+import functools
+import logging
+import os
+import random
+import signal
+import threading
+import time
+
+import transaction
+from zope.component import adapter
+from zope.processlifetime import IDatabaseOpenedWithRoot
+
+import zasync
+from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
+from zasync.plone import roles
+from zasync.plone.config import ConfigurationError, process_config
+from zasync.plone.interfaces import DEFAULT_QUOTA
+from zasync.queue import get_queues
+from zasync.runner import POSTPONE, abort
+
+log = logging.getLogger("zasync.plone")
+
+#: Seconds that running jobs get to finish when the process stops; jobs
+#: still running then go back to the queue.
+STOP_TIMEOUT = 5.0
+
+#: The UUID file in the Zope client home (var), when no ZASYNC_UUID is set.
+UUID_FILENAME = "zasync-uuid.txt"
+
+_lock = threading.Lock()
+_dispatcher = None
+_exit_hooks = []
+
+
+def get_dispatcher():
+    """This process's running dispatcher (IDispatcher), or None."""
+    return _dispatcher
+
+
+@adapter(IDatabaseOpenedWithRoot)
+def database_opened(event):
+    """Prepare the queues and start the dispatcher if this process runs one."""
+    config = process_config()
+    role = roles.current_role()
+    database = roles.queues_database(config)
+    check_database(event.database, database)
+    prepare_queues(event.database, database, config.default_quota_size or 1)
+    if not roles.runs_dispatcher(config):
+        log.info(
+            "zasync: role %s, queues in %s; this process runs no dispatcher",
+            role.name,
+            _describe(database),
+        )
+        return
+    start_dispatcher(event.database, config)
+
+
+def _describe(database):
+    return "the main database" if database is None else f"database {database!r}"
+
+
+def check_database(db, name):
+    """Raise ConfigurationError unless ``name`` (None: the main database) is
+    one of the databases Zope opened next to ``db``."""
+    if name is None or name in db.databases:
+        return
+    known = ", ".join(repr(n) for n in sorted(db.databases))
+    raise ConfigurationError(
+        f"zasync keeps its queues in a database of their own (multi-database "
+        f"mode: multi_db_instance.zcml or multi_db_worker.zcml is loaded), "
+        f"but zope.conf defines no database {name!r} (it has {known}). "
+        f"Add one to zope.conf, for example:\n\n"
+        f"    <zodb_db {name}>\n"
+        f"        <zeoclient>\n"
+        f"            server localhost:8100\n"
+        f"            storage {name}\n"
+        f"        </zeoclient>\n"
+        f"        mount-point /{name}\n"
+        f"    </zodb_db>\n\n"
+        f"(every instance and worker of the cluster needs the same section), "
+        f"or name another database with <product-config zasync> database NAME, "
+        f"or load single_db_instance.zcml / single_db_worker.zcml instead."
+    )
+
+
+def prepare_queues(db, database=None, quota_size=1, attempts=20):
+    """Install the queues and the default queue's 'default' quota if missing.
+
+    Several processes may start at once: a conflict means another one got
+    there first, so try again and find what it made.
+    """
+    tm = transaction.TransactionManager(explicit=True)
+    conn = db.open(transaction_manager=tm)
+    try:
+        for attempt in range(attempts):
+            tm.begin()
+            try:
+                queue = get_queues(conn, database)[""]
+                if DEFAULT_QUOTA not in queue.quotas:
+                    queue.quotas.create(DEFAULT_QUOTA, size=quota_size)
+                    log.info(
+                        "zasync: created the %r quota (size %d)",
+                        DEFAULT_QUOTA,
+                        quota_size,
+                    )
+                tm.commit()
+                return
+            except POSTPONE:
+                abort(tm)
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+            except BaseException:
+                abort(tm)
+                raise
+    finally:
+        conn.close()
+
+
+def dispatcher_uuid():
+    """This process's dispatcher UUID and the file it is kept in.
+
+    The file is named by ZASYNC_UUID (or ZC_ASYNC_UUID), else it is
+    ``zasync-uuid.txt`` in the Zope client home. (None, None) when there is
+    no such file: the dispatcher then gets a new UUID each start.
+    """
+    for name in UUID_ENVIRONMENT:
+        path = os.environ.get(name)
+        if path:
+            return read_uuid_file(path), path
+    path = _client_home_file()
+    if path is None:
+        return None, None
+    try:
+        return read_uuid_file(path), path
+    except OSError as exc:
+        log.warning(
+            "zasync: cannot keep the dispatcher UUID in %s (%s); set ZASYNC_UUID "
+            "to a writable file, or a restart will not recover this process's jobs "
+            "at once",
+            path,
+            exc,
+        )
+        return None, None
+
+
+def _client_home_file():
+    try:
+        from App.config import DefaultConfiguration, getConfiguration
+    except ImportError:  # pragma: no cover - Zope is a dependency of the extra
+        return None
+    config = getConfiguration()
+    # The default configuration of unit tests has no instance of its own.
+    if isinstance(config, DefaultConfiguration):
+        return None
+    home = getattr(config, "clienthome", None)
+    return os.path.join(home, UUID_FILENAME) if home else None
+
+
+def start_dispatcher(db, config=None):
+    """Start this process's dispatcher on ``db`` and return it."""
+    global _dispatcher
+    config = config or process_config()
+    database = roles.queues_database(config)
+    uuid, uuid_file = dispatcher_uuid()
+    with _lock:
+        if _dispatcher is not None:
+            raise RuntimeError(
+                f"zasync: this process runs dispatcher {_dispatcher.uuid} already; "
+                f"stop it with stop_dispatcher() first"
+            )
+        _dispatcher = zasync.start(
+            db,
+            poll_interval=config.poll_interval,
+            agent_size=config.threads,
+            uuid=uuid,
+            database=database,
+        )
+    _install_exit_hooks(db)
+    log.info(
+        "zasync: started dispatcher %s (role %s, %d threads, poll interval %ss, "
+        "queues in %s, UUID file %s)",
+        _dispatcher.uuid,
+        roles.current_role().name,
+        config.threads,
+        config.poll_interval,
+        _describe(database),
+        uuid_file or "none: set ZASYNC_UUID",
+    )
+    return _dispatcher
+
+
+def stop_dispatcher(timeout=STOP_TIMEOUT):
+    """Stop this process's dispatcher, if it runs. Jobs still running after
+    ``timeout`` seconds go back to the queue. True if none had to."""
+    global _dispatcher
+    with _lock:
+        dispatcher, _dispatcher = _dispatcher, None
+    if dispatcher is None:
+        return True
+    log.info(
+        "zasync: stopping dispatcher %s; running jobs get %ss to finish",
+        dispatcher.uuid,
+        timeout,
+    )
+    return dispatcher.stop(timeout)
+
+
+def _stop_at_exit():
+    try:
+        stop_dispatcher()
+    except Exception:
+        log.exception("zasync: could not stop the dispatcher")
+
+
+def _install_exit_hooks(db):
+    _stop_before_closing(db)
+    if _exit_hooks:
+        return
+    # Registered after ZEO and logging set themselves up, so it runs
+    # before they are torn down (atexit runs last-in, first-out).
+    atexit.register(_stop_at_exit)
+    _exit_hooks.append(_stop_at_exit)
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set signal handlers
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # gunicorn and others handle SIGTERM themselves and exit normally.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _exit_hooks.append(_exit_on_sigterm)
+
+
+def _stop_before_closing(db):
+    """Make ``db.close()`` stop the dispatcher first, while its jobs can
+    still be put back. (ZODB has no close hook; DB.close itself replaces
+    the attribute on the instance.)"""
+    close = db.close
+    if getattr(close, "_zasync_stops_dispatcher", False):
+        return
+
+    @functools.wraps(close)
+    def stop_then_close(*args, **kwargs):
+        if _dispatcher is not None and _dispatcher.db is db:
+            _stop_at_exit()
+        return close(*args, **kwargs)
+
+    stop_then_close._zasync_stops_dispatcher = True
+    db.close = stop_then_close
+
+
+def _exit_on_sigterm(signum, frame):
+    # A second SIGTERM kills at once, as it would have without us.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    log.info("zasync: SIGTERM received; shutting down")
+    # waitress catches SystemExit in its main loop, stops serving and
+    # returns, so the process ends normally and atexit stops the dispatcher.
+    raise SystemExit(0)
