@@ -9,7 +9,6 @@ from pytest_plone import fixtures_factory
 
 from zasync.plone.testing import ZASYNC_FUNCTIONAL_TESTING, ZASYNC_INTEGRATION_TESTING
 
-
 globals().update(
     fixtures_factory(
         (

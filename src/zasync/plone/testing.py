@@ -37,6 +37,8 @@ __all__ = [
     "ZASYNC_FIXTURE",
     "ZASYNC_INTEGRATION_TESTING",
     "ZASYNC_FUNCTIONAL_TESTING",
+    "ZasyncIntegrationTesting",
+    "ZasyncFunctionalTesting",
     "wait_for_result",
     "wait_for_start",
     "wait_for_all_jobs",
