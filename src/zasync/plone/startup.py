@@ -45,7 +45,7 @@ UUID_FILENAME = "zasync-uuid.txt"
 
 _lock = threading.Lock()
 _dispatcher = None
-_exit_hooks = []
+_installed_hooks = []
 
 
 def get_dispatcher():
@@ -81,22 +81,50 @@ def check_database(db, name):
     if name is None or name in db.databases:
         return
     known = ", ".join(repr(n) for n in sorted(db.databases))
-    raise ConfigurationError(
+    problem = (
         f"zasync keeps its queues in a database of their own (multi-database "
         f"mode: multi_db_instance.zcml or multi_db_worker.zcml is loaded), "
-        f"but zope.conf defines no database {name!r} (it has {known}). "
-        f"Add one to zope.conf, for example:\n\n"
+        f"but zope.conf defines no database {name!r} (it has {known})."
+    )
+    if name.lower() in _product_config_names():
+        # ZConfig refuses two sections of the same name, so the database
+        # cannot be called like the <product-config> section.
+        suggestion = f"{name}_queues"
+        raise ConfigurationError(
+            f"{problem} As zope.conf has a <product-config {name}> section, "
+            f"the database needs another name; every instance and worker of "
+            f"the cluster needs the same lines:\n\n"
+            f"    <product-config zasync>\n"
+            f"        database {suggestion}\n"
+            f"    </product-config>\n"
+            f"{_zodb_db_snippet(suggestion)}"
+        )
+    raise ConfigurationError(
+        f"{problem} Add it to zope.conf of every instance and worker of the "
+        f"cluster, for example:\n\n{_zodb_db_snippet(name)}\n"
+        f"or load single_db_instance.zcml / single_db_worker.zcml instead."
+    )
+
+
+def _zodb_db_snippet(name):
+    return (
         f"    <zodb_db {name}>\n"
         f"        <zeoclient>\n"
         f"            server localhost:8100\n"
         f"            storage {name}\n"
         f"        </zeoclient>\n"
         f"        mount-point /{name}\n"
-        f"    </zodb_db>\n\n"
-        f"(every instance and worker of the cluster needs the same section), "
-        f"or name another database with <product-config zasync> database NAME, "
-        f"or load single_db_instance.zcml / single_db_worker.zcml instead."
+        f"    </zodb_db>\n"
     )
+
+
+def _product_config_names():
+    try:
+        from App.config import getConfiguration
+    except ImportError:  # pragma: no cover - Zope is a dependency of the extra
+        return set()
+    product_config = getattr(getConfiguration(), "product_config", None) or {}
+    return {str(key).lower() for key in product_config}
 
 
 def prepare_queues(db, database=None, quota_size=1, attempts=20):
@@ -192,7 +220,7 @@ def start_dispatcher(db, config=None):
             uuid=uuid,
             database=database,
         )
-    _install_exit_hooks(db)
+    _install_hooks(db)
     log.info(
         "zasync: started dispatcher %s (role %s, %d threads, poll interval %ss, "
         "queues in %s, UUID file %s)",
@@ -208,7 +236,8 @@ def start_dispatcher(db, config=None):
 
 def stop_dispatcher(timeout=STOP_TIMEOUT):
     """Stop this process's dispatcher, if it runs. Jobs still running after
-    ``timeout`` seconds go back to the queue. True if none had to."""
+    ``timeout`` seconds go back to the queue. True if none had to.
+    Safe to call from any thread, and more than once."""
     global _dispatcher
     with _lock:
         dispatcher, _dispatcher = _dispatcher, None
@@ -222,27 +251,27 @@ def stop_dispatcher(timeout=STOP_TIMEOUT):
     return dispatcher.stop(timeout)
 
 
-def _stop_at_exit():
+def _stop_quietly():
     try:
         stop_dispatcher()
     except Exception:
         log.exception("zasync: could not stop the dispatcher")
 
 
-def _install_exit_hooks(db):
+def _install_hooks(db):
     _stop_before_closing(db)
-    if _exit_hooks:
+    if _installed_hooks:
         return
-    # Registered after ZEO and logging set themselves up, so it runs
-    # before they are torn down (atexit runs last-in, first-out).
-    atexit.register(_stop_at_exit)
-    _exit_hooks.append(_stop_at_exit)
+    # Registered after logging's own exit handler, so it runs first
+    # (last in, first out) and its messages are still written.
+    atexit.register(_stop_quietly)
+    _installed_hooks.append(_stop_quietly)
     if threading.current_thread() is not threading.main_thread():
         return  # only the main thread may set signal handlers
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         # gunicorn and others handle SIGTERM themselves and exit normally.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        _exit_hooks.append(_exit_on_sigterm)
+        _installed_hooks.append(_exit_on_sigterm)
 
 
 def _stop_before_closing(db):
@@ -256,7 +285,7 @@ def _stop_before_closing(db):
     @functools.wraps(close)
     def stop_then_close(*args, **kwargs):
         if _dispatcher is not None and _dispatcher.db is db:
-            _stop_at_exit()
+            _stop_quietly()
         return close(*args, **kwargs)
 
     stop_then_close._zasync_stops_dispatcher = True
@@ -268,5 +297,6 @@ def _exit_on_sigterm(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     log.info("zasync: SIGTERM received; shutting down")
     # waitress catches SystemExit in its main loop, stops serving and
-    # returns, so the process ends normally and atexit stops the dispatcher.
+    # returns; runwsgi then closes the database, which stops the dispatcher
+    # first (see _stop_before_closing), and atexit covers other servers.
     raise SystemExit(0)
