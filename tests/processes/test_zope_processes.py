@@ -139,9 +139,8 @@ def test_instance_runs_no_dispatcher(zeo, client, zope):
 @pytest.mark.parametrize(
     "name, product_config",
     [
-        # The default name; ZConfig then allows no <product-config zasync>.
-        ("zasync", None),
-        ("zasync_queues", f"database zasync_queues\n{FAST}"),
+        ("zasync_queues", None),
+        ("jobs_db", f"database jobs_db\n{FAST}"),
     ],
     ids=["default-name", "configured-name"],
 )
@@ -185,14 +184,14 @@ def test_multi_db_keeps_the_queues_in_their_own_database(
             "multi_db_worker.zcml",
             None,
             [
-                "zope.conf defines no database 'zasync' (it has 'main')",
-                "    <zodb_db zasync>\n",
-                "        mount-point /zasync\n",
+                "zope.conf defines no database 'zasync_queues' (it has 'main')",
+                "    <zodb_db zasync_queues>\n",
+                "        mount-point /zasync_queues\n",
             ],
         ),
         (
             "multi_db_worker.zcml",
-            FAST,
+            f"database zasync\n{FAST}",
             [
                 "As zope.conf has a <product-config zasync> section, the "
                 "database needs another name",

@@ -1,7 +1,7 @@
 """Per-process settings from zope.conf::
 
     <product-config zasync>
-        database            zasync    # multi-database mode: the queues' database
+        database            zasync_queues  # multi-database mode: the queues' database
         threads             3         # worker threads of this process's dispatcher
         poll-interval       1.0       # seconds between polls when idle
         public-url          https://www.example.org
@@ -27,7 +27,7 @@ class ConfigurationError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ProcessConfig:
-    database: str = "zasync"
+    database: str = "zasync_queues"
     threads: int = 3
     poll_interval: float = 1.0
     public_url: str | None = None

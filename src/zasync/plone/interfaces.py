@@ -124,7 +124,7 @@ class IProcessRole(Interface):
     multi_database = Attribute(
         "True if the queues live in a database of their own, mounted next to "
         "the main one (named by product-config ``database``, default "
-        "'zasync')."
+        "'zasync_queues')."
     )
 
 
