@@ -35,13 +35,17 @@ class ProcessConfig:
     dispatcher: bool | None = None
 
 
-def _raw_section():
+def product_config_sections():
+    """zope.conf's <product-config> sections, by name."""
     try:
         from App.config import getConfiguration
     except ImportError:  # pragma: no cover - Zope is a dependency of the extra
         return {}
-    product_config = getattr(getConfiguration(), "product_config", None) or {}
-    return dict(product_config.get(SECTION) or {})
+    return getattr(getConfiguration(), "product_config", None) or {}
+
+
+def _raw_section():
+    return dict(product_config_sections().get(SECTION) or {})
 
 
 def _number(raw, key, kind, minimum):

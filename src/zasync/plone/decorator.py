@@ -14,7 +14,6 @@ import functools
 from zasync import local
 from zasync.job import Job
 from zasync.plone import environment as env
-from zasync.plone.events import notify_job_event
 
 
 def is_async():
@@ -55,24 +54,10 @@ def asyncfunction(func=None, *, queue="", quota_names=(), priority=0):
 
 
 def _queue_call(function, args, kwargs, queue_name, quota_names, priority):
-    from zope.component import getUtility
-
-    from zasync.plone.interfaces import IAsyncService
-    from zasync.plone.settings import ensure_quotas
+    from zasync.plone.service import as_plone_job, queue_job
 
     args, kwargs = env.references_in(args, kwargs)
     # The job stores the decorated function by name; in the worker calling
     # it runs the function, since the worker is in a job.
-    job = Job(function, *args, **kwargs)
-    job.environment = env.capture()
-    job.add_callback(notify_job_event)
-    queues = getUtility(IAsyncService).getQueues()
-    if queue_name not in queues:
-        raise ValueError(
-            f"There is no zasync queue {queue_name!r}; the queues are "
-            f"{sorted(queues)!r}."
-        )
-    target = queues[queue_name]
-    quota_names = (quota_names,) if isinstance(quota_names, str) else quota_names
-    ensure_quotas(target, quota_names)
-    return target.put(job, quota_names=tuple(quota_names), priority=priority)
+    job = as_plone_job(Job(function, *args, **kwargs))
+    return queue_job(queue_name, quota_names, job, priority=priority)

@@ -25,7 +25,6 @@ from AccessControl.SecurityManagement import (
 )
 from AccessControl.SpecialUsers import nobody
 from Acquisition import aq_base, aq_inner, aq_parent
-from OFS.interfaces import ITraversable
 from zope.component.hooks import getSite, setSite
 from zope.event import notify
 from zope.globalrequest import getRequest, setRequest
@@ -149,7 +148,7 @@ def _object_by_uid(uid):
 def reference(obj, what="context"):
     """An ObjectRef for a stored, traversable object; NotQueueable if it
     has no path a worker could find it by."""
-    if not ITraversable.providedBy(obj) and not hasattr(obj, "getPhysicalPath"):
+    if not hasattr(obj, "getPhysicalPath"):
         raise NotQueueable(
             f"The {what} {obj!r} is not a Zope object with a physical path; "
             f"pass an object that is stored in the site."

@@ -23,10 +23,45 @@ def makeJob(func, context, *args, **kwargs):
     """
     ref = env.reference(context, "context")
     args, kwargs = env.references_in(args, kwargs)
-    job = Job(func, ref, *args, **kwargs)
+    return as_plone_job(Job(func, ref, *args, **kwargs))
+
+
+def site_queues():
+    """The zasync Queues of the current site's database."""
+    return get_queues(_site_connection(), database=queues_database())
+
+
+def as_plone_job(job):
+    """Give ``job`` the current site and user, and the callback that fires
+    IJobSuccess / IJobFailure."""
     job.environment = env.capture()
     job.add_callback(notify_job_event)
     return job
+
+
+def queue_job(queue, quota_names, job, begin_after=None, begin_by=None, priority=0):
+    """Put ``job`` in ``queue`` (a Queue, a queue name, or None for the
+    default queue) under ``quota_names``, creating missing quotas."""
+    if queue is None or isinstance(queue, str):
+        name = queue or ""
+        queues = site_queues()
+        if name not in queues:
+            raise ValueError(
+                f"There is no zasync queue {name!r}; the queues are "
+                f"{sorted(queues)!r}. Create it first."
+            )
+        queue = queues[name]
+    if isinstance(quota_names, str):
+        quota_names = (quota_names,)
+    quota_names = tuple(quota_names or ())
+    ensure_quotas(queue, quota_names)
+    return queue.put(
+        job,
+        quota_names=quota_names,
+        begin_after=begin_after,
+        begin_by=begin_by,
+        priority=priority,
+    )
 
 
 def _site_connection():
@@ -46,35 +81,10 @@ class AsyncService:
     """See IAsyncService."""
 
     def getQueues(self):
-        return get_queues(_site_connection(), database=queues_database())
-
-    def _queue(self, queue):
-        if queue is None or isinstance(queue, str):
-            name = queue or ""
-            queues = self.getQueues()
-            if name and name not in queues:
-                raise ValueError(
-                    f"There is no zasync queue {name!r}; the queues are "
-                    f"{sorted(queues)!r}. Create it first."
-                )
-            return queues[name]
-        return queue
-
-    def _put(self, queue, quota_names, job, begin_after=None, begin_by=None):
-        queue = self._queue(queue)
-        if isinstance(quota_names, str):
-            quota_names = (quota_names,)
-        quota_names = tuple(quota_names or ())
-        ensure_quotas(queue, quota_names)
-        return queue.put(
-            job,
-            quota_names=quota_names,
-            begin_after=begin_after,
-            begin_by=begin_by,
-        )
+        return site_queues()
 
     def queueJobInQueue(self, queue, quota_names, func, context, *args, **kwargs):
-        return self._put(queue, quota_names, makeJob(func, context, *args, **kwargs))
+        return queue_job(queue, quota_names, makeJob(func, context, *args, **kwargs))
 
     def queueJob(self, func, context, *args, **kwargs):
         return self.queueJobInQueue(
@@ -83,7 +93,7 @@ class AsyncService:
 
     def queueJobWithDelay(self, begin_by, begin_after, func, context, *args, **kwargs):
         job = makeJob(func, context, *args, **kwargs)
-        return self._put(None, (DEFAULT_QUOTA,), job, begin_after, begin_by)
+        return queue_job(None, (DEFAULT_QUOTA,), job, begin_after, begin_by)
 
     def _composite(self, factory, job_infos):
         for info in job_infos:
@@ -92,16 +102,13 @@ class AsyncService:
                     f"{info!r} is not a job made by makeJob(func, context, ...); "
                     f"build each part with makeJob."
                 )
-        job = factory(*job_infos)
-        job.environment = env.capture()
-        job.add_callback(notify_job_event)
-        return job
+        return as_plone_job(factory(*job_infos))
 
     def queueSerialJobsInQueue(self, queue, quota_names, *job_infos):
-        return self._put(queue, quota_names, self._composite(zasync.serial, job_infos))
+        return queue_job(queue, quota_names, self._composite(zasync.serial, job_infos))
 
     def queueParallelJobsInQueue(self, queue, quota_names, *job_infos):
-        return self._put(
+        return queue_job(
             queue, quota_names, self._composite(zasync.parallel, job_infos)
         )
 

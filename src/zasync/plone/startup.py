@@ -29,7 +29,11 @@ from zope.processlifetime import IDatabaseOpenedWithRoot
 import zasync
 from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
 from zasync.plone import roles
-from zasync.plone.config import ConfigurationError, process_config
+from zasync.plone.config import (
+    ConfigurationError,
+    process_config,
+    product_config_sections,
+)
 from zasync.plone.interfaces import DEFAULT_QUOTA
 from zasync.queue import get_queues
 from zasync.runner import POSTPONE, abort
@@ -119,12 +123,7 @@ def _zodb_db_snippet(name):
 
 
 def _product_config_names():
-    try:
-        from App.config import getConfiguration
-    except ImportError:  # pragma: no cover - Zope is a dependency of the extra
-        return set()
-    product_config = getattr(getConfiguration(), "product_config", None) or {}
-    return {str(key).lower() for key in product_config}
+    return {str(key).lower() for key in product_config_sections()}
 
 
 def prepare_queues(db, database=None, quota_size=1, attempts=20):
