@@ -48,21 +48,20 @@ def test_job_sees_a_request_with_the_sites_url(portal, folder, service):
     assert facts["registry"] == 1  # local utilities of the site work
 
 
-def test_configured_public_url_is_used(portal, folder, service):
-    api.portal.set_registry_record("zasync.public_url", "https://www.example.org")
+@pytest.mark.parametrize(
+    "configured, site_url",
+    [
+        ("https://www.example.org", "https://www.example.org"),
+        ("http://example.org:8080/site/", "http://example.org:8080/site"),
+    ],
+)
+def test_configured_public_url_is_used(portal, folder, service, configured, site_url):
+    api.portal.set_registry_record("zasync.public_url", configured)
     job = service.queueJob(plone_jobs.request_facts, folder)
     transaction.commit()
     facts = wait_for_result(job)
-    assert facts["portal_url"] == "https://www.example.org"
-    assert facts["context_url"] == "https://www.example.org/member-folder"
-
-
-def test_public_url_with_a_path(portal, folder, service):
-    api.portal.set_registry_record("zasync.public_url", "http://example.org:8080/site/")
-    job = service.queueJob(plone_jobs.request_facts, folder)
-    transaction.commit()
-    facts = wait_for_result(job)
-    assert facts["context_url"] == "http://example.org:8080/site/member-folder"
+    assert facts["portal_url"] == site_url
+    assert facts["context_url"] == f"{site_url}/member-folder"
 
 
 def test_queue_by_name_or_object_and_quotas_made_on_demand(portal, folder, service):

@@ -1,26 +1,13 @@
 """zasync.plone in real Zope processes: a ZEO server, Zope 6 instances and
 workers started with runwsgi, and jobs queued by this test process."""
 
-import importlib.util
 import os
 import signal
 import uuid
 
 import pytest
-
-_MISSING = [
-    name
-    for name in ("ZEO", "Zope2", "Products.CMFPlone")
-    if importlib.util.find_spec(name) is None
-]
-if _MISSING and not os.environ.get("CI"):
-    pytest.skip(
-        f"needs the plone and test extras ({', '.join(_MISSING)} missing)",
-        allow_module_level=True,
-    )
-
-import zope_process_jobs as jobs  # noqa: E402
-from zope_process_support import (  # noqa: E402
+import zope_process_jobs as jobs
+from zope_process_support import (
     READY,
     ZEOServer,
     ZopeProcess,
@@ -32,9 +19,9 @@ from zope_process_support import (  # noqa: E402
     zodb_db,
 )
 
-import zasync  # noqa: E402
-from zasync.status import PENDING  # noqa: E402
-from zasync.testing import wait_for_result, wait_for_start  # noqa: E402
+import zasync
+from zasync.status import PENDING
+from zasync.testing import wait_for_result, wait_for_start
 
 FAST = "poll-interval 0.05"
 

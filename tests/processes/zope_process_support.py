@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import ZODB
 from ZEO.ClientStorage import ClientStorage
+
+from zasync.testing import wait_for
 
 BIN = os.path.dirname(sys.executable)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,15 +20,8 @@ START_TIMEOUT = 30.0
 
 
 def wait_until(condition, seconds, describe):
-    """Return condition()'s first true value; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {seconds}s: {describe()}")
-        time.sleep(0.02)
+    """Return condition()'s first true value; TimeoutError after ``seconds``."""
+    return wait_for(condition, seconds, lambda: None, describe)
 
 
 def free_port():
