@@ -1,8 +1,13 @@
-"""The ``zasync`` command."""
+"""The ``zasync`` command: a demo, workers, and what operators need."""
 
 import argparse
 import logging
 import sys
+
+from zasync import admin_cli, worker
+from zasync.connect import CommandError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
 
 def _demo(args):
@@ -27,6 +32,14 @@ def build_parser():
         help="where to put the database (default: a new temporary directory)",
     )
     demo.set_defaults(run=_demo)
+    worker.add_arguments(
+        commands.add_parser(
+            "worker",
+            help="run jobs: a headless worker process",
+            description=worker.__doc__.split("\n\n")[1],
+        )
+    )
+    admin_cli.register(commands)
     return parser
 
 
@@ -36,11 +49,16 @@ def main(argv=None):
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    # A worker always logs its jobs; other commands only when asked.
+    verbose = args.verbose or args.command == "worker"
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT
     )
-    return args.run(args)
+    try:
+        return args.run(args)
+    except CommandError as exc:
+        print(f"zasync {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import transaction
 from zope.interface import implementer
 
 from zasync import clock as clocklib
-from zasync import wakeup
+from zasync import signals, wakeup
 from zasync.interfaces import IDispatcher
 from zasync.queue import get_queues
 from zasync.registry import Agent, DispatcherRecord
@@ -146,6 +146,7 @@ class Dispatcher:
         self._last_ping = None
         self._tm = transaction.TransactionManager(explicit=True)
         self._conn = None
+        self._listening = None
 
     def __repr__(self):
         return f"<Dispatcher {self.uuid} queues={list(self.queue_names)}>"
@@ -166,6 +167,9 @@ class Dispatcher:
         self._retry_transaction(self._register)
         self.running = True
         wakeup.register(self)
+        # Commits of other processes wake us through the storage (ZEO
+        # invalidations, PostgreSQL NOTIFY); see zasync.signals.
+        self._listening = signals.listen(self._jobs_connection().db(), self.wake)
         self._loop_thread = threading.Thread(
             target=self._loop, name=f"zasync-dispatcher-{self.uuid[:8]}", daemon=True
         )
@@ -271,6 +275,9 @@ class Dispatcher:
         abort(self._tm)
         self._conn.close()
         wakeup.unregister(self)
+        if self._listening is not None:
+            self._listening.stop()
+            self._listening = None
         self.running = False
         log.info("dispatcher %s stopped", self.uuid)
         return finished
@@ -467,6 +474,7 @@ class Dispatcher:
             job.queue.reconcile(job, now)
 
     def _heartbeat(self, queues, now):
+        watched = set()
         for name in self.queue_names:
             queue = queues[name]
             record = queue.dispatchers.get(self.uuid)
@@ -480,6 +488,7 @@ class Dispatcher:
                 )
             record.dead = False
             record.ping(now)
+            self._watch(queue, record, watched)
             for uuid, peer in queue.dispatchers.items():
                 if uuid != self.uuid and not peer.dead and peer.is_dead(now):
                     recovered = queue.recover_dispatcher(peer, now)
@@ -494,6 +503,17 @@ class Dispatcher:
                         recovered,
                     )
         self._last_ping = now
+        if self._listening is not None:
+            self._listening.watch(watched)
+
+    @staticmethod
+    def _watch(queue, record, watched):
+        """Add the oids of the objects whose change by another process means
+        there may be work for us: the pending count (a job was queued), the
+        quotas (room was made) and our agents (resized)."""
+        objects = [queue._pending_count, queue.quotas, *queue.quotas.values()]
+        objects.extend(record.agents.values())
+        watched.update(obj._p_oid for obj in objects)
 
     # -- worker threads ----------------------------------------------------
 

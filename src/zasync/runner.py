@@ -28,6 +28,9 @@ log = logging.getLogger("zasync.job")
 # the queue for a while instead of being retried at once in its thread.
 IMMEDIATE_CONFLICT_RETRIES = 5
 MAX_POSTPONEMENT = 60.0
+# How long a worker keeps a job's outcome in hand while the storage server
+# is unreachable (ZEO restarting) before leaving the job to recovery.
+DISCONNECTED_PATIENCE = 600.0
 
 try:  # ZEO is optional; its disconnects are postponements too.
     from ZEO.Exceptions import ClientDisconnected
@@ -190,8 +193,11 @@ class JobRunner:
         return self._small_transaction(oid, activate)
 
     def _small_transaction(self, oid, change, final=False):
-        """Run ``change(job)`` in a transaction of its own, retrying conflicts."""
-        for attempt in range(50):
+        """Run ``change(job)`` in a transaction of its own, retrying conflicts
+        and waiting out a lost storage server (up to DISCONNECTED_PATIENCE)."""
+        attempt = 0
+        disconnected_since = None
+        while attempt < 50:
             self.tm.begin()
             try:
                 job = self.jobs.get(oid)
@@ -199,15 +205,29 @@ class JobRunner:
                     abort(self.tm)
                     return False
                 return self._commit(final and job.status in (COMPLETED, PENDING))
+            except ClientDisconnected:
+                abort(self.tm)
+                self.dispatcher.count("disconnects")
+                # Not a conflict: the server is gone for a while (a restart).
+                # Keep the outcome in hand until it is back, unless stopping.
+                now = time.monotonic()
+                disconnected_since = disconnected_since or now
+                if (
+                    self.dispatcher.abandoned
+                    or now - disconnected_since > DISCONNECTED_PATIENCE
+                ):
+                    break
+                time.sleep(random.uniform(0.05, 0.5))
             except POSTPONE:
                 abort(self.tm)
                 self.dispatcher.count("conflicts")
                 _backoff(min(attempt, 6))
+                attempt += 1
             except Exception:
                 abort(self.tm)
                 log.exception("could not record the outcome of job %r", oid)
                 return False
-        log.error("gave up recording the outcome of job %r after conflicts", oid)
+        log.error("gave up recording the outcome of job %r", oid)
         return False
 
     @staticmethod

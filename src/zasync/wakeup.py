@@ -5,6 +5,8 @@ and let waiters (zasync.testing) block until some job transaction committed.
 import threading
 import weakref
 
+from zasync import signals
+
 _dispatchers = weakref.WeakSet()
 _lock = threading.Lock()
 _changed = threading.Condition()
@@ -35,6 +37,7 @@ def wake(db=None):
 def _after_commit(success, db):
     if success:
         wake(db)
+        signals.notify_other_processes(db)
 
 
 _MARK = object()

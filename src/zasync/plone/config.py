@@ -7,6 +7,9 @@
         public-url          https://www.example.org
         default-quota-size  1
         dispatcher          on        # force the dispatcher on or off
+        queues              default   # queues served, space-separated names
+        ping-interval       30        # seconds between heartbeats
+        death-interval      300       # heartbeat age at which peers recover its jobs
     </product-config>
 
 Every key is optional. Site-wide settings (the default quota size, the
@@ -17,8 +20,10 @@ queue at once.
 """
 
 import dataclasses
+import os
 
 SECTION = "zasync"
+DISPATCHER_ENVIRONMENT = "ZASYNC_DISPATCHER"
 
 
 class ConfigurationError(ValueError):
@@ -33,6 +38,25 @@ class ProcessConfig:
     public_url: str | None = None
     default_quota_size: int | None = None
     dispatcher: bool | None = None
+    queues: tuple = ("",)
+    ping_interval: float = 30.0
+    death_interval: float = 300.0
+
+
+# Values a command line sets for this process (``zasync worker
+# --zope-conf``); they win over zope.conf.
+_overrides = {}
+
+
+def set_overrides(**values):
+    """Make this process use ``values`` (ProcessConfig field names) whatever
+    zope.conf says; None leaves a field to zope.conf."""
+    fields = {f.name for f in dataclasses.fields(ProcessConfig)}
+    unknown = set(values) - fields
+    if unknown:
+        raise TypeError(f"unknown ProcessConfig fields: {sorted(unknown)}")
+    _overrides.clear()
+    _overrides.update({k: v for k, v in values.items() if v is not None})
 
 
 def product_config_sections():
@@ -63,15 +87,14 @@ def _number(raw, key, kind, minimum):
     return value
 
 
-def _switch(raw, key):
+def _switch(raw, key, where=None):
     text = str(raw[key]).strip().lower()
     if text in ("on", "true", "yes", "1"):
         return True
     if text in ("off", "false", "no", "0"):
         return False
-    raise ConfigurationError(
-        f"<product-config {SECTION}> {key} must be on or off, not {raw[key]!r}"
-    )
+    where = where or f"<product-config {SECTION}> {key}"
+    raise ConfigurationError(f"{where} must be on or off, not {raw[key]!r}")
 
 
 KNOWN = {
@@ -81,6 +104,9 @@ KNOWN = {
     "public-url",
     "default-quota-size",
     "dispatcher",
+    "queues",
+    "ping-interval",
+    "death-interval",
 }
 
 
@@ -112,4 +138,27 @@ def process_config(raw=None):
         values["default_quota_size"] = _number(raw, "default-quota-size", int, 1)
     if "dispatcher" in raw:
         values["dispatcher"] = _switch(raw, "dispatcher")
-    return ProcessConfig(**values)
+    if "queues" in raw:
+        names = raw["queues"].split()
+        # "default" is the default queue, whose name is the empty string.
+        values["queues"] = tuple("" if n == "default" else n for n in names)
+    if "ping-interval" in raw:
+        values["ping_interval"] = _number(raw, "ping-interval", float, 0.1)
+    if "death-interval" in raw:
+        values["death_interval"] = _number(raw, "death-interval", float, 1)
+    # ZASYNC_DISPATCHER=off keeps scripts (zconsole run, debug sessions)
+    # started with a worker's zope.conf from running a second dispatcher.
+    switch = os.environ.get(DISPATCHER_ENVIRONMENT)
+    if switch:
+        values["dispatcher"] = _switch(
+            {"env": switch}, "env", f"the environment variable {DISPATCHER_ENVIRONMENT}"
+        )
+    values.update(_overrides)
+    config = ProcessConfig(**values)
+    if config.death_interval <= config.ping_interval:
+        raise ConfigurationError(
+            f"<product-config {SECTION}> death-interval ({config.death_interval}) "
+            f"must be longer than ping-interval ({config.ping_interval}), or "
+            f"live dispatchers would be declared dead"
+        )
+    return config

@@ -218,6 +218,9 @@ def start_dispatcher(db, config=None):
             agent_size=config.threads,
             uuid=uuid,
             database=database,
+            queues=config.queues,
+            ping_interval=config.ping_interval,
+            death_interval=config.death_interval,
         )
     _install_hooks(db)
     log.info(

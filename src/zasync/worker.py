@@ -1,0 +1,226 @@
+"""``zasync worker``: a process that only runs jobs.
+
+With ``--zodb-conf`` it opens the database itself and runs the engine's
+dispatcher; with ``--zope-conf`` it boots the Zope instance (so jobs find
+Plone, its sites and users) without serving HTTP, and the Plone
+integration starts the dispatcher. Either way SIGTERM or SIGINT stops it
+gracefully: no new claims, running jobs get ``--grace`` seconds to finish,
+the rest go back to the queue, and the dispatcher deregisters.
+"""
+
+import logging
+import os
+import signal
+import threading
+
+import zasync
+from zasync import connect
+from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
+
+log = logging.getLogger("zasync.worker")
+
+READY = "zasync worker ready"
+
+
+def add_arguments(parser):
+    connect.add_database_options(parser)
+    parser.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        metavar="NAME",
+        help="a queue to serve (repeat for several; 'default' or '' is the "
+        "default queue, which is served when none is given)",
+    )
+    parser.add_argument(
+        "--agent-size",
+        type=_positive_int,
+        metavar="N",
+        help="jobs run at once by this worker, per queue (default: 3, or "
+        "<product-config zasync> threads with --zope-conf)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="how often an idle worker looks for work it was not woken for "
+        "(default: 1.0)",
+    )
+    parser.add_argument(
+        "--uuid-file",
+        metavar="PATH",
+        help="file keeping this worker's dispatcher UUID, created if missing "
+        "(default: $ZASYNC_UUID); one per worker, so that a restarted worker "
+        "recovers its unfinished jobs at once",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="seconds between heartbeats (default: 30)",
+    )
+    parser.add_argument(
+        "--death-interval",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="heartbeat age after which live peers recover this worker's jobs "
+        "(default: 300)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long running jobs may take to finish before "
+        "they are put back in the queue (default: 30)",
+    )
+    parser.set_defaults(run=run)
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "whole number of at least 1"
+
+
+def _positive_float(text):
+    value = float(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+_positive_float.__name__ = "positive number"
+
+
+def _queue_names(args):
+    if not args.queues:
+        return None
+    return tuple("" if name == "default" else name for name in args.queues)
+
+
+def _uuid(args):
+    path = args.uuid_file
+    if path is None:
+        for name in UUID_ENVIRONMENT:
+            if os.environ.get(name):
+                path = os.environ[name]
+                break
+    if path is None:
+        return None, None
+    try:
+        return read_uuid_file(path), path
+    except (OSError, ValueError) as exc:
+        raise connect.CommandError(f"--uuid-file {path}: {exc}") from None
+
+
+class _Stop:
+    """Turns SIGTERM and SIGINT into a request to stop; a second one stops
+    at once, as it would have without us."""
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self.signal_name = None
+
+    def install(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+        signal.signal(signum, signal.SIG_DFL)
+        self.requested.set()
+
+
+def run(args):
+    uuid, uuid_file = _uuid(args)
+    stop = _Stop()
+    stop.install()  # before opening: a signal during start-up stops cleanly
+    if args.zope_conf:
+        dispatcher, opened = _start_in_zope(args, uuid_file)
+    else:
+        opened = connect.open_from_args(args)
+        dispatcher = zasync.start(
+            opened.db,
+            uuid=uuid,
+            database=opened.database,
+            **_dispatcher_options(args),
+        )
+    log.info(
+        "%s: dispatcher %s (UUID file %s), queues %s, %d threads each, database %s",
+        READY,
+        dispatcher.uuid,
+        uuid_file or "none",
+        ", ".join(repr(q) for q in dispatcher.queue_names),
+        dispatcher.agent_size,
+        opened.description,
+    )
+    try:
+        while not stop.requested.wait(3600):
+            pass
+    finally:
+        log.info(
+            "zasync worker: %s received; stopping (running jobs get %gs)",
+            stop.signal_name or "stop",
+            args.grace,
+        )
+        if args.zope_conf:
+            from zasync.plone import startup
+
+            finished = startup.stop_dispatcher(args.grace)
+        else:
+            finished = dispatcher.stop(args.grace)
+        connect.close(opened)
+        log.info(
+            "zasync worker stopped%s",
+            "" if finished else "; unfinished jobs were put back in the queue",
+        )
+    return 0
+
+
+def _dispatcher_options(args):
+    options = {
+        "queues": _queue_names(args),
+        "agent_size": args.agent_size,
+        "poll_interval": args.poll_interval,
+        "ping_interval": args.ping_interval,
+        "death_interval": args.death_interval,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    ping = options.get("ping_interval", 30)
+    death = options.get("death_interval", 300)
+    if death <= ping:
+        raise connect.CommandError(
+            f"--death-interval ({death:g}) must be longer than --ping-interval "
+            f"({ping:g}), or live workers would be declared dead"
+        )
+    return options
+
+
+def _start_in_zope(args, uuid_file):
+    if uuid_file:
+        os.environ[UUID_ENVIRONMENT[0]] = os.path.abspath(uuid_file)
+    options = _dispatcher_options(args)
+    overrides = {
+        "queues": options.get("queues"),
+        "threads": options.get("agent_size"),
+        "poll_interval": options.get("poll_interval"),
+        "ping_interval": options.get("ping_interval"),
+        "death_interval": options.get("death_interval"),
+    }
+    opened = connect.open_from_args(args, dispatcher=True, overrides=overrides)
+    from zasync.plone import startup
+
+    dispatcher = startup.get_dispatcher()
+    if dispatcher is None:
+        connect.close(opened)
+        raise connect.CommandError(
+            f"{args.zope_conf}: Zope started but zasync's dispatcher did not; is "
+            f"zasync.plone loaded (plone.autoinclude, or <include "
+            f'package="zasync.plone" />)?'
+        )
+    return dispatcher, opened
