@@ -20,6 +20,8 @@ from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
 log = logging.getLogger("zasync.worker")
 
 READY = "zasync worker ready"
+# The counters logged when a worker stops (see Dispatcher.stats).
+STATS = ("completed", "failed", "retried", "conflicts", "disconnects", "rounds")
 
 
 def add_arguments(parser):
@@ -175,6 +177,11 @@ def run(args):
         else:
             finished = dispatcher.stop(args.grace)
         connect.close(opened)
+        counts = {name: dispatcher.stats.get(name, 0) for name in STATS}
+        log.info(
+            "zasync worker stats: %s",
+            " ".join(f"{name}={value}" for name, value in counts.items()),
+        )
         log.info(
             "zasync worker stopped%s",
             "" if finished else "; unfinished jobs were put back in the queue",
