@@ -257,3 +257,55 @@ def test_sigterm_lets_the_running_job_finish_and_deregisters(
     assert dispatcher_uuid not in queue_of(fresh(client)).dispatchers
     assert f"dispatcher {dispatcher_uuid} stopped" in worker.text()
     assert "Traceback" not in worker.text()
+
+
+def test_zasync_worker_command_boots_zope_without_http(tmp_path, zeo, client, zope):
+    """`zasync worker --zope-conf` runs jobs with Zope loaded, even with the
+    zope.conf of a web instance (its role would run no dispatcher), takes
+    its settings from the command line and stops cleanly on SIGTERM."""
+    uuid_file = tmp_path / "worker.uuid"
+    home = zope("worker", "single_db_instance.zcml", main_db(zeo))
+    home.start_worker(
+        "--agent-size", "2", "--uuid-file", str(uuid_file), "--poll-interval", "5"
+    )
+    home.wait_for_output("zasync worker ready")
+    assert "Serving on" not in home.text()
+    wanted = uuid_file.read_text().split()[-1]
+    record = queue_of(fresh(client)).dispatchers.get(wanted)
+    assert record is not None, home.text()
+    assert record.pid == home.pid
+    assert record.agents["main"].size == 2
+
+    job = put(client, zasync.Job(jobs.pid))
+    # Picked up through ZEO's invalidations, not the 5 s poll.
+    assert wait_for_result(job, 4) == home.pid
+    assert f"job {job.id} (zope_process_jobs.pid) started" in home.text()
+
+    home.process.send_signal(signal.SIGTERM)
+    assert home.wait_for_exit(20) == 0, home.text()
+    assert wanted not in queue_of(fresh(client)).dispatchers
+    assert "zasync worker stats: completed=1 " in home.text()
+    assert "Traceback" not in home.text()
+
+
+def test_dispatcher_environment_switch_keeps_scripts_from_dispatching(
+    zeo, client, zope
+):
+    """ZASYNC_DISPATCHER=off: a process started with a worker's zope.conf
+    (a zconsole script, a debug session) runs no second dispatcher."""
+    worker = zope(
+        "worker",
+        "single_db_worker.zcml",
+        main_db(zeo),
+        env={"ZASYNC_DISPATCHER": "off"},
+    ).start_and_wait()
+    assert "this process runs no dispatcher" in worker.text()
+    assert record_of(fresh(client), worker.pid) is None
+
+
+def test_zasync_worker_command_reports_a_bad_zope_conf(tmp_path, zope, zeo):
+    home = zope("worker", "single_db_worker.zcml", main_db(zeo), "threads none")
+    home.start_worker()
+    assert home.wait_for_exit(60) == 2, home.text()
+    assert "zasync worker: error:" in home.text()
+    assert "threads must be a number" in home.text()

@@ -206,16 +206,28 @@ class ZopeProcess:
     def pid(self):
         return self.process.pid
 
-    def start(self):
+    def start(self, argv=None):
+        """Serve with runwsgi, or run ``argv`` (a command for this home)."""
+        argv = argv or [
+            os.path.join(BIN, "runwsgi"),
+            os.path.join(self.home, "etc/zope.ini"),
+        ]
         with open(self.output, "w") as out:
             self.process = subprocess.Popen(
-                [os.path.join(BIN, "runwsgi"), os.path.join(self.home, "etc/zope.ini")],
+                argv,
                 cwd=self.home,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         return self
+
+    def start_worker(self, *options):
+        """``zasync worker --zope-conf`` on this home: Zope without HTTP."""
+        zope_conf = os.path.join(self.home, "etc/zope.conf")
+        return self.start(
+            [os.path.join(BIN, "zasync"), "worker", "--zope-conf", zope_conf, *options]
+        )
 
     def text(self):
         with open(self.output) as f:

@@ -1,0 +1,123 @@
+"""Cross-process wake-up signals: ZEO's pushed invalidations and
+PostgreSQL's NOTIFY reach a watcher in another database client, and only
+changes to watched objects wake it."""
+
+import os
+import threading
+
+import persistent
+import pytest
+import transaction
+import ZODB
+
+from zasync import processes, signals
+
+
+class Thing(persistent.Persistent):
+    value = 0
+
+
+def _commit(db, change):
+    tm = transaction.TransactionManager(explicit=True)
+    conn = db.open(transaction_manager=tm)
+    try:
+        tm.begin()
+        result = change(conn.root())
+        tm.commit()
+        return result
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def zeo(tmp_path):
+    server = processes.ZEOServer(str(tmp_path)).start()
+    yield server
+    server.stop()
+
+
+def test_zeo_invalidations_of_watched_objects_wake(zeo):
+    watcher = ZODB.DB(zeo.client_storage())
+    other = ZODB.DB(zeo.client_storage())
+    try:
+
+        def make(root):
+            root["watched"], root["other"] = Thing(), Thing()
+
+        _commit(other, make)
+        oids = _commit(other, lambda root: (root["watched"]._p_oid,))
+        woken = threading.Event()
+        listening = signals.listen(watcher, woken.set)
+        assert listening.kind == "zeo-invalidations"
+        listening.watch(oids)
+
+        _commit(other, lambda root: setattr(root["other"], "value", 1))
+        # The other change is invalidated too; it must not wake us. Prove the
+        # invalidation arrived by committing a watched change afterwards.
+        _commit(other, lambda root: setattr(root["watched"], "value", 1))
+        assert woken.wait(10)
+        woken.clear()
+        _commit(other, lambda root: setattr(root["other"], "value", 2))
+        marker = threading.Event()
+        second = signals.listen(watcher, marker.set)
+        second.watch(_commit(other, lambda root: (root["other"]._p_oid,)))
+        _commit(other, lambda root: setattr(root["other"], "value", 3))
+        assert marker.wait(10)
+        assert not woken.is_set(), "a change to an unwatched object woke us"
+
+        listening.stop()
+        second.stop()
+        _commit(other, lambda root: setattr(root["watched"], "value", 2))
+        _commit(other, lambda root: setattr(root["other"], "value", 4))
+        assert not woken.is_set()
+    finally:
+        watcher.close()
+        other.close()
+
+
+def test_other_storages_need_no_listener(db):
+    assert signals.listen(db, lambda: None) is None
+
+
+@pytest.fixture
+def postgres():
+    if not processes.postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (needed in CI)")
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    with processes.PostgresDatabase() as database:
+        yield database
+
+
+@pytest.mark.postgres
+def test_postgresql_notify_after_commit_wakes_listeners(postgres, tmp_path):
+    import ZODB.config
+
+    conf = postgres.zodb_conf(str(tmp_path / "rs.conf"))
+    listening_db = ZODB.config.databaseFromURL(conf)
+    putting_db = ZODB.config.databaseFromURL(conf)
+    try:
+        woken = threading.Event()
+        listening = signals.listen(listening_db, woken.set)
+        assert listening.kind == "postgresql-notify"
+        assert listening.wait_ready(10)
+        woken.clear()  # it wakes once when it starts listening
+
+        signals.notify_other_processes(putting_db)
+        assert woken.wait(10)
+
+        listening.stop()
+        woken.clear()
+        signals.notify_other_processes(putting_db)
+        # Prove the NOTIFY went out by a second listener hearing it.
+        heard = threading.Event()
+        second = signals.listen(listening_db, heard.set)
+        assert second.wait_ready(10)
+        heard.clear()
+        signals.notify_other_processes(putting_db)
+        assert heard.wait(10)
+        second.stop()
+        assert not woken.is_set()
+    finally:
+        listening_db.close()
+        putting_db.close()
