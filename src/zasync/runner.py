@@ -299,7 +299,13 @@ class JobRunner:
             except Exception:
                 failure = Failure()
                 abort(self.tm)
-                log.info("job %s failed: %s", job.id, failure)
+                log.info(
+                    "job %s (%s) raised in %.3fs: %s",
+                    job.id,
+                    job.callable_name,
+                    time.perf_counter() - started,
+                    failure,
+                )
                 return self._decide(oid, failure, "job_error", claimed)
             try:
                 self._set_result(job, result, self.clock())
@@ -368,13 +374,22 @@ class JobRunner:
             if delay is None or job.role == "callback":
                 self._set_result(job, failure, self.clock())
                 outcome["status"] = job.status
-                self.dispatcher.count("failed")
+                outcome["log"] = ("job %s (%s) failed", job.id, job.callable_name)
             else:
                 job.status = PENDING
                 job.begin_after = self.clock() + delay
-                self.dispatcher.count("retried")
+                outcome["log"] = (
+                    "job %s (%s) will be retried in %ss (attempt %d)",
+                    job.id,
+                    job.callable_name,
+                    delay.total_seconds(),
+                    job.attempts + 1,
+                )
 
         stored = self._small_transaction(oid, record, final=final)
+        if stored:
+            self.dispatcher.count("failed" if "status" in outcome else "retried")
+            log.info(*outcome["log"])
         return outcome.get("status") if stored else None
 
     def _run_callbacks(self, oid, claimed=True):
