@@ -305,11 +305,13 @@ class Dispatcher:
                 abort(self._tm)
                 self.count("conflicts")
                 failures += 1
-                wait = random.uniform(0, min(0.002 * 2**failures, self.poll_interval))
+                wait = random.uniform(
+                    0, min(0.002 * 2 ** min(failures, 20), self.poll_interval)
+                )
             except Exception:
                 abort(self._tm)
                 failures += 1
-                wait = min(0.1 * 2**failures, 10.0)
+                wait = min(0.1 * 2 ** min(failures, 20), 10.0)
                 log.exception(
                     "dispatcher %s: round failed; retrying in %.1fs", self.uuid, wait
                 )
