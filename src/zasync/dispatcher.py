@@ -24,7 +24,13 @@ from zasync import signals, wakeup
 from zasync.interfaces import IDispatcher
 from zasync.queue import get_queues
 from zasync.registry import Agent, DispatcherRecord
-from zasync.runner import POSTPONE, JobRunner, abort, jobs_connection
+from zasync.runner import (
+    POSTPONE,
+    ClientDisconnected,
+    JobRunner,
+    abort,
+    jobs_connection,
+)
 from zasync.status import ASSIGNED
 
 log = logging.getLogger("zasync.dispatcher")
@@ -301,9 +307,17 @@ class Dispatcher:
             try:
                 wait = self._round()
                 failures = 0
-            except POSTPONE:
+            except POSTPONE as exc:
                 abort(self._tm)
-                self.count("conflicts")
+                lost = isinstance(exc, ClientDisconnected)
+                self.count("disconnects" if lost else "conflicts")
+                if lost and not failures:
+                    log.warning(
+                        "dispatcher %s: lost the storage server (%s); waiting "
+                        "for it to come back",
+                        self.uuid,
+                        exc,
+                    )
                 failures += 1
                 wait = random.uniform(
                     0, min(0.002 * 2 ** min(failures, 20), self.poll_interval)
