@@ -230,6 +230,10 @@ class JobRunner:
         log.error("gave up recording the outcome of job %r", oid)
         return False
 
+    def _count_transient(self, exc):
+        lost = isinstance(exc, ClientDisconnected)
+        self.dispatcher.count("disconnects" if lost else "conflicts")
+
     @staticmethod
     def _set_result(job, result, now):
         job.result = result
@@ -292,7 +296,7 @@ class JobRunner:
             except POSTPONE as exc:
                 abort(self.tm)
                 conflicts += 1
-                self.dispatcher.count("conflicts")
+                self._count_transient(exc)
                 if self._postpone_after(oid, conflicts, exc, claimed):
                     return None
                 continue
@@ -314,7 +318,7 @@ class JobRunner:
             except POSTPONE as exc:
                 abort(self.tm)
                 conflicts += 1
-                self.dispatcher.count("conflicts")
+                self._count_transient(exc)
                 if self._postpone_after(oid, conflicts, exc, claimed):
                     return None
                 continue
