@@ -140,6 +140,12 @@ class _Stop:
 
 def run(args):
     uuid, uuid_file = _uuid(args)
+    if uuid_file is None and not args.zope_conf:
+        log.warning(
+            "no --uuid-file (or ZASYNC_UUID): this worker gets a new UUID each "
+            "start, so after a crash its jobs wait for its heartbeat to expire "
+            "(--death-interval) instead of being recovered when it restarts"
+        )
     stop = _Stop()
     stop.install()  # before opening: a signal during start-up stops cleanly
     if args.zope_conf:
