@@ -1,0 +1,35 @@
+"""Job functions run by the ``zasync worker`` processes of the cluster tests.
+
+The workers import this module by name (the tests put ``tests/cluster`` on
+their PYTHONPATH), so everything here is a module-level function.
+"""
+
+import os
+import signal
+import time
+
+from zasync import local
+
+
+def mark(markers, key, seconds=0.0):
+    """Record one committed run of job ``key`` in the ``markers`` BTree.
+
+    The value is a tuple of one token per run, replaced (not mutated) by each
+    run: two runs that commit one after the other leave two tokens, and two
+    that commit at once change the same key of the same bucket, which BTree
+    conflict resolution refuses, so one of them is retried and sees the
+    other's token. The number of tokens is the number of committed runs.
+    """
+    if seconds:
+        time.sleep(seconds)
+    job = local.get_job()
+    token = f"pid {os.getpid()} attempt {job.attempts} job {job.id}"
+    markers[key] = markers.get(key, ()) + (token,)
+    return key
+
+
+def kill_my_worker():
+    """A poison job: kills the process running it, every time."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)  # never reached: SIGKILL cannot be caught
+    return "survived"
