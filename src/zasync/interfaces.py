@@ -246,6 +246,24 @@ class IQueue(Interface):
         queue's indexes. Removing a job that is running raises ValueError.
         """
 
+    def cancel(job, failure, now):
+        """Complete a pending job with ``failure`` (an IFailure) without
+        running it; ``now`` is its end time.
+
+        The job leaves the run order and is completed like a job that
+        failed: its callbacks are queued (they get the failure), then it is
+        indexed among the failed jobs and its unique key is freed. A pending
+        job holds no quota slot, so none is released. Raises ValueError for
+        a job that is not pending in this queue's run order. What
+        ``zasync cancel`` uses (see :func:`zasync.admin.cancel_job`).
+        """
+
+    def reschedule(job, begin_after):
+        """Move a pending job to ``begin_after`` (an aware datetime) in the
+        run order; dispatchers are woken when the transaction commits.
+        Raises ValueError for a job that is not pending in this queue's run
+        order. What ``zasync retry`` uses to make a waiting job due now."""
+
     def __len__():
         """The number of pending jobs."""
 

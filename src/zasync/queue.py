@@ -385,6 +385,38 @@ class Queue(persistent.Persistent):
         if job.unique_key is not None and self._unique.get(job.unique_key) is job:
             del self._unique[job.unique_key]
 
+    def _check_in_run_order(self, job, action):
+        if (
+            self._jobs.get(job.id) is not job
+            or job.status != PENDING
+            or job.pending_key is None
+            or job.id in (self._aside or ())
+        ):
+            raise ValueError(
+                f"only a pending job in the run order of queue {self.name!r} "
+                f"can be {action}, not {job!r}"
+            )
+
+    def cancel(self, job, failure, now):
+        """Complete a pending job with ``failure`` instead of running it."""
+        self._check_in_run_order(job, "cancelled")
+        self._remove_pending(job)
+        job.result = failure
+        job.ended = now
+        # Its callbacks are queued (failure callbacks see the failure); it
+        # is completed, indexed as failed and frees its unique key when
+        # they are done, at once if it has none.
+        job.queue_pending_callbacks(self, now)
+
+    def reschedule(self, job, begin_after):
+        """Move a pending job to ``begin_after`` in the run order."""
+        self._check_in_run_order(job, "rescheduled")
+        begin_after = clock.aware(begin_after, "begin_after")
+        self._remove_pending(job)
+        job.begin_after = begin_after
+        self._add_pending(job)
+        wakeup.wake_after_commit(self)
+
     # -- dispatching (used by dispatchers) ---------------------------------
 
     def _lane_has_room(self, lane_key):
