@@ -1,0 +1,459 @@
+"""The operators' commands, run through zasync.cli.main on a FileStorage
+named by a --zodb-conf file."""
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import socket
+
+import pytest
+import transaction
+import ZODB
+import ZODB.FileStorage
+
+import jobfuncs
+import zasync
+from zasync import admin, clock
+from zasync.cli import main
+from zasync.registry import Agent, DispatcherRecord
+from zasync.status import COMPLETED, PENDING
+from zasync.testing import inline
+
+HOUR = datetime.timedelta(hours=1)
+DAY = datetime.timedelta(days=1)
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "zodb.conf"
+    path.write_text(
+        "<zodb>\n"
+        "  <filestorage>\n"
+        f"    path {tmp_path / 'cli.fs'}\n"
+        "  </filestorage>\n"
+        "</zodb>\n"
+    )
+    return path
+
+
+@pytest.fixture
+def database(tmp_path):
+    """``with database() as queues:`` opens the FileStorage, yields its
+    queues (installed if missing), commits and closes it again, so that
+    the command can open it (a FileStorage is open once at a time)."""
+
+    @contextlib.contextmanager
+    def opened(install=True):
+        db = ZODB.DB(ZODB.FileStorage.FileStorage(str(tmp_path / "cli.fs")))
+        conn = db.open()
+        try:
+            if install:
+                yield zasync.get_queues(conn)
+            else:
+                yield conn.root()
+            transaction.commit()
+        finally:
+            transaction.abort()
+            conn.close()
+            db.close()
+
+    return opened
+
+
+@pytest.fixture
+def zasync_cli(config, capsys):
+    """Run ``zasync ARGS --zodb-conf CONFIG``; returns (exit code, stdout,
+    stderr). argparse errors exit with SystemExit(2): returned the same."""
+
+    def run(*args, conf=config):
+        try:
+            code = main([*args, "--zodb-conf", str(conf)])
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def at(monkeypatch, when):
+    monkeypatch.setattr(clock, "utcnow", lambda: when)
+
+
+# -- status -----------------------------------------------------------------
+
+
+def test_status(database, zasync_cli):
+    now = clock.utcnow()
+    with database() as queues:
+        queue = queues[""]
+        queue.quotas.create("reports", size=2)
+        alive = queue.dispatchers["alive-one"] = DispatcherRecord("alive-one", now)
+        alive.agents["main"] = Agent("main", size=3)
+        queue.dispatchers["dead-one"] = DispatcherRecord("dead-one", now - DAY)
+        queue.put(zasync.Job(jobfuncs.add, 1, 2))
+        with inline():
+            queue.put(zasync.Job(jobfuncs.fail, "boom"))
+        queues.create("reports")
+
+    code, out, err = zasync_cli("status")
+    assert (code, err) == (0, "")
+    assert "queue default\n" in out and "queue reports\n" in out
+    assert (
+        "jobs: 1 pending, 0 assigned, 0 active, 0 in callbacks, 1 completed "
+        "(0 succeeded, 1 failed), 0 set aside"
+    ) in out
+    host = f"{socket.gethostname()}:{os.getpid()}"
+    assert re.search(rf"alive-one\s+alive\s+{re.escape(host)}\s", out)
+    assert re.search(r"alive-one .* main 3 threads, 0 claimed", out)
+    assert re.search(r"dead-one\s+dead\s", out)
+    assert re.search(r"reports\s+2\s+0", out)
+    # The reports queue has no dispatcher: said so.
+    assert "dispatchers: none; no worker serves this queue" in out
+
+    code, out, err = zasync_cli("status", "--json")
+    assert code == 0
+    report = json.loads(out)
+    default, reports = report["queues"]
+    assert (default["label"], reports["label"]) == ("default", "reports")
+    assert default["counts"]["failed"] == 1 and default["counts"]["pending"] == 1
+    by_uuid = {d["uuid"]: d for d in default["dispatchers"]}
+    assert by_uuid["alive-one"]["alive"] and not by_uuid["dead-one"]["alive"]
+    assert by_uuid["dead-one"]["heartbeat_age"] >= DAY.total_seconds()
+    assert datetime.datetime.fromisoformat(by_uuid["alive-one"]["last_heartbeat"])
+    assert default["quotas"] == [{"name": "reports", "size": 2, "active": 0}]
+    assert reports["dispatchers"] == []
+
+
+def test_status_of_a_database_without_queues(database, zasync_cli):
+    with database(install=False) as root:
+        root["something"] = 1
+    code, out, err = zasync_cli("status")
+    assert code == 2 and out == ""
+    assert err.startswith("zasync status: error: this database has no zasync queues")
+    assert "Traceback" not in err
+    with database(install=False) as root:
+        assert "zasync" not in root  # reading installed nothing
+
+
+# -- jobs -------------------------------------------------------------------
+
+
+@pytest.fixture
+def some_jobs(database, monkeypatch):
+    """Ids of: a job that failed 2 days ago, one that succeeded an hour ago
+    in 'reports', and a pending one."""
+    now = clock.utcnow()
+    with database() as queues:
+        reports = queues.create("reports")
+        with inline():
+            at(monkeypatch, now - 2 * DAY)
+            old = queues[""].put(zasync.Job(jobfuncs.fail, "old trouble"))
+            at(monkeypatch, now - HOUR)
+            recent = reports.put(zasync.Job(jobfuncs.add, 1, 1))
+        monkeypatch.undo()
+        pending = queues[""].put(zasync.Job(jobfuncs.append, [], "x"))
+        ids = {"old": old.id, "recent": recent.id, "pending": pending.id}
+    return ids
+
+
+def listed_ids(out):
+    return [int(line.split()[0]) for line in out.splitlines()[1:] if line[:1].isdigit()]
+
+
+def test_jobs(some_jobs, zasync_cli):
+    code, out, err = zasync_cli("jobs")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0].split() == [
+        "ID",
+        "QUEUE",
+        "STATUS",
+        "CALLABLE",
+        "QUEUED",
+        "(UTC)",
+        "ENDED",
+        "(UTC)",
+        "ATTEMPTS",
+    ]
+    assert listed_ids(out) == [some_jobs[k] for k in ("pending", "recent", "old")]
+    rows = {int(line.split()[0]): line.split() for line in out.splitlines()[1:]}
+    assert rows[some_jobs["old"]][1:4] == ["default", "failed", "jobfuncs.fail"]
+    assert rows[some_jobs["recent"]][1:4] == ["reports", "succeeded", "jobfuncs.add"]
+    assert rows[some_jobs["pending"]][1:3] == ["default", "pending"]
+    assert rows[some_jobs["pending"]][-2:] == ["-", "0"]  # not ended, no attempt
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--status", "failed"], ["old"]),
+        (["--status", "succeeded"], ["recent"]),
+        (["--status", "completed"], ["recent", "old"]),
+        (["--status", "pending"], ["pending"]),
+        (["--queue", "default"], ["pending", "old"]),
+        (["--queue", "reports"], ["recent"]),
+        (["--callable", "append"], ["pending"]),
+        (["--callable", "jobfuncs.[af]*"], ["pending", "recent", "old"]),
+        (["--callable", "fail"], ["old"]),
+        (["--older-than", "1d"], ["old"]),
+        (["--older-than", "30m"], ["recent", "old"]),
+        (["--newer-than", "2h"], ["pending", "recent"]),
+        (["--newer-than", "3d", "--older-than", "90s"], ["recent", "old"]),
+    ],
+)
+def test_jobs_filters(some_jobs, zasync_cli, options, expected):
+    code, out, err = zasync_cli("jobs", *options)
+    assert (code, err) == (0, "")
+    assert listed_ids(out) == [some_jobs[name] for name in expected]
+
+
+def test_jobs_limit_and_json(some_jobs, zasync_cli):
+    code, out, _ = zasync_cli("jobs", "--limit", "2")
+    assert code == 0
+    assert listed_ids(out) == [some_jobs["pending"], some_jobs["recent"]]
+    assert out.rstrip().endswith("more jobs match: raise --limit or filter)")
+
+    code, out, _ = zasync_cli("jobs", "--json", "--status", "failed")
+    assert code == 0
+    data = json.loads(out)
+    assert data["more"] is False
+    (row,) = data["jobs"]
+    assert row["id"] == some_jobs["old"]
+    assert (row["queue"], row["status"], row["attempts"]) == ("default", "failed", 1)
+    ended = datetime.datetime.fromisoformat(row["ended"])
+    assert DAY < clock.utcnow() - ended < 3 * DAY
+
+
+def test_jobs_when_none_match(some_jobs, zasync_cli):
+    assert zasync_cli("jobs", "--status", "active") == (0, "no jobs match\n", "")
+
+
+# -- job --------------------------------------------------------------------
+
+
+def test_job_details(some_jobs, zasync_cli):
+    code, out, err = zasync_cli("job", str(some_jobs["old"]))
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"job {some_jobs['old']} in queue default"
+    fields = {}
+    for line in lines[1 : lines.index("traceback:")]:
+        name, _, value = line.strip().partition("  ")
+        fields[name] = value.strip()
+    assert fields["status"] == "failed"
+    assert fields["callable"] == "jobfuncs.fail"
+    assert fields["arguments"] == "'old trouble'"
+    assert fields["attempts"] == "1"
+    assert fields["error"] == "builtins.ValueError: old trouble"
+    assert re.fullmatch(r"\S+ \S+ UTC \(2d00h ago\)", fields["ended"])
+    assert fields["retry policy"] == "RetryCommonFourTimes()"
+    traceback = "\n".join(lines[lines.index("traceback:") + 1 :])
+    assert "Traceback (most recent call last)" in traceback
+    assert "ValueError: old trouble" in traceback
+
+    code, out, err = zasync_cli("job", str(some_jobs["pending"]), "--json")
+    assert (code, err) == (0, "")
+    info = json.loads(out)
+    assert info["status"] == "pending" and info["args"] == ["[]", "'x'"]
+    assert info["traceback"] is None and info["ended"] is None
+
+
+@pytest.mark.parametrize("command", ["job", "retry", "cancel"])
+def test_unknown_and_malformed_job_ids(some_jobs, zasync_cli, command):
+    code, out, err = zasync_cli(command, "12345")
+    assert code == 2 and out == ""
+    assert err == (
+        f"zasync {command}: error: no job 12345 in any queue (it may have been "
+        f"pruned; 'zasync jobs' lists the jobs there are)\n"
+    )
+    code, out, err = zasync_cli(command, "12x")
+    assert code == 2
+    assert "argument ID: '12x' is not a job id: ids are whole numbers" in err
+
+
+# -- retry and cancel -------------------------------------------------------
+
+
+def test_retry(some_jobs, database, zasync_cli):
+    old = some_jobs["old"]
+    code, out, err = zasync_cli("retry", str(old))
+    assert (code, err) == (0, "")
+    match = re.fullmatch(
+        rf"queued job (\d+) \(jobfuncs.fail\) in queue default: a retry of "
+        rf"failed job {old}\n",
+        out,
+    )
+    assert match
+    new_id = int(match.group(1))
+    with database() as queues:
+        new = queues.find_job(new_id)
+        assert new.status == PENDING and new.args == ("old trouble",)
+        assert new.annotations[admin.RETRY_OF] == old
+        assert queues.find_job(old).failed  # kept as it was
+
+    code, out, err = zasync_cli("retry", str(some_jobs["recent"]))
+    assert code == 2
+    assert "succeeded; only failed jobs are retried" in err
+
+
+def test_retry_makes_a_scheduled_job_due(database, zasync_cli):
+    with database() as queues:
+        job = queues[""].put(zasync.Job(jobfuncs.add, 1, 1), begin_after=7 * DAY)
+        job_id, was = job.id, job.begin_after
+    code, out, err = zasync_cli("retry", str(job_id))
+    assert (code, err) == (0, "")
+    assert out == (
+        f"job {job_id} (jobfuncs.add) in queue default is due now; it was due at "
+        f"{was:%Y-%m-%d %H:%M:%S} UTC\n"
+    )
+    with database() as queues:
+        assert queues.find_job(job_id).begin_after <= clock.utcnow()
+    code, out, err = zasync_cli("retry", str(job_id))
+    assert code == 2 and "is pending and due already" in err
+
+
+def test_cancel(some_jobs, database, zasync_cli):
+    pending = some_jobs["pending"]
+    code, out, err = zasync_cli("cancel", str(pending), "--reason", "wrong input")
+    assert (code, err) == (0, "")
+    assert out == f"cancelled job {pending} (jobfuncs.append) in queue default\n"
+    with database() as queues:
+        job = queues.find_job(pending)
+        assert job.status == COMPLETED and job.result.check(admin.JobCancelled)
+        message = job.result.getErrorMessage()
+        assert "was cancelled by zasync cancel (user " in message
+        assert message.endswith("before it ran: wrong input")
+        assert len(queues[""]) == 0
+
+    # Cancelled, it is a completed job: it cannot be cancelled again.
+    code, out, err = zasync_cli("cancel", str(pending))
+    assert code == 2 and out == ""
+    assert re.fullmatch(
+        rf"zasync cancel: error: job {pending} \(jobfuncs.append\) has completed "
+        rf"already \(failed at .* UTC\); there is nothing to cancel\n",
+        err,
+    )
+    code, out, _ = zasync_cli("jobs", "--status", "failed")
+    assert listed_ids(out) == [pending, some_jobs["old"]]
+
+
+# -- prune ------------------------------------------------------------------
+
+
+@pytest.fixture
+def aged_jobs(database, monkeypatch):
+    """Succeeded and failed jobs that ended 3 days and 1 hour ago."""
+    now = clock.utcnow()
+    with database() as queues:
+        reports = queues.create("reports")
+        with inline():
+            for age in (3 * DAY, HOUR):
+                at(monkeypatch, now - age)
+                for _ in range(3):
+                    queues[""].put(zasync.Job(jobfuncs.add, 1, 1))
+                    reports.put(zasync.Job(jobfuncs.add, 1, 1))
+                queues[""].put(zasync.Job(jobfuncs.fail, "x"))
+        monkeypatch.undo()
+
+
+def counts(database):
+    with database() as queues:
+        return {name: queues[name].counts() for name in queues}
+
+
+def test_prune(aged_jobs, database, zasync_cli):
+    code, out, err = zasync_cli("prune", "--older-than", "1d", "--dry-run")
+    assert (code, err) == (0, "")
+    assert out == (
+        "completed jobs that ended over 1d00h ago, failed ones over 4d00h ago:\n"
+        "  queue default: would remove 3 succeeded and 0 failed jobs\n"
+        "  queue reports: would remove 3 succeeded and 0 failed jobs\n"
+        "dry run: nothing was removed\n"
+    )
+    assert counts(database)[""]["completed"] == 8
+
+    code, out, err = zasync_cli(
+        "prune", "--older-than", "1d", "--queue", "default", "--batch-size", "2"
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1:] == [
+        "  queue default: removed 3 succeeded and 0 failed jobs"
+    ]
+    after = counts(database)
+    assert (after[""]["succeeded"], after[""]["failed"]) == (3, 2)
+    assert after["reports"]["succeeded"] == 6
+
+    code, out, err = zasync_cli(
+        "prune", "--older-than", "2h", "--failed-older-than", "2d"
+    )
+    assert out.splitlines()[1:] == [
+        "  queue default: removed 0 succeeded and 1 failed jobs",
+        "  queue reports: removed 3 succeeded and 0 failed jobs",
+    ]
+    after = counts(database)
+    assert (after[""]["succeeded"], after[""]["failed"]) == (3, 1)
+    assert after["reports"]["succeeded"] == 3
+
+
+def test_prune_needs_older_than(aged_jobs, zasync_cli):
+    code, out, err = zasync_cli("prune")
+    assert code == 2
+    assert "the following arguments are required: --older-than" in err
+
+
+def test_prune_help_states_the_failed_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    assert "(default: 4 times --older-than)" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+# -- what the person must fix -----------------------------------------------
+
+
+def test_missing_config_file(tmp_path, zasync_cli):
+    code, out, err = zasync_cli("status", conf=tmp_path / "nope.conf")
+    assert code == 2 and out == ""
+    assert (
+        err
+        == f"zasync status: error: --zodb-conf {tmp_path / 'nope.conf'}: no such file\n"
+    )
+
+
+def test_invalid_config_file(tmp_path, zasync_cli):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("<zodb>\n  <filestorage>\n  </zodb>\n")
+    code, out, err = zasync_cli("jobs", conf=bad)
+    assert code == 2 and out == ""
+    assert err.startswith(
+        f"zasync jobs: error: --zodb-conf {bad} is not a valid ZODB configuration"
+    )
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("option", ["--older-than", "--newer-than"])
+def test_bad_durations(some_jobs, zasync_cli, option):
+    code, out, err = zasync_cli("jobs", option, "3 days")
+    assert code == 2 and out == ""
+    assert (
+        f"argument {option}: '3 days' is not a duration: write a number and a "
+        f"unit, like 90s, 30m, 2h, 7d or 1h30m"
+    ) in err
+    code, _, err = zasync_cli("prune", "--older-than", "10")
+    assert code == 2 and "'10' is not a duration" in err
+
+
+def test_unknown_queue_and_bad_limit(some_jobs, zasync_cli):
+    code, out, err = zasync_cli("jobs", "--queue", "nightly")
+    assert code == 2
+    assert err == (
+        "zasync jobs: error: there is no queue 'nightly'; the queues are "
+        "'default', 'reports'\n"
+    )
+    code, _, err = zasync_cli("prune", "--older-than", "1d", "--queue", "nightly")
+    assert code == 2 and "there is no queue 'nightly'" in err
+    code, _, err = zasync_cli("jobs", "--limit", "0")
+    assert code == 2 and "'0' is not a whole number of at least 1" in err
