@@ -260,6 +260,29 @@ def test_job_details(some_jobs, zasync_cli):
     assert info["traceback"] is None and info["ended"] is None
 
 
+def test_job_shows_related_jobs(database, zasync_cli):
+    with database() as queues:
+        with inline():
+            job = queues[""].put(zasync.Job(jobfuncs.add, 1, 2))
+            callback = job.add_callback(jobfuncs.failing_callback)
+        ids = job.id, callback.id
+    code, out, err = zasync_cli("job", str(ids[0]))
+    assert (code, err) == (0, "")
+    assert re.search(
+        rf"\n  callbacks +{ids[1]} jobfuncs.failing_callback \(failed: "
+        rf"builtins.KeyError: 'callback broke'\)\n",
+        out,
+    )
+    assert re.search(r"\n  result +3\n", out)
+    code, out, err = zasync_cli("job", str(ids[1]))
+    assert re.search(
+        rf"\n  parent +{ids[0]} jobfuncs.add \(succeeded\), this job is its "
+        rf"callback\n",
+        out,
+    )
+    assert "KeyError: 'callback broke'" in out.split("traceback:")[1]
+
+
 @pytest.mark.parametrize("command", ["job", "retry", "cancel"])
 def test_unknown_and_malformed_job_ids(some_jobs, zasync_cli, command):
     code, out, err = zasync_cli(command, "12345")

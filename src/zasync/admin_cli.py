@@ -266,7 +266,11 @@ def _jobs(args):
 def _related(items):
     if not items:
         return "-"
-    return ", ".join(f"{i['id']} {i['callable']} ({i['status']})" for i in items)
+    return ", ".join(
+        f"{i['id']} {i['callable']} ({i['status']}"
+        + (f": {i['error']})" if i["error"] else ")")
+        for i in items
+    )
 
 
 def _job(args):
