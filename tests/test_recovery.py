@@ -2,6 +2,8 @@
 
 import datetime
 import importlib
+import os
+import socket
 import sys
 import uuid
 
@@ -30,13 +32,18 @@ def _claimed_by_ghost(queue, jobs, uuid_, last_ping, start):
 def test_restart_with_same_uuid_recovers_at_once(queue, start_dispatcher):
     me = str(uuid.uuid4())
     job = zasync.Job(jobfuncs.add, 2, 3)
-    _claimed_by_ghost(queue, [job], me, clock.utcnow(), start=1)
+    record, _ = _claimed_by_ghost(queue, [job], me, clock.utcnow(), start=1)
+    record.host, record.pid = "gone.example.org", 1
+    transaction.commit()
     assert job.status == ACTIVE
     # The heartbeat is fresh: a peer would wait 60 s; the same UUID does not.
     start_dispatcher(uuid=me, ping_interval=600, death_interval=3600)
     assert wait_for_result(job) == 5
     assert job.interruptions == 1
     assert job.attempts == 2
+    # The record now tells where the UUID lives.
+    transaction.begin()
+    assert (record.host, record.pid) == (socket.gethostname(), os.getpid())
 
 
 def test_dead_peer_jobs_are_recovered(queue, start_dispatcher):

@@ -12,6 +12,7 @@ import collections
 import logging
 import os
 import random
+import socket
 import threading
 import time
 import uuid as uuidlib
@@ -201,6 +202,9 @@ class Dispatcher:
                     )
                 record.dead = False
                 record.started = now
+                # The same UUID, a new process (perhaps on another machine).
+                record.host = socket.gethostname()
+                record.pid = os.getpid()
                 record.ping(now)
             else:
                 record = queue.dispatchers[self.uuid] = DispatcherRecord(
