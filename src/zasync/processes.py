@@ -278,13 +278,18 @@ class Worker(_Logged):
         ]
         self._spawn(argv, env=env)
         wait_for(
-            lambda: self.log().count(READY) >= self.starts or not self.running(),
+            lambda: self._ready() or not self.running(),
             timeout,
             f"worker {self.name} to be ready",
         )
-        if not self.running():
+        # A worker may say it is ready and die at once (its first job killed
+        # it): it did start, and the caller sees it is not running.
+        if not self._ready():
             raise ProcessError(f"worker {self.name} exited:\n{self.log()[-3000:]}")
         return self
+
+    def _ready(self):
+        return self.log().count(READY) >= self.starts
 
     @property
     def uuid(self):

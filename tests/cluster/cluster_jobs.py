@@ -33,3 +33,42 @@ def kill_my_worker():
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(60)  # never reached: SIGKILL cannot be caught
     return "survived"
+
+
+class _AnswerLost:
+    """A resource manager that commits last and then says the storage server
+    went away: the job's transaction is committed on the server, but the
+    worker's commit raises ClientDisconnected, as when a ZEO server stops
+    between committing a transaction and answering it."""
+
+    def sortKey(self):
+        return "~~~ zasync cluster tests: after every storage"
+
+    def abort(self, txn):
+        pass
+
+    def tpc_begin(self, txn):
+        pass
+
+    def commit(self, txn):
+        pass
+
+    def tpc_vote(self, txn):
+        pass
+
+    def tpc_finish(self, txn):
+        from ZEO.Exceptions import ClientDisconnected
+
+        raise ClientDisconnected("the answer to tpc_finish was lost (simulated)")
+
+    def tpc_abort(self, txn):
+        pass
+
+
+def mark_and_lose_the_answer(markers, key):
+    """``mark``, in a transaction whose commit succeeds but raises
+    ClientDisconnected in the worker."""
+    import transaction
+
+    transaction.get().join(_AnswerLost())
+    return mark(markers, key)

@@ -28,6 +28,12 @@ from zasync.status import COMPLETED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+LOST_ANSWER_BUG = (
+    "engine bug: a job started in a commit whose answer was lost (ZEO "
+    "disconnected after the server committed) stays ACTIVE under its live "
+    "dispatcher and never runs; test_lost_answer.py reproduces it"
+)
+
 # Short heartbeats, so that a dead worker is found within seconds.
 PING = 0.5
 DEATH = 3.0
@@ -232,8 +238,69 @@ class Cluster:
             )
         except processes.ProcessError as exc:
             raise processes.ProcessError(
-                f"{exc}; counts {self.counts()}\n{self.logs_tail()}"
+                f"{exc}; counts {self.counts()}\n{self.describe_unsettled()}\n"
+                f"{self.logs_tail()}"
             ) from None
+
+    def orphans(self):
+        """(orphaned, other) unsettled jobs: orphans are ACTIVE, held by a
+        registered dispatcher, and no worker ever logged starting them (see
+        LOST_ANSWER_BUG)."""
+
+        def read(root):
+            queue = zasync.get_queues(root._p_jar)[""]
+            return [
+                (job.id, job.status.value, job.assignee)
+                for job in queue.jobs()
+                if job.status != COMPLETED
+            ]
+
+        logs = "\n".join(worker.log() for worker in self.workers)
+        orphaned, other = [], []
+        for job_id, status, assignee in self.read(read) or []:
+            if (
+                status == "active"
+                and assignee is not None
+                and self.claimed_by(assignee[0])[0]
+                and f"job {job_id} (" not in logs
+            ):
+                orphaned.append(job_id)
+            else:
+                other.append((job_id, status, assignee))
+        return orphaned, other
+
+    def describe_unsettled(self, limit=10):
+        """The jobs not completed yet, and what the workers logged of them."""
+
+        def read(root):
+            queue = zasync.get_queues(root._p_jar)[""]
+            jobs = [
+                job
+                for job in queue.jobs()
+                if job.status != COMPLETED or queue.unsettled()
+            ]
+            return [
+                (
+                    job.id,
+                    job.status.value,
+                    job.assignee,
+                    f"attempts={job.attempts} interruptions={job.interruptions} "
+                    f"postponements={job.postponements}",
+                )
+                for job in jobs[:limit]
+                if job.status != COMPLETED
+            ]
+
+        lines = []
+        for job_id, status, assignee, counts in self.read(read) or []:
+            lines.append(f"job {job_id}: {status}, assignee {assignee}, {counts}")
+            for worker in self.workers:
+                for line in worker.log().splitlines():
+                    if str(job_id) in line or (
+                        assignee and assignee[0] in line and "WARNING" in line
+                    ):
+                        lines.append(f"    {worker.name}: {line}")
+        return "\n".join(lines)
 
     def wait_completed(self, at_least, timeout):
         processes.wait_for(
@@ -267,6 +334,8 @@ class Cluster:
                     job.attempts,
                     job.interruptions,
                     job.assignee,
+                    job.queued,
+                    job.started,
                 )
             return found
 
@@ -316,7 +385,8 @@ class Cluster:
 
 
 Outcome = collections.namedtuple(
-    "Outcome", "status failed result attempts interruptions assignee"
+    "Outcome",
+    "status failed result attempts interruptions assignee queued started",
 )
 
 
