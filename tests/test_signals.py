@@ -42,34 +42,43 @@ def test_zeo_invalidations_of_watched_objects_wake(zeo):
     try:
 
         def make(root):
-            root["watched"], root["other"] = Thing(), Thing()
+            root["watched"], root["other"], root["flag"] = Thing(), Thing(), Thing()
 
         _commit(other, make)
-        oids = _commit(other, lambda root: (root["watched"]._p_oid,))
+        oid = {
+            name: _commit(other, lambda root, n=name: root[n]._p_oid)
+            for name in ("watched", "other", "flag")
+        }
+        # A second watch on "flag" tells when the watcher has received every
+        # invalidation committed before a change to "flag" (ZEO keeps order).
+        flagged = threading.Event()
+        flag_watch = signals.listen(watcher, flagged.set)
+        flag_watch.watch([oid["flag"]])
+
+        def flush():
+            flagged.clear()
+            _commit(other, lambda root: setattr(root["flag"], "value", 1))
+            assert flagged.wait(10), "the watcher received no invalidations"
+
+        flush()
         woken = threading.Event()
         listening = signals.listen(watcher, woken.set)
         assert listening.kind == "zeo-invalidations"
-        listening.watch(oids)
+        listening.watch([oid["watched"]])
 
         _commit(other, lambda root: setattr(root["other"], "value", 1))
-        # The other change is invalidated too; it must not wake us. Prove the
-        # invalidation arrived by committing a watched change afterwards.
-        _commit(other, lambda root: setattr(root["watched"], "value", 1))
-        assert woken.wait(10)
-        woken.clear()
-        _commit(other, lambda root: setattr(root["other"], "value", 2))
-        marker = threading.Event()
-        second = signals.listen(watcher, marker.set)
-        second.watch(_commit(other, lambda root: (root["other"]._p_oid,)))
-        _commit(other, lambda root: setattr(root["other"], "value", 3))
-        assert marker.wait(10)
+        flush()
         assert not woken.is_set(), "a change to an unwatched object woke us"
 
+        _commit(other, lambda root: setattr(root["watched"], "value", 1))
+        assert woken.wait(10)
+
         listening.stop()
-        second.stop()
+        woken.clear()
         _commit(other, lambda root: setattr(root["watched"], "value", 2))
-        _commit(other, lambda root: setattr(root["other"], "value", 4))
-        assert not woken.is_set()
+        flush()
+        assert not woken.is_set(), "a stopped watch woke us"
+        flag_watch.stop()
     finally:
         watcher.close()
         other.close()
