@@ -510,3 +510,15 @@ def test_concurrent_unique_puts_end_with_one_job(db, conn):
     finally:
         one.close()
         two.close()
+
+
+def test_jobs_lists_a_completed_but_unindexed_job_once(queue):
+    """A job its worker completed, not yet reconciled by its dispatcher, is
+    listed once, among the completed."""
+    queue.put(job("a"))
+    (claimed,) = claim_one(queue)
+    claimed.result = 1
+    claimed.status = Status.COMPLETED
+    listed = queue.jobs()
+    assert listed.count(claimed) == 1
+    assert queue.jobs(status="completed") == [claimed]

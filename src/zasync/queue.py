@@ -309,9 +309,11 @@ class Queue(persistent.Persistent):
     def jobs(self, status=None, failed=None, start=0, limit=None):
         stop = None if limit is None else start + limit
         if status is None:
-            found = itertools.chain(
-                self._claimed_and_waiting(), self, self._completed_jobs(failed)
+            # Completed jobs not indexed yet are listed with the completed.
+            unsettled = (
+                j for j in self._claimed_and_waiting() if j.status != COMPLETED
             )
+            found = itertools.chain(unsettled, self, self._completed_jobs(failed))
         else:
             status = Status(status)
             if status == PENDING:
