@@ -72,3 +72,16 @@ def mark_and_lose_the_answer(markers, key):
 
     transaction.get().join(_AnswerLost())
     return mark(markers, key)
+
+
+_answers_lost = []
+
+
+def lose_the_answer_of_a_claim(job):
+    """An agent filter that accepts every job, and makes the first claim
+    transaction of its process commit but raise ClientDisconnected in the
+    dispatcher (see _AnswerLost)."""
+    if not _answers_lost:
+        _answers_lost.append(job.id)
+        job._p_jar.transaction_manager.get().join(_AnswerLost())
+    return True

@@ -24,7 +24,7 @@ from ZODB.POSException import ConflictError
 
 import zasync
 from zasync import processes
-from zasync.status import COMPLETED
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -243,23 +243,20 @@ class Cluster:
             ) from None
 
     def orphans(self):
-        """(orphaned, other) unsettled jobs: orphans are ACTIVE, held by a
-        registered dispatcher, and no worker ever logged starting them (see
-        LOST_ANSWER_BUG)."""
+        """(orphaned, other) unsettled jobs: orphans are ACTIVE or ASSIGNED,
+        held by a registered dispatcher, and no worker ever logged starting
+        them (see LOST_ANSWER_BUG)."""
 
         def read(root):
-            queue = zasync.get_queues(root._p_jar)[""]
             return [
-                (job.id, job.status.value, job.assignee)
-                for job in queue.jobs()
-                if job.status != COMPLETED
+                (job.id, job.status.value, job.assignee) for job in unsettled_jobs(root)
             ]
 
         logs = "\n".join(worker.log() for worker in self.workers)
         orphaned, other = [], []
         for job_id, status, assignee in self.read(read) or []:
             if (
-                status == "active"
+                status in ("active", "assigned")
                 and assignee is not None
                 and self.claimed_by(assignee[0])[0]
                 and f"job {job_id} (" not in logs
@@ -273,12 +270,6 @@ class Cluster:
         """The jobs not completed yet, and what the workers logged of them."""
 
         def read(root):
-            queue = zasync.get_queues(root._p_jar)[""]
-            jobs = [
-                job
-                for job in queue.jobs()
-                if job.status != COMPLETED or queue.unsettled()
-            ]
             return [
                 (
                     job.id,
@@ -287,19 +278,27 @@ class Cluster:
                     f"attempts={job.attempts} interruptions={job.interruptions} "
                     f"postponements={job.postponements}",
                 )
-                for job in jobs[:limit]
-                if job.status != COMPLETED
+                for job in unsettled_jobs(root)[:limit]
             ]
 
         lines = []
+        dispatchers = set()
         for job_id, status, assignee, counts in self.read(read) or []:
             lines.append(f"job {job_id}: {status}, assignee {assignee}, {counts}")
+            if assignee:
+                dispatchers.add(assignee[0])
             for worker in self.workers:
-                for line in worker.log().splitlines():
-                    if str(job_id) in line or (
-                        assignee and assignee[0] in line and "WARNING" in line
-                    ):
-                        lines.append(f"    {worker.name}: {line}")
+                lines.extend(
+                    f"    {worker.name}: {line}"
+                    for line in worker.log().splitlines()
+                    if f"job {job_id} " in line
+                )
+        for worker in self.workers:
+            lines.extend(
+                f"{worker.name}: {line}"
+                for line in worker.log().splitlines()
+                if " WARNING " in line and any(uuid in line for uuid in dispatchers)
+            )
         return "\n".join(lines)
 
     def wait_completed(self, at_least, timeout):
@@ -382,6 +381,16 @@ class Cluster:
         )
         check_exactly_once(self.markers(), ids.keys())
         return outcomes
+
+
+def unsettled_jobs(root):
+    """The jobs of the default queue that are not completed."""
+    queue = zasync.get_queues(root._p_jar)[""]
+    return [
+        job
+        for status in (PENDING, ASSIGNED, ACTIVE, CALLBACKS)
+        for job in queue.jobs(status=status)
+    ]
 
 
 Outcome = collections.namedtuple(

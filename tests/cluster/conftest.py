@@ -45,11 +45,15 @@ def postgres():
 
 @pytest.fixture
 def pg_cluster(postgres, tmp_path):
+    import ZConfig
     import ZODB.config
 
     conf = postgres.zodb_conf(str(tmp_path / "relstorage.conf"))
-    cluster = Cluster(
-        str(tmp_path), conf, lambda: ZODB.config.storageFromURL(conf), "postgresql"
-    )
+
+    def open_storage():
+        config, _ = ZConfig.loadConfig(ZODB.config.getDbSchema(), conf)
+        return config.database[0].config.storage.open()
+
+    cluster = Cluster(str(tmp_path), conf, open_storage, "postgresql")
     yield cluster
     cluster.close()

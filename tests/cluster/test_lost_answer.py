@@ -42,3 +42,29 @@ def test_job_started_in_a_commit_whose_answer_was_lost_still_runs(zeo_cluster):
         report("lost answer", unsettled=cluster.describe_unsettled() or "none")
     cluster.check_all_succeeded_once(ids)
     assert "the answer to tpc_finish was lost" in worker.log()
+
+
+@pytest.mark.xfail(reason=LOST_ANSWER_BUG, strict=True, raises=processes.ProcessError)
+def test_jobs_claimed_in_a_round_whose_answer_was_lost_still_run(zeo_cluster):
+    """The same for the dispatcher's own round: the jobs it claimed (some
+    started, some held for its threads) in a commit that raised
+    ClientDisconnected after the server committed it must still run. An
+    agent filter joins the resource manager to the first claim's
+    transaction."""
+    cluster = zeo_cluster
+    cluster.setup_markers()
+    worker = cluster.worker("worker")
+
+    def install_filter(root):
+        queue = zasync.get_queues(root._p_jar)[""]
+        record = queue.dispatchers[worker.uuid]
+        record.agents["main"].filter = cluster_jobs.lose_the_answer_of_a_claim
+
+    cluster.transact(install_filter)
+    ids = cluster.put_marks(range(10))
+    try:
+        cluster.wait_drained(len(ids), 10)
+    finally:
+        report("lost answer of a claim", unsettled=cluster.describe_unsettled())
+    cluster.check_all_succeeded_once(ids)
+    assert "the answer to tpc_finish was lost" in worker.log()
