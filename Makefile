@@ -5,7 +5,7 @@
 #   make lint     ruff check + ruff format --check
 #   make format   ruff format + ruff check --fix
 #   make docs     build the Sphinx docs, warnings are errors
-#   make bench    run the engine benchmark
+#   make bench    run the engine and cluster (ZEO, PostgreSQL) benchmarks
 #   make lock     re-resolve requirements/constraints.txt from PyPI (UPGRADE=1)
 #   make check-lock  offline check that the lock covers pyproject.toml
 #   make clean    remove build artefacts (keeps .venv); distclean also drops .venv
@@ -71,6 +71,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_cluster.py
 
 demo: $(STAMP)
 	$(BIN)/zasync demo
