@@ -32,7 +32,7 @@ from zasync.runner import (
     abort,
     jobs_connection,
 )
-from zasync.status import ASSIGNED
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS
 
 log = logging.getLogger("zasync.dispatcher")
 
@@ -137,7 +137,12 @@ class Dispatcher:
         self._job_seconds = 0.0
         self._buffers = collections.defaultdict(collections.deque)
         self._running = collections.Counter()
+        # Oids handed to a thread, or taken from a buffer by one, until they
+        # are finished or put back: with the buffers and the finished, what
+        # this process knows it holds (see _adopt_unknown).
         self._running_oids = set()
+        self._track = threading.Lock()
+        self._audit_due = False
         self.stats = collections.Counter()
         self._stats_lock = threading.Lock()
         self._stopping = False
@@ -164,6 +169,10 @@ class Dispatcher:
     def count(self, what, n=1):
         with self._stats_lock:
             self.stats[what] += n
+        if what == "disconnects":
+            # A commit may have reached the server without its answer
+            # reaching us: look for jobs we own without knowing it.
+            self._audit_due = True
 
     # -- starting and stopping --------------------------------------------
 
@@ -378,16 +387,23 @@ class Dispatcher:
         try:
             self._reconcile(finished, now)
             queues = get_queues(self._conn, self.database)
+            audit = self._audit_due
             if self._last_ping is None or (
                 (now - self._last_ping).total_seconds() >= self.ping_interval
             ):
                 self._heartbeat(queues, now)
+                audit = True
+            self._audit_due = False
             to_start, to_hold = [], []
             due = None
             if not self._stopping:
                 for name in self.queue_names:
                     queue = queues[name]
                     record = queue.dispatchers[self.uuid]
+                    if audit:
+                        self._adopt_unknown(
+                            queue, record, finished, now, to_start, to_hold
+                        )
                     for agent in record.agents.values():
                         key = (name, agent.name)
                         self._claim_for(
@@ -401,6 +417,8 @@ class Dispatcher:
             self._finished.extendleft(reversed(finished))
             for key, oid in reversed(taken):
                 self._buffers[key].appendleft(oid)
+            if audit:
+                self._audit_due = True
             raise
         self.count("rounds")
         for key, oid in to_hold:
@@ -422,14 +440,21 @@ class Dispatcher:
         claim more to hold for threads that are about to finish."""
         buffer = self._buffers[key]
         idle = agent.size - self._running[key]
+        idle -= sum(1 for k, _ in to_start if k == key)  # adopted ones
         while idle > 0 and buffer:
             oid = buffer.popleft()
             taken.append((key, oid))
             job = self._jobs_connection().get(oid)
-            if job.status == ASSIGNED and job.assignee[0] == self.uuid:
+            if job.assignee is None or job.assignee[0] != self.uuid:
+                continue  # taken back by a peer meanwhile
+            if job.status == ASSIGNED:
                 queue.activate(job, now)
-                to_start.append((key, oid))
-                idle -= 1
+            elif job.status not in (ACTIVE, CALLBACKS):
+                continue
+            # An ACTIVE one was started by a commit whose answer was lost:
+            # it is ours, and runs now, its attempt counted already.
+            to_start.append((key, oid))
+            idle -= 1
         held = self.prefetch if self._job_seconds < self.prefetch_below else 0
         wanted = agent.size + held - len(agent.jobs)
         if wanted <= 0:
@@ -437,6 +462,41 @@ class Dispatcher:
         start = max(idle, 0)
         for index, job in enumerate(queue.claim(agent, self.uuid, wanted, now, start)):
             (to_start if index < start else to_hold).append((key, job._p_oid))
+
+    def _adopt_unknown(self, queue, record, finished, now, to_start, to_hold):
+        """Take up the jobs the database says this dispatcher holds but this
+        process does not know of: claimed or started by a commit that
+        reached the server but whose answer was lost (ZEO disconnected in
+        tpc_finish), so the process thinks it failed. Without this they
+        would wait for a restart with this UUID."""
+        with self._track:
+            known = set(self._running_oids)
+            known.update(finished)
+            known.update(self._finished)
+            for buffer in self._buffers.values():
+                known.update(buffer)
+        adopted = 0
+        for agent in record.agents.values():
+            key = (queue.name, agent.name)
+            for job in list(agent.jobs.values()):
+                oid = job._p_oid
+                if oid in known:
+                    continue
+                adopted += 1
+                if job.status == ASSIGNED:
+                    to_hold.append((key, oid))
+                elif job.status in (ACTIVE, CALLBACKS):
+                    to_start.append((key, oid))
+                else:  # its outcome is stored; only the indexes lag
+                    queue.reconcile(job, now)
+        if adopted:
+            log.warning(
+                "dispatcher %s: took up %d jobs of queue %r that it held without "
+                "knowing (a commit whose answer was lost)",
+                self.uuid,
+                adopted,
+                queue.name,
+            )
 
     def _claim_carefully(self):
         """Claim one job per transaction; set aside a job whose claim cannot
@@ -538,6 +598,8 @@ class Dispatcher:
     # -- worker threads ----------------------------------------------------
 
     def _hand_over(self, oid, key):
+        with self._track:
+            self._running_oids.add(oid)
         with self._idle:
             self._in_flight += 1
             self._running[key] += 1
@@ -558,10 +620,13 @@ class Dispatcher:
         """The next job held for this agent's threads, unless stopping."""
         if self._stopping:
             return None
-        try:
-            return self._buffers[key].popleft()
-        except IndexError:
-            return None
+        with self._track:
+            try:
+                oid = self._buffers[key].popleft()
+            except IndexError:
+                return None
+            self._running_oids.add(oid)
+            return oid
 
     def _work(self):
         runner = JobRunner(self)
@@ -591,21 +656,21 @@ class Dispatcher:
         """Run a job, then the jobs held for its agent, while there are any."""
         while oid is not None:
             started = time.monotonic()
-            next_oid, activated = None, False
-            self._running_oids.add(oid)
             try:
                 next_oid, activated = runner.run(oid, lambda: self._take_held(key))
             except Exception:
                 log.exception("dispatcher %s: worker failed on job %r", self.uuid, oid)
                 abort(runner.tm)
-            finally:
-                self._running_oids.discard(oid)
+                # A job it took to run next is still ours to run or put back.
+                next_oid, activated = runner.taken_next()
             # A moving average of job run times decides whether to hold
             # jobs for threads: worth it for short jobs only.
             self._job_seconds = 0.9 * self._job_seconds + 0.1 * (
                 time.monotonic() - started
             )
-            self._finished.append(oid)
+            with self._track:
+                self._finished.append(oid)
+                self._running_oids.discard(oid)
             if len(self._finished) >= self.batch_size or not self._buffers[key]:
                 self._wake.set()
             if (
@@ -613,8 +678,10 @@ class Dispatcher:
                 and not activated
                 and not runner.activate_alone(next_oid)
             ):
-                if not self._stopping:
-                    self._buffers[key].appendleft(next_oid)
+                with self._track:
+                    if not self._stopping:
+                        self._buffers[key].appendleft(next_oid)
+                    self._running_oids.discard(next_oid)
                 next_oid = None
             oid = next_oid
 

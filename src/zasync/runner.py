@@ -182,6 +182,11 @@ class JobRunner:
         Queue.activate(job, self.clock())
         return True
 
+    def taken_next(self):
+        """(oid, started) of the job taken to run next by the last run(),
+        for a caller whose run() raised."""
+        return self._next, self._next_activated
+
     def activate_alone(self, oid):
         """Start an ASSIGNED job in a transaction of its own."""
 
@@ -230,9 +235,16 @@ class JobRunner:
         log.error("gave up recording the outcome of job %r", oid)
         return False
 
-    def _count_transient(self, exc):
+    def _count_transient(self, exc, oid=None):
         lost = isinstance(exc, ClientDisconnected)
         self.dispatcher.count("disconnects" if lost else "conflicts")
+        if lost:
+            log.warning(
+                "job %r: lost the storage server (%s); the job's outcome is "
+                "read back from the server and nothing is done twice",
+                oid,
+                exc,
+            )
 
     @staticmethod
     def _set_result(job, result, now):
@@ -296,7 +308,7 @@ class JobRunner:
             except POSTPONE as exc:
                 abort(self.tm)
                 conflicts += 1
-                self._count_transient(exc)
+                self._count_transient(exc, oid)
                 if self._postpone_after(oid, conflicts, exc, claimed):
                     return None
                 continue
@@ -318,7 +330,7 @@ class JobRunner:
             except POSTPONE as exc:
                 abort(self.tm)
                 conflicts += 1
-                self._count_transient(exc)
+                self._count_transient(exc, oid)
                 if self._postpone_after(oid, conflicts, exc, claimed):
                     return None
                 continue
