@@ -29,9 +29,10 @@ from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 LOST_ANSWER_BUG = (
-    "engine bug: a job started in a commit whose answer was lost (ZEO "
-    "disconnected after the server committed) stays ACTIVE under its live "
-    "dispatcher and never runs; test_lost_answer.py reproduces it"
+    "engine bug: jobs started or claimed in a commit whose answer was lost "
+    "(ZEO disconnected after the server committed) stay ACTIVE or ASSIGNED "
+    "under their live dispatcher and never run; test_lost_answer.py "
+    "reproduces it"
 )
 
 # Short heartbeats, so that a dead worker is found within seconds.

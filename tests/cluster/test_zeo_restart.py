@@ -3,6 +3,12 @@
 The workers lose their connection mid-run, wait for the server, reconnect
 and go on: every job completes successfully, every marker is written
 exactly once, and both workers are still running afterwards.
+
+A stop can fall between the server committing a worker's transaction and
+answering it; jobs started in such a commit are then stranded (an engine
+bug, reproduced deterministically by test_lost_answer.py). When that, and
+only that, is what kept the drain from finishing, the test is marked as an
+expected failure instead of failing.
 """
 
 import pytest
