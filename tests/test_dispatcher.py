@@ -303,3 +303,46 @@ def test_two_dispatchers_run_each_job_exactly_once(conn, queue, start_dispatcher
     assert dict(conn.root()["markers"]) == {i: 1 for i in range(300)}
     assert first.stats["completed"] + second.stats["completed"] == 300
     assert first.stats["completed"] and second.stats["completed"]
+
+
+def test_heartbeat_writes_only_the_heartbeat(conn, queue, start_dispatcher):
+    """A ping rewrites the small Heartbeat object, not the dispatcher record:
+    heartbeats stay cheap in storage and invalidate nothing else."""
+    dispatcher = start_dispatcher(ping_interval=0.02, death_interval=60)
+    wait_for(lambda: dispatcher.stats["rounds"] >= 2, 5, lambda: None, lambda: "")
+    transaction.begin()
+    record = queue.dispatchers[dispatcher.uuid]
+
+    def serials():
+        record._p_activate()  # a ghost's serial is not its stored one
+        record.heartbeat._p_activate()
+        return record._p_serial, record.heartbeat._p_serial
+
+    record_serial, beat_serial = serials()
+
+    def pinged_again():
+        transaction.begin()
+        return serials()[1] != beat_serial
+
+    wait_for(pinged_again, 5, lambda: None, lambda: "no new heartbeat")
+    assert serials()[0] == record_serial
+
+
+def test_a_new_dispatcher_claims_no_more_than_it_can_start(
+    conn, queue, start_dispatcher
+):
+    """Before it has timed a job, a dispatcher holds no jobs ahead: long jobs
+    are left for other dispatchers."""
+    name = f"long-{uuid.uuid4()}"
+    jobs = [queue.put(zasync.Job(jobfuncs.block, name, i)) for i in range(6)]
+    transaction.commit()
+    try:
+        start_dispatcher(agent_size=2)
+        wait_for_start(jobs[0], 10)
+        wait_for_start(jobs[1], 10)
+        transaction.begin()
+        assert [job.status for job in jobs[2:]] == [PENDING] * 4
+    finally:
+        jobfuncs.events[name].set()
+    wait_for_all_jobs(conn, 30)
+    assert [job.result for job in jobs] == list(range(6))

@@ -134,7 +134,9 @@ class Dispatcher:
         self.batch_size = max(1, prefetch // 2)
         self.prefetch = prefetch
         self.prefetch_below = prefetch_below
-        self._job_seconds = 0.0
+        # Until a job has been timed, assume jobs are not short: a new worker
+        # then claims no more than it can start, and long jobs spread out.
+        self._job_seconds = prefetch_below
         self._buffers = collections.defaultdict(collections.deque)
         self._running = collections.Counter()
         # Oids handed to a thread, or taken from a buffer by one, until they
@@ -566,7 +568,8 @@ class Dispatcher:
                 record.agents["main"] = Agent(
                     "main", self.agent_size, self.agent_filter
                 )
-            record.dead = False
+            if record.dead:  # only then: setting it would rewrite the record
+                record.dead = False
             record.ping(now)
             self._watch(queue, record, watched)
             for uuid, peer in queue.dispatchers.items():
