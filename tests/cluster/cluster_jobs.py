@@ -85,3 +85,24 @@ def lose_the_answer_of_a_claim(job):
         _answers_lost.append(job.id)
         job._p_jar.transaction_manager.get().join(_AnswerLost())
     return True
+
+
+_heartbeat_conflicts = []
+INJECTED = "zasync cluster tests: ConflictError injected into a heartbeat round"
+
+
+def conflict_once_in_a_heartbeat_round(job):
+    """An agent filter that accepts no job (so it is asked at every round
+    while a job is pending) and raises ConflictError once, in the first
+    round of its process that stores a heartbeat."""
+    if not _heartbeat_conflicts:
+        for record in job.queue.dispatchers.values():
+            if record.heartbeat._p_changed:
+                _heartbeat_conflicts.append(record.uuid)
+                import logging
+
+                from ZODB.POSException import ConflictError
+
+                logging.getLogger("cluster_jobs").warning(INJECTED)
+                raise ConflictError(INJECTED)
+    return False

@@ -28,13 +28,6 @@ from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-LOST_ANSWER_BUG = (
-    "engine bug: jobs started or claimed in a commit whose answer was lost "
-    "(ZEO disconnected after the server committed) stay ACTIVE or ASSIGNED "
-    "under their live dispatcher and never run; test_lost_answer.py "
-    "reproduces it"
-)
-
 # Short heartbeats, so that a dead worker is found within seconds.
 PING = 0.5
 DEATH = 3.0
@@ -242,30 +235,6 @@ class Cluster:
                 f"{exc}; counts {self.counts()}\n{self.describe_unsettled()}\n"
                 f"{self.logs_tail()}"
             ) from None
-
-    def orphans(self):
-        """(orphaned, other) unsettled jobs: orphans are ACTIVE or ASSIGNED,
-        held by a registered dispatcher, and no worker ever logged starting
-        them (see LOST_ANSWER_BUG)."""
-
-        def read(root):
-            return [
-                (job.id, job.status.value, job.assignee) for job in unsettled_jobs(root)
-            ]
-
-        logs = "\n".join(worker.log() for worker in self.workers)
-        orphaned, other = [], []
-        for job_id, status, assignee in self.read(read) or []:
-            if (
-                status in ("active", "assigned")
-                and assignee is not None
-                and self.claimed_by(assignee[0])[0]
-                and f"job {job_id} (" not in logs
-            ):
-                orphaned.append(job_id)
-            else:
-                other.append((job_id, status, assignee))
-        return orphaned, other
 
     def describe_unsettled(self, limit=10):
         """The jobs not completed yet, and what the workers logged of them."""
@@ -483,9 +452,11 @@ def drain_with_a_kill(cluster, total, restart):
         recovery = time.monotonic() - killed_at
         figures["kill_to_recovery_s"] = round(recovery, 2)
         assert int(found.group(1)) == len(held), found.group(0)
-        # Not before the heartbeat expired: the last ping was at most
-        # PING before the kill.
-        assert recovery >= DEATH - PING - 0.2, figures
+        # Not long before the heartbeat expired. The last stored ping can be
+        # older than PING at the kill: a heartbeat lost to a conflict is
+        # stored a whole interval later (see test_heartbeat.py), so the bound
+        # leaves room for a few of those.
+        assert recovery >= DEATH - 4 * PING, figures
     cluster.wait_drained(total, 120)
     outcomes = cluster.check_all_succeeded_once(ids)
     registered, left = cluster.claimed_by(killed.uuid)

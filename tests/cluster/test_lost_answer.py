@@ -11,14 +11,11 @@ reproduces this deterministically in a real worker on a real ZEO server.
 """
 
 import cluster_jobs
-import pytest
-from cluster_support import LOST_ANSWER_BUG, report
+from cluster_support import report
 
 import zasync
-from zasync import processes
 
 
-@pytest.mark.xfail(reason=LOST_ANSWER_BUG, strict=True, raises=processes.ProcessError)
 def test_job_started_in_a_commit_whose_answer_was_lost_still_runs(zeo_cluster):
     cluster = zeo_cluster
     cluster.setup_markers()
@@ -44,7 +41,6 @@ def test_job_started_in_a_commit_whose_answer_was_lost_still_runs(zeo_cluster):
     assert "the answer to tpc_finish was lost" in worker.log()
 
 
-@pytest.mark.xfail(reason=LOST_ANSWER_BUG, strict=True, raises=processes.ProcessError)
 def test_jobs_claimed_in_a_round_whose_answer_was_lost_still_run(zeo_cluster):
     """The same for the dispatcher's own round: the jobs it claimed (some
     started, some held for its threads) in a commit that raised
