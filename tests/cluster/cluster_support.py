@@ -54,6 +54,8 @@ def worker_env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([HERE, *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
+    # A worker that crashes in C code logs the Python stacks of its threads.
+    env["PYTHONFAULTHANDLER"] = "1"
     return env
 
 
@@ -382,13 +384,18 @@ def check_exactly_once(markers, keys):
 
 
 def stop_workers(workers):
-    """SIGTERM each worker, check it exits 0, and return {name: stats}."""
+    """Check each worker is still running, SIGTERM it, check it exits 0 and
+    logs its counters; returns {name: stats}."""
     stats = {}
     for worker in workers:
-        if worker.running():
-            code = worker.terminate(60)
-            assert code == 0, f"{worker.name} exited {code}:\n{worker.log()[-3000:]}"
+        assert worker.running(), (
+            f"{worker.name} died (exit code {worker.process.returncode}):\n"
+            f"{worker.log()[-5000:]}"
+        )
+        code = worker.terminate(60)
+        assert code == 0, f"{worker.name} exited {code}:\n{worker.log()[-3000:]}"
         stats[worker.name] = worker.stats()
+        assert stats[worker.name] is not None, worker.log()[-3000:]
     return stats
 
 

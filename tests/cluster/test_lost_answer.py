@@ -11,7 +11,7 @@ reproduces this deterministically in a real worker on a real ZEO server.
 """
 
 import cluster_jobs
-from cluster_support import report
+from cluster_support import report, stop_workers
 
 import zasync
 
@@ -39,6 +39,7 @@ def test_job_started_in_a_commit_whose_answer_was_lost_still_runs(zeo_cluster):
         report("lost answer", unsettled=cluster.describe_unsettled() or "none")
     cluster.check_all_succeeded_once(ids)
     assert "the answer to tpc_finish was lost" in worker.log()
+    stop_workers([worker])
 
 
 def test_jobs_claimed_in_a_round_whose_answer_was_lost_still_run(zeo_cluster):
@@ -64,3 +65,4 @@ def test_jobs_claimed_in_a_round_whose_answer_was_lost_still_run(zeo_cluster):
         report("lost answer of a claim", unsettled=cluster.describe_unsettled())
     cluster.check_all_succeeded_once(ids)
     assert "the answer to tpc_finish was lost" in worker.log()
+    stop_workers([worker])

@@ -10,7 +10,7 @@ by the benchmarks, not asserted here.
 import statistics
 
 import pytest
-from cluster_support import report
+from cluster_support import report, stop_workers
 
 from zasync import processes
 from zasync.status import ACTIVE, ASSIGNED, COMPLETED
@@ -27,7 +27,7 @@ WITHIN = 2.0  # seconds; well under the 5 s poll interval
 def test_idle_worker_picks_up_a_job_of_another_process(cluster_fixture, request):
     cluster = request.getfixturevalue(cluster_fixture)
     cluster.setup_markers()
-    cluster.worker(
+    worker = cluster.worker(
         "idle",
         "--poll-interval",
         "5",
@@ -50,6 +50,7 @@ def test_idle_worker_picks_up_a_job_of_another_process(cluster_fixture, request)
 
         outcome = processes.wait_for(started, 10, f"job {key} to start")
         pickups.append((outcome.started - outcome.queued).total_seconds())
+    stop_workers([worker])
     late = [round(seconds, 3) for seconds in pickups if seconds >= WITHIN]
     assert not late, f"picked up by the poll, not the wake-up: {pickups}"
     report(

@@ -11,7 +11,7 @@ every marker written exactly once.
 import collections
 
 import pytest
-from cluster_support import check_exactly_once, report
+from cluster_support import check_exactly_once, report, stop_workers
 
 from zasync import processes
 from zasync.status import COMPLETED, PENDING
@@ -55,6 +55,7 @@ def test_sigterm_during_a_run_loses_nothing(zeo_cluster, grace):
     outcomes = cluster.check_all_succeeded_once(ids)
     check_exactly_once(cluster.markers(), ids)
     assert all(o.interruptions == 0 for o in outcomes.values())
+    stop_workers([second])
     report(
         f"SIGTERM, grace {grace}s",
         completed_by_first=completed_by_first,
