@@ -390,9 +390,10 @@ class Dispatcher:
             self._reconcile(finished, now)
             queues = get_queues(self._conn, self.database)
             audit = self._audit_due
-            if self._last_ping is None or (
+            pinged = self._last_ping is None or (
                 (now - self._last_ping).total_seconds() >= self.ping_interval
-            ):
+            )
+            if pinged:
                 self._heartbeat(queues, now)
                 audit = True
             self._audit_due = False
@@ -423,6 +424,10 @@ class Dispatcher:
                 self._audit_due = True
             raise
         self.count("rounds")
+        if pinged:
+            # Only once stored: a heartbeat lost to a conflict is retried in
+            # the next round, not a whole ping interval later.
+            self._last_ping = now
         for key, oid in to_hold:
             self._buffers[key].append(oid)
         for key, oid in to_start:
@@ -585,7 +590,6 @@ class Dispatcher:
                         peer.last_ping,
                         recovered,
                     )
-        self._last_ping = now
         if self._listening is not None:
             self._listening.watch(watched)
 
