@@ -20,7 +20,7 @@ import cluster_jobs
 import transaction
 import ZODB
 from BTrees.LOBTree import LOBTree
-from ZODB.POSException import ConflictError
+from transaction.interfaces import TransientError
 
 import zasync
 from zasync import processes
@@ -127,7 +127,12 @@ class Cluster:
             processes.wait_for(
                 lambda p=process: p.poll() is not None, timeout, f"queuer {result}"
             )
-            assert process.returncode == 0, f"{result}: exit {process.returncode}"
+            if process.returncode != 0:
+                with open(result[: -len(".json")] + ".log") as f:
+                    log = f.read()
+                raise AssertionError(
+                    f"queuer {result} exited {process.returncode}:\n{log[-5000:]}"
+                )
             with open(result) as f:
                 found = json.load(f)
             found["ids"] = {int(key): value for key, value in found["ids"].items()}
@@ -160,11 +165,11 @@ class Cluster:
                     result = change(conn.root())
                     tm.commit()
                     return result
-                except ConflictError:
+                except TransientError:
                     tm.abort()
                     self.conflicts += 1
                     time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
-            raise ConflictError(f"{attempts} conflicts in a row")
+            raise RuntimeError(f"{attempts} conflicts in a row")
         finally:
             conn.close()
 

@@ -3,9 +3,9 @@ instance would: ``python queuer.py --zodb-conf FILE --count N --first-key K
 --result FILE``.
 
 Each job is ``cluster_jobs.mark(root['markers'], key)`` for keys K to K+N-1.
-A ConflictError on commit is retried here, as an application would, and
-counted; the result file gets JSON with the queued job ids by key and the
-number of conflicts retried.
+A ConflictError (or another transient error) is retried here, as an
+application would, and counted; the result file gets JSON with the queued
+job ids by key and the number of conflicts retried.
 """
 
 import argparse
@@ -17,7 +17,7 @@ import time
 
 import transaction
 import ZODB.config
-from ZODB.POSException import ConflictError
+from transaction.interfaces import TransientError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,7 +62,7 @@ def main(argv=None):
                     zasync.Job(cluster_jobs.mark, root["markers"], key, args.seconds)
                 )
                 tm.commit()
-            except ConflictError:
+            except TransientError:
                 tm.abort()
                 conflicts += 1
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
