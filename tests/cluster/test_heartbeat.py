@@ -11,7 +11,6 @@ heartbeats the worker stores must stay well under two ping intervals.
 """
 
 import cluster_jobs
-import pytest
 from cluster_support import report
 
 import zasync
@@ -20,12 +19,6 @@ from zasync import clock, processes
 PING = 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine bug: Dispatcher._heartbeat sets _last_ping before the round "
-    "commits, so a heartbeat lost to a conflict waits a whole ping interval",
-)
 def test_heartbeat_lost_to_a_conflict_is_retried_at_once(zeo_cluster):
     cluster = zeo_cluster
     cluster.setup_markers()
