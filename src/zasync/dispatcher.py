@@ -284,17 +284,29 @@ class Dispatcher:
             self.abandoned = True
         self._wake.set()
         self._loop_thread.join(max(timeout, 5))
-        try:
-            self._retry_transaction(self._deregister)
-        except Exception:
-            log.exception("dispatcher %s could not deregister", self.uuid)
+        # The loop thread's connection is not ours to touch while it runs
+        # (ZODB objects are not thread-safe): if a round is stuck, say a
+        # storage server gone, leave the record for a restart to recover.
+        loop_stuck = self._loop_thread.is_alive()
+        if loop_stuck:
+            log.error(
+                "dispatcher %s: its loop did not stop; not deregistering (a "
+                "restart with this UUID recovers its jobs)",
+                self.uuid,
+            )
+        else:
+            try:
+                self._retry_transaction(self._deregister)
+            except Exception:
+                log.exception("dispatcher %s could not deregister", self.uuid)
         with self._task_ready:
             self._tasks.extend([None] * len(self._threads))
             self._task_ready.notify_all()
         for thread in self._threads:
             thread.join(0.5 if self.abandoned else 5)
-        abort(self._tm)
-        self._conn.close()
+        if not loop_stuck:
+            abort(self._tm)
+            self._conn.close()
         wakeup.unregister(self)
         if self._listening is not None:
             self._listening.stop()
