@@ -280,7 +280,15 @@ class JobRunner:
             self.tm.begin()
             job = self.jobs.get(oid)
             if claimed and not self._mine(job):
-                abort(self.tm)  # taken back, by stop() or a peer's recovery
+                if (
+                    conflicts
+                    and job.status == COMPLETED
+                    and job.assignee is not None
+                    and job.assignee[0] == self.dispatcher.uuid
+                ):
+                    # Our commit went through; only its answer was lost.
+                    self.dispatcher.count("completed")
+                abort(self.tm)  # else taken back, by stop() or a peer's recovery
                 return None
             if job.status == CALLBACKS:
                 abort(self.tm)
