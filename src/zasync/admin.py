@@ -20,9 +20,7 @@ import heapq
 import itertools
 import logging
 import operator
-import random
 import re
-import time
 
 import transaction
 
@@ -32,6 +30,7 @@ from zasync.job import CallableNotFound, Job
 from zasync.queue import _TIME_MASK, DEFAULT_QUEUE, ROOT_KEY
 from zasync.runner import POSTPONE, abort
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
+from zasync.transact import in_own_transaction, pause
 
 __all__ = [
     "AdminError",
@@ -719,32 +718,15 @@ def in_transaction(db, work, database=None, attempts=MAX_CONFLICTS):
     is closed on return. ``database`` names the queues' database in a
     multi-database setup.
     """
-    tm = transaction.TransactionManager(explicit=True)
-    conn = db.open(transaction_manager=tm)
     try:
-        for attempt in range(attempts):
-            tm.begin()
-            try:
-                result = work(read_queues(conn, database))
-                tm.commit()
-                return result
-            except POSTPONE:
-                abort(tm)
-                _pause(attempt)
-            except BaseException:
-                abort(tm)
-                raise
+        return in_own_transaction(
+            db, lambda conn: work(read_queues(conn, database)), attempts
+        )
+    except POSTPONE:
         raise AdminError(
             f"gave up after {attempts} write conflicts: the queues are very busy; "
             f"try again"
-        )
-    finally:
-        abort(tm)
-        conn.close()
-
-
-def _pause(attempt):
-    time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.5)))
+        ) from None
 
 
 # -- pruning ----------------------------------------------------------------
@@ -796,7 +778,7 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
                     f"{conflicts} write conflicts in a row; {removed} jobs were "
                     f"removed. Try again, or with a smaller batch."
                 ) from None
-            _pause(conflicts)
+            pause(conflicts)
             continue
         except BaseException:
             abort(tm)

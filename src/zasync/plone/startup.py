@@ -17,12 +17,9 @@ import atexit
 import functools
 import logging
 import os
-import random
 import signal
 import threading
-import time
 
-import transaction
 from zope.component import adapter
 from zope.processlifetime import IDatabaseOpenedWithRoot
 
@@ -36,7 +33,7 @@ from zasync.plone.config import (
 )
 from zasync.plone.interfaces import DEFAULT_QUOTA
 from zasync.queue import get_queues
-from zasync.runner import POSTPONE, abort
+from zasync.transact import in_own_transaction
 
 log = logging.getLogger("zasync.plone")
 
@@ -132,32 +129,16 @@ def prepare_queues(db, database=None, quota_size=1, attempts=20):
     Several processes may start at once: a conflict means another one got
     there first, so try again and find what it made.
     """
-    tm = transaction.TransactionManager(explicit=True)
-    conn = db.open(transaction_manager=tm)
-    try:
-        for attempt in range(attempts):
-            tm.begin()
-            try:
-                queue = get_queues(conn, database)[""]
-                if DEFAULT_QUOTA not in queue.quotas:
-                    queue.quotas.create(DEFAULT_QUOTA, size=quota_size)
-                    log.info(
-                        "zasync: created the %r quota (size %d)",
-                        DEFAULT_QUOTA,
-                        quota_size,
-                    )
-                tm.commit()
-                return
-            except POSTPONE:
-                abort(tm)
-                if attempt + 1 == attempts:
-                    raise
-                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
-            except BaseException:
-                abort(tm)
-                raise
-    finally:
-        conn.close()
+
+    def install(conn):
+        queue = get_queues(conn, database)[""]
+        if DEFAULT_QUOTA not in queue.quotas:
+            queue.quotas.create(DEFAULT_QUOTA, size=quota_size)
+            log.info(
+                "zasync: created the %r quota (size %d)", DEFAULT_QUOTA, quota_size
+            )
+
+    in_own_transaction(db, install, attempts)
 
 
 def dispatcher_uuid():
