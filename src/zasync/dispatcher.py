@@ -171,10 +171,16 @@ class Dispatcher:
     def count(self, what, n=1):
         with self._stats_lock:
             self.stats[what] += n
-        if what == "disconnects":
-            # A commit may have reached the server without its answer
-            # reaching us: look for jobs we own without knowing it.
+
+    def transient_error(self, exc):
+        """Count a transaction aborted by a conflict or a lost server. After
+        a lost server, the next round looks for jobs we hold without knowing
+        it: a commit may have reached the server without its answer."""
+        if isinstance(exc, ClientDisconnected):
+            self.count("disconnects")
             self._audit_due = True
+        else:
+            self.count("conflicts")
 
     # -- starting and stopping --------------------------------------------
 
@@ -336,9 +342,8 @@ class Dispatcher:
                 failures = 0
             except POSTPONE as exc:
                 abort(self._tm)
-                lost = isinstance(exc, ClientDisconnected)
-                self.count("disconnects" if lost else "conflicts")
-                if lost and not failures:
+                self.transient_error(exc)
+                if isinstance(exc, ClientDisconnected) and not failures:
                     log.warning(
                         "dispatcher %s: lost the storage server (%s); waiting "
                         "for it to come back",

@@ -210,9 +210,9 @@ class JobRunner:
                     abort(self.tm)
                     return False
                 return self._commit(final and job.status in (COMPLETED, PENDING))
-            except ClientDisconnected:
+            except ClientDisconnected as exc:
                 abort(self.tm)
-                self.dispatcher.count("disconnects")
+                self.dispatcher.transient_error(exc)
                 # Not a conflict: the server is gone for a while (a restart).
                 # Keep the outcome in hand until it is back, unless stopping.
                 now = time.monotonic()
@@ -223,9 +223,9 @@ class JobRunner:
                 ):
                     break
                 time.sleep(random.uniform(0.05, 0.5))
-            except POSTPONE:
+            except POSTPONE as exc:
                 abort(self.tm)
-                self.dispatcher.count("conflicts")
+                self.dispatcher.transient_error(exc)
                 _backoff(min(attempt, 6))
                 attempt += 1
             except Exception:
@@ -236,9 +236,8 @@ class JobRunner:
         return False
 
     def _count_transient(self, exc, oid=None):
-        lost = isinstance(exc, ClientDisconnected)
-        self.dispatcher.count("disconnects" if lost else "conflicts")
-        if lost:
+        self.dispatcher.transient_error(exc)
+        if isinstance(exc, ClientDisconnected):
             log.warning(
                 "job %r: lost the storage server (%s); the job's outcome is "
                 "read back from the server and nothing is done twice",
