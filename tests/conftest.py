@@ -1,4 +1,7 @@
-"""Fixtures: a real FileStorage database and a real dispatcher."""
+"""Fixtures: a real FileStorage database and a real dispatcher; a real ZEO
+server and a PostgreSQL database of the test's own."""
+
+import os
 
 import pytest
 import transaction
@@ -6,6 +9,7 @@ import ZODB
 import ZODB.FileStorage
 
 import zasync
+from zasync import processes
 
 
 @pytest.fixture
@@ -50,3 +54,24 @@ def start_dispatcher(db):
 @pytest.fixture
 def dispatcher(start_dispatcher):
     return start_dispatcher()
+
+
+@pytest.fixture
+def zeo(tmp_path):
+    """A ZEO server of the test's own on a free loopback port."""
+    server = processes.ZEOServer(str(tmp_path / "zeo")).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL database of the test's own, dropped at the end. Without
+    PostgreSQL the test is skipped, except under CI, where it fails."""
+    if not processes.postgres_available():
+        message = f"PostgreSQL is not reachable at {processes.POSTGRES_DSN!r}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI needs it)")
+        pytest.skip(message)
+    with processes.PostgresDatabase() as database:
+        yield database

@@ -2,7 +2,6 @@
 PostgreSQL's NOTIFY reach a watcher in another database client, and only
 changes to watched objects wake it."""
 
-import os
 import threading
 
 import persistent
@@ -10,7 +9,7 @@ import pytest
 import transaction
 import ZODB
 
-from zasync import processes, signals
+from zasync import signals
 
 
 class Thing(persistent.Persistent):
@@ -27,13 +26,6 @@ def _commit(db, change):
         return result
     finally:
         conn.close()
-
-
-@pytest.fixture
-def zeo(tmp_path):
-    server = processes.ZEOServer(str(tmp_path)).start()
-    yield server
-    server.stop()
 
 
 def test_zeo_invalidations_of_watched_objects_wake(zeo):
@@ -86,16 +78,6 @@ def test_zeo_invalidations_of_watched_objects_wake(zeo):
 
 def test_other_storages_need_no_listener(db):
     assert signals.listen(db, lambda: None) is None
-
-
-@pytest.fixture
-def postgres():
-    if not processes.postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (needed in CI)")
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    with processes.PostgresDatabase() as database:
-        yield database
 
 
 @pytest.mark.postgres

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+from zasync.connect import wait_until
+
 LOOPBACK = "127.0.0.1"
 POSTGRES_DSN = os.environ.get(
     "ZASYNC_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -40,14 +42,10 @@ def _bin(name):
 def wait_for(predicate, timeout, what, interval=0.02):
     """Poll ``predicate`` until it returns something true; raise
     ProcessError naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ProcessError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    value = wait_until(predicate, timeout, interval)
+    if not value:
+        raise ProcessError(f"timed out after {timeout}s waiting for {what}")
+    return value
 
 
 def _port_open(port):

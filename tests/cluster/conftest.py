@@ -1,6 +1,7 @@
-"""Fixtures of the cluster tests: a real ZEO server or a RelStorage database
-on PostgreSQL per test, each with a Cluster (see cluster_support) whose
-worker and queuer processes are killed at the end."""
+"""Fixtures of the cluster tests: a Cluster (see cluster_support) on the
+test's own ZEO server or RelStorage database (the ``zeo`` and ``postgres``
+fixtures of tests/conftest.py), whose worker and queuer processes are
+killed at the end."""
 
 import os
 import sys
@@ -11,15 +12,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cluster_support import Cluster  # noqa: E402
 
-from zasync import processes  # noqa: E402
-
-
-@pytest.fixture
-def zeo(tmp_path):
-    server = processes.ZEOServer(str(tmp_path / "zeo")).start()
-    yield server
-    server.kill()
-
 
 @pytest.fixture
 def zeo_cluster(zeo, tmp_path):
@@ -28,19 +20,6 @@ def zeo_cluster(zeo, tmp_path):
     cluster.zeo = zeo
     yield cluster
     cluster.close()
-
-
-@pytest.fixture
-def postgres():
-    """A PostgreSQL database of the test's own, dropped at the end. Without
-    PostgreSQL the test is skipped, except under CI, where it fails."""
-    if not processes.postgres_available():
-        message = f"PostgreSQL is not reachable at {processes.POSTGRES_DSN!r}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI needs it)")
-        pytest.skip(message)
-    with processes.PostgresDatabase() as database:
-        yield database
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_jobs  # noqa: E402
 
 import zasync  # noqa: E402
+from zasync import processes  # noqa: E402
 
 MAX_ATTEMPTS = 100
 
@@ -44,11 +45,9 @@ def main(argv=None):
     tm = transaction.TransactionManager(explicit=True)
     conn = db.open(transaction_manager=tm)
     if args.start_file:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(args.start_file):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{args.start_file} never appeared")
-            time.sleep(0.01)
+        processes.wait_for(
+            lambda: os.path.exists(args.start_file), 60, f"{args.start_file}"
+        )
     conflicts = 0
     ids = {}
     started = time.perf_counter()
