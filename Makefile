@@ -95,7 +95,7 @@ lock: | $(UV)
 	@echo ">>> resolving $(CONSTRAINTS) from PyPI"
 	@{ \
 	  echo "# Pinned versions of zasync's whole dependency set: runtime and every extra"; \
-	  echo "# (plone, zeo, relstorage, test, test-plone, docs, dev), for CPython 3.11,"; \
+	  echo "# (plone, zeo, relstorage, test, test-plone, buildout, docs, dev), for CPython 3.11,"; \
 	  echo "# stable releases only."; \
 	  echo "# Do not edit by hand. Regenerate with 'make lock' (keeps pins that still fit)"; \
 	  echo "# or 'make lock UPGRADE=1' (newest stable versions); both run:"; \
