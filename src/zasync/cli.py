@@ -6,6 +6,7 @@ import sys
 
 from zasync import admin_cli, worker
 from zasync.connect import CommandError
+from zasync.plone import cluster, serve
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
@@ -40,6 +41,20 @@ def build_parser():
         )
     )
     admin_cli.register(commands)
+    serve.add_arguments(
+        commands.add_parser(
+            "serve",
+            help="run a Plone site with zasync on 127.0.0.1:8080 (made if missing)",
+            description=serve.__doc__.split("\n\n")[1],
+        )
+    )
+    cluster.add_arguments(
+        commands.add_parser(
+            "cluster",
+            help="start or stop a local ZEO cluster: web instance and workers",
+            description=cluster.__doc__.split("\n\n")[1],
+        )
+    )
     return parser
 
 
@@ -49,11 +64,13 @@ def main(argv=None):
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    # A worker always logs its jobs; other commands only when asked.
-    verbose = args.verbose or args.command == "worker"
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT
-    )
+    # A worker always logs its jobs; other commands only when asked. A
+    # served Zope logs as its etc/zope.ini says.
+    if args.command not in ("serve", "cluster"):
+        verbose = args.verbose or args.command == "worker"
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT
+        )
     try:
         return args.run(args)
     except CommandError as exc:
