@@ -1,0 +1,314 @@
+"""The demo page ``@@zasync-demo`` and its job list ``@@zasync-demo-jobs``.
+
+The page queues the jobs of :mod:`zasync.plone.demo.jobs` on a POST that
+carries plone.protect's authenticator, and lists the jobs queued from it.
+It finds them through the ids it keeps in an annotation of the demo folder
+(the last :data:`KEEP` of them, newest first), looked up in the queues by
+id: it never scans a queue. A job pruned from its queue is not shown.
+"""
+
+import json
+
+from persistent.list import PersistentList
+from plone.protect.authenticator import check, createToken
+from Products.Five import BrowserView
+from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
+from Products.statusmessages.interfaces import IStatusMessage
+from zExceptions import Unauthorized
+from zope.annotation.interfaces import IAnnotations
+from zope.component import getUtility
+
+from plone import api
+from zasync.admin import job_summary
+from zasync.failure import Failure
+from zasync.plone.demo import jobs
+from zasync.plone.interfaces import IAsyncService
+from zasync.status import COMPLETED
+from zasync.storable import callable_name
+
+#: The annotation of the demo folder that holds the ids of its jobs.
+ANNOTATION_KEY = "zasync.plone.demo.jobs"
+#: How many job ids the demo folder keeps.
+KEEP = 50
+#: What the slow job does when queued from the page.
+SLOW_STEPS = 10
+SLOW_PAUSE = 0.5
+#: Created paths shown in a result before "and N more".
+SHOWN_PATHS = 3
+
+#: The jobs the page queues: the ``job`` of the form -> (label, function).
+ACTIONS = {
+    "create": ("Create documents", jobs.create_documents),
+    "publish": ("Publish the folder's contents", jobs.publish_contents),
+    "progress": ("Count slowly, with progress", jobs.count_slowly),
+    "fail": ("Fail on purpose", jobs.fail_on_purpose),
+}
+LABELS = {callable_name(func): label for label, func in ACTIONS.values()}
+
+BADGES = {
+    "pending": "text-bg-secondary",
+    "assigned": "text-bg-info",
+    "active": "text-bg-primary",
+    "callbacks": "text-bg-info",
+    "succeeded": "text-bg-success",
+    "failed": "text-bg-danger",
+    "set-aside": "text-bg-warning",
+}
+
+
+# -- the demo folder and its jobs -------------------------------------------
+
+
+def demo_folder(portal):
+    """The demo folder of ``portal``, or None if there is none yet."""
+    return portal.get(jobs.DEMO_FOLDER_ID)
+
+
+def create_demo_folder(portal):
+    """Create the demo folder as the current user (who needs the right to
+    add a Folder to the site)."""
+    return api.content.create(
+        container=portal,
+        type="Folder",
+        id=jobs.DEMO_FOLDER_ID,
+        title="zasync demo",
+        description="Documents created by the jobs of the zasync demo page.",
+    )
+
+
+def remembered_ids(folder):
+    """The ids of the jobs queued from the demo, oldest first."""
+    if folder is None:
+        return []
+    return list(IAnnotations(folder).get(ANNOTATION_KEY, ()))
+
+
+def remember(folder, job):
+    """Keep ``job``'s id on the demo folder (the last KEEP ids only)."""
+    annotations = IAnnotations(folder)
+    ids = annotations.get(ANNOTATION_KEY)
+    if ids is None:
+        ids = annotations[ANNOTATION_KEY] = PersistentList()
+    ids.append(job.id)
+    if len(ids) > KEEP:
+        del ids[:-KEEP]
+
+
+def demo_jobs(folder):
+    """The demo's jobs still in the queues, newest first."""
+    ids = remembered_ids(folder)
+    if not ids:
+        return []
+    queues = getUtility(IAsyncService).getQueues()
+    found = (queues.find_job(job_id) for job_id in reversed(ids))
+    return [job for job in found if job is not None]
+
+
+# -- what the page and the JSON show of a job ----------------------------------
+
+
+def _iso(when):
+    return None if when is None else when.isoformat()
+
+
+def _clock(when):
+    return "" if when is None else f"{when:%H:%M:%S}"
+
+
+def describe_result(result):
+    """A short text for the result of a demo job."""
+    if isinstance(result, dict):
+        if "created" in result:
+            paths = list(result.get("paths", ()))
+            count = result["created"]
+            text = f"Created {count} document{'' if count == 1 else 's'}"
+            title = result.get("title")
+            if title and count:
+                text += f" titled “{title} 1”"
+                if count > 1:
+                    text += f" to “{title} {count}”"
+            if paths:
+                text += ": " + ", ".join(paths[:SHOWN_PATHS])
+                if len(paths) > SHOWN_PATHS:
+                    text += f" and {len(paths) - SHOWN_PATHS} more"
+            return text
+        if "published" in result:
+            return (
+                f"Published {result['published']}; "
+                f"{result.get('already_published', 0)} already published, "
+                f"{result.get('refused', 0)} refused"
+            )
+        if "steps" in result:
+            return f"{result['steps']} steps in {result.get('seconds')} s"
+    text = repr(result)
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def job_info(job):
+    """Plain data about one job, for the page and the JSON view."""
+    done = job.status == COMPLETED
+    result = job.result if done else None
+    failure = result if isinstance(result, Failure) else None
+    status = job_summary(job)["status"]
+    progress = job.progress
+    fraction = message = None
+    if progress is not None:
+        fraction, message = progress
+        fraction = max(0.0, min(1.0, float(fraction)))
+    environment = job.environment
+    user = getattr(environment, "user_id", None)
+    return {
+        # Job ids do not fit in a JavaScript number: a string.
+        "id": str(job.id),
+        "job": LABELS.get(job.callable_name, job.callable_name),
+        "callable": job.callable_name,
+        "status": status,
+        "badge": BADGES.get(status, "text-bg-secondary"),
+        "done": done,
+        "failed": failure is not None,
+        "progress": fraction,
+        "percent": None if fraction is None else round(fraction * 100),
+        "progress_message": message,
+        "queued": _iso(job.queued),
+        "started": _iso(job.started),
+        "ended": _iso(job.ended if done else None),
+        "queued_time": _clock(job.queued),
+        "started_time": _clock(job.started),
+        "ended_time": _clock(job.ended if done else None),
+        "result": describe_result(result) if done and failure is None else None,
+        "error": (
+            None
+            if failure is None
+            else f"{failure.type_name}: {failure.getErrorMessage()}"
+        ),
+        "traceback": None if failure is None else failure.getTraceback(),
+        "user": "Anonymous" if user is None else user,
+    }
+
+
+# -- the views ----------------------------------------------------------------
+
+
+class DemoBase(BrowserView):
+    @property
+    def portal(self):
+        return api.portal.get()
+
+    def jobs(self):
+        cached = getattr(self, "_jobs", None)
+        if cached is None:
+            cached = self._jobs = [
+                job_info(job) for job in demo_jobs(demo_folder(self.portal))
+            ]
+        return cached
+
+    def running(self):
+        return any(not info["done"] for info in self.jobs())
+
+
+class DemoView(DemoBase):
+    """The page: forms that queue the demo jobs, and the jobs' table."""
+
+    index = ViewPageTemplateFile("templates/demo.pt")
+
+    error = None
+    max_documents = jobs.MAX_DOCUMENTS
+    slow_steps = SLOW_STEPS
+    slow_pause = SLOW_PAUSE
+
+    def __call__(self):
+        if self.request.method == "POST":
+            # Forbidden without plone.protect's token: nothing is queued.
+            check(self.request)
+            job = self.queue_from_form()
+            if job is not None:
+                IStatusMessage(self.request).add(
+                    f"Queued job {job.id}: {LABELS[job.callable_name]}. It runs "
+                    f"in the background as you; watch it below.",
+                    type="info",
+                )
+                self.request.response.redirect(self.page_url())
+                return ""
+        return self.index()
+
+    def page_url(self):
+        return f"{self.portal.absolute_url()}/@@zasync-demo"
+
+    def jobs_url(self):
+        return f"{self.portal.absolute_url()}/@@zasync-demo-jobs"
+
+    def folder_url(self):
+        folder = demo_folder(self.portal)
+        return None if folder is None else folder.absolute_url()
+
+    def user_name(self):
+        user = api.user.get_current()
+        fullname = (
+            user.getProperty("fullname", "") if hasattr(user, "getProperty") else ""
+        )
+        return fullname or user.getUserName()
+
+    def token(self):
+        return createToken()
+
+    def count_value(self):
+        return self.request.form.get("count", "5")
+
+    def title_value(self):
+        return self.request.form.get("title", "Demo document")
+
+    def queue_from_form(self):
+        """Queue the job the form asks for and return it; None, with
+        ``self.error`` saying why, if the form is wrong."""
+        form = self.request.form
+        action = form.get("job")
+        if action not in ACTIONS:
+            self.error = f"Unknown job {action!r}: use one of the buttons of this page."
+            return None
+        args = ()
+        kwargs = {}
+        if action == "create":
+            try:
+                args = (
+                    jobs.check_count(form.get("count", "")),
+                    jobs.check_title(form.get("title", "")),
+                )
+            except ValueError as exc:
+                self.error = f"{exc} No job was queued."
+                return None
+        elif action == "progress":
+            kwargs = {"steps": SLOW_STEPS, "pause": SLOW_PAUSE}
+        folder = demo_folder(self.portal)
+        if folder is None:
+            try:
+                folder = create_demo_folder(self.portal)
+            except Unauthorized:
+                self.error = (
+                    f"The demo folder /{jobs.DEMO_FOLDER_ID} does not exist yet "
+                    f"and you may not add a folder to the site: ask a Manager "
+                    f"to queue a first job. No job was queued."
+                )
+                return None
+        func = ACTIONS[action][1]
+        job = getUtility(IAsyncService).queueJob(func, folder, *args, **kwargs)
+        remember(folder, job)
+        return job
+
+
+class DemoJobsJSON(DemoBase):
+    """The demo's jobs as JSON: ``{"running": bool, "jobs": [...]}``, newest
+    first, each job a dict of plain data (see :func:`job_info`)."""
+
+    def __call__(self):
+        data = {"running": self.running(), "jobs": self.jobs()}
+        response = self.request.response
+        response.setHeader("Content-Type", "application/json; charset=utf-8")
+        response.setHeader("Cache-Control", "no-store")
+        # Plain JSON; <, > and & escaped as well, so that no browser could
+        # mistake any of it for markup.
+        return (
+            json.dumps(data)
+            .replace("<", "\\u003c")
+            .replace(">", "\\u003e")
+            .replace("&", "\\u0026")
+        )
