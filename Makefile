@@ -1,7 +1,12 @@
 # zasync developer tasks.
 #
-#   make demo     run the demo (creates .venv on first use)
+#   make run      a Plone site with zasync on http://127.0.0.1:8080 (creates .venv,
+#                 the instance in var/instance and the site on first use)
 #   make test     run the test suite (creates .venv on first use)
+#   make cluster  start a local cluster in var/cluster: ZEO, a web instance on
+#                 :8080, two workers; `make cluster-stop` stops it (MULTI_DB=1:
+#                 queues in their own database)
+#   make demo     the engine alone: queue jobs on a FileStorage, watch them run
 #   make lint     ruff check + ruff format --check
 #   make format   ruff format + ruff check --fix
 #   make docs     build the Sphinx docs, warnings are errors
@@ -29,11 +34,11 @@ PYTEST_ARGS ?=
 LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
 SPHINXOPTS  ?=
 
-.PHONY: help install test lint format docs bench demo lock \
+.PHONY: help install test lint format docs bench demo run cluster cluster-stop lock \
         check-lock clean distclean
 
 help:
-	@sed -n '3,11p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# *//'
+	@sed -n '3,16p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# //'
 
 # ------------------------------------------------------------------ install
 
@@ -75,6 +80,17 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/zasync demo
+
+run: $(STAMP)
+	$(BIN)/zasync serve --instance var/instance
+
+CLUSTER_OPTIONS := --directory var/cluster $(if $(MULTI_DB),--multi-db)
+
+cluster: $(STAMP)
+	$(BIN)/zasync cluster start $(CLUSTER_OPTIONS)
+
+cluster-stop: $(STAMP)
+	$(BIN)/zasync cluster stop --directory var/cluster
 
 # ------------------------------------------------------------------ lock
 
