@@ -192,6 +192,11 @@ def test_progress_goes_up_while_the_job_runs(site, monkeypatch):
     monkeypatch.setattr(views, "SLOW_PAUSE", 0.2)
     browser = browser_for(site, CONTRIBUTOR)
     submit(browser, site, "zasync-demo-progress")
+    # The page shown after queuing polls (with JavaScript) or offers a
+    # Refresh link; no meta refresh, which the theme would apply to all.
+    assert 'data-running="true"' in browser.contents
+    assert 'id="zasync-demo-refresh"' in browser.contents
+    assert 'http-equiv="refresh"' not in browser.contents.lower()
     job = latest_job(site)
     assert job.callable_name == "zasync.plone.demo.jobs.count_slowly"
 
