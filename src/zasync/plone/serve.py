@@ -139,10 +139,12 @@ def run(args):
             _prepare_site(home, args.site, url)
         import waitress
 
+        # Listening before saying so: whoever waits for READY may connect.
+        server = waitress.create_server(app, listen=f"{host}:{port}", threads=4)
         print(f"{READY} {url}/ (Ctrl-C stops)", flush=True)
-        # waitress returns on Ctrl-C, and on SIGTERM through zasync.plone's
+        # run() returns on Ctrl-C, and on SIGTERM through zasync.plone's
         # handler; the databases are closed below either way.
-        waitress.serve(app, listen=f"{host}:{port}", threads=4, _quiet=True)
+        server.run()
     finally:
         _close_databases()
     print("zasync serve: stopped", flush=True)

@@ -5,6 +5,7 @@ Used by ``zasync serve`` and ``zasync cluster`` on a Zope that has booted
 does nothing when what it makes exists already.
 """
 
+import contextlib
 import logging
 import os
 import secrets
@@ -43,8 +44,9 @@ def ensure_admin(password_file, user=ADMIN):
     """Make sure the Zope root has a Manager called ``user``.
 
     The password is $ZASYNC_ADMIN_PASSWORD if set (an existing user gets
-    it too), else the one kept in ``password_file``, else a new random one
-    kept there (readable by the owner only). Returns (password, created).
+    it too, and ``password_file`` is removed), else the one kept in
+    ``password_file``, else a new random one kept there (readable by the
+    owner only). Returns (password, created).
     """
     password = os.environ.get(PASSWORD_ENVIRONMENT)
     if not password and os.path.exists(password_file):
@@ -62,16 +64,29 @@ def ensure_admin(password_file, user=ADMIN):
         elif os.environ.get(PASSWORD_ENVIRONMENT) or generated:
             # A new password for a user whose old one was not kept (or that
             # the environment now sets): the password shown must work.
-            users._doChangeUser(user, password, ["Manager"], [])
+            _set_password(users, user, password)
         transaction.get().note(f"zasync: Zope user {user}")
         transaction.commit()
     finally:
         _close(app)
-    if generated or not os.path.exists(password_file):
+    if os.environ.get(PASSWORD_ENVIRONMENT):
+        # The kept password no longer works; a later run without the
+        # variable makes a new one.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(password_file)
+    elif generated:
         fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(password + "\n")
     return password, created
+
+
+def _set_password(users, user, password):
+    manager = getattr(users, "users", None)  # Zope's root PAS: ZODBUserManager
+    if manager is not None and hasattr(manager, "updateUserPassword"):
+        manager.updateUserPassword(user, password)
+    else:  # a classic user folder
+        users._doChangeUser(user, password, ["Manager"], [])
 
 
 def _available_profiles():

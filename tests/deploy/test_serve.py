@@ -1,0 +1,202 @@
+"""``zasync serve`` (what ``make run`` runs): an instance home, an admin
+user and a Plone site with zasync, made on the first run and reused on the
+next; the demo page used from a real browser; Ctrl-C and SIGTERM stop it
+cleanly."""
+
+import os
+import re
+import signal
+import socket
+
+import pytest
+from deploy_support import Served, Site, environment, zasync
+
+from zasync import processes
+from zasync.connect import wait_until
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+# A job of the demo, seen in the browser: queued, run, its result shown.
+SEEN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("serve") / "instance")
+
+
+@pytest.fixture(scope="module")
+def first_run(instance, tmp_path_factory):
+    """The first ``zasync serve`` of a new instance home, serving."""
+    output = str(tmp_path_factory.mktemp("output") / "first.log")
+    served = Served(instance, processes.free_port(), output)
+    served.wait_for("zasync serve: ready at")
+    yield served
+    served.kill()
+
+
+def test_first_run_makes_the_instance_user_and_site(first_run, instance):
+    text = first_run.text()
+    assert f"made the instance home {instance}" in text
+    assert "made the Plone site /Plone" in text
+    assert "Zope user admin (new), password" in text
+    # The embedded process runs the dispatcher itself, on a FileStorage.
+    assert "zasync: started dispatcher" in text and "role embedded" in text
+    assert os.path.exists(os.path.join(instance, "var", "filestorage", "Data.fs"))
+    with open(os.path.join(instance, "var", "admin-password.txt")) as f:
+        assert f.read().strip() == first_run.password()
+    assert (
+        os.stat(os.path.join(instance, "var", "admin-password.txt")).st_mode & 0o77 == 0
+    )
+
+    site = Site(f"{first_run.url}/Plone", first_run.password())
+    assert site.request("")[0] == 200
+    # The demo needs a login: anonymous gets no form.
+    status, page = site.request("@@zasync-demo", authenticated=False)
+    assert 'name="_authenticator"' not in page
+    wrong = Site(f"{first_run.url}/Plone", "not-the-password")
+    assert 'name="_authenticator"' not in wrong.request("@@zasync-demo")[1]
+
+
+def _browser(playwright):
+    if not os.path.exists(CHROMIUM):
+        message = f"no {CHROMIUM}: apt-get install chromium"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI needs it)")
+        pytest.skip(message)
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
+def _queue(page, form, **fields):
+    """Press the button of ``form`` on the demo page; the new job's row."""
+    for name, value in fields.items():
+        page.fill(f"#{form} [name={name}]", value)
+    page.click(f"#{form} button[type=submit]")
+    message = page.locator("text=/Queued job \\d+/").first
+    message.wait_for(timeout=SEEN_TIMEOUT_MS)
+    job_id = re.search(r"Queued job (\d+)", message.inner_text()).group(1)
+    return page.locator(f'tr[data-job-id="{job_id}"]')
+
+
+def test_the_demo_in_a_browser(first_run):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    password = first_run.password()
+    anonymous = Site(f"{first_run.url}/Plone", "")
+    with playwright_api.sync_playwright() as playwright:
+        browser = _browser(playwright)
+        try:
+            # Plone answers anonymous requests for the demo with its login
+            # form, not a 401 challenge: send the credentials up front.
+            context = browser.new_context(
+                extra_http_headers=Site(first_run.url, password).headers
+            )
+            page = context.new_page()
+            page.goto(f"{first_run.url}/Plone/@@zasync-demo")
+            expect = playwright_api.expect
+
+            # Create three documents: the row shows the result when done,
+            # without reloading the page.
+            row = _queue(page, "zasync-demo-create", count="3", title="Browser doc")
+            expect(row).to_contain_text("Created 3 documents", timeout=SEEN_TIMEOUT_MS)
+            paths = re.findall(r"/Plone/zasync-demo/[\w-]+", row.inner_text())
+            assert len(paths) == 3
+            # Private until published: anonymous cannot see them.
+            first = paths[0].removeprefix("/Plone")
+            assert (
+                "Browser doc 1" not in anonymous.request(first, authenticated=False)[1]
+            )
+
+            row = _queue(page, "zasync-demo-publish")
+            expect(row).to_contain_text("Published 3", timeout=SEEN_TIMEOUT_MS)
+            status, body = anonymous.request(first, authenticated=False)
+            assert status == 200 and "Browser doc 1" in body
+
+            # A job that reports progress: the bar moves while it runs.
+            row = _queue(page, "zasync-demo-progress")
+            bar = row.locator(".progress")
+            bar.wait_for(timeout=SEEN_TIMEOUT_MS)
+            seen = set()
+
+            def moving():
+                value = bar.get_attribute("aria-valuenow")
+                if value is not None:
+                    seen.add(int(value))
+                return any(0 < v < 100 for v in seen)
+
+            assert wait_until(moving, 30), f"progress values seen: {seen}"
+            expect(row).to_contain_text("10 steps in", timeout=SEEN_TIMEOUT_MS)
+
+            # A job that fails shows its error, and the page says so.
+            row = _queue(page, "zasync-demo-fail")
+            error = row.locator(".text-danger")
+            expect(error).to_be_visible(timeout=SEEN_TIMEOUT_MS)
+            assert "what a failed job looks like" in error.inner_text()
+            expect(row.locator(".badge")).to_have_text("failed")
+            expect(row.locator("details summary")).to_have_text("Traceback")
+        finally:
+            browser.close()
+
+
+def test_ctrl_c_stops_and_a_second_run_reuses_everything(first_run, instance, tmp_path):
+    password = first_run.password()
+    assert first_run.interrupt(signal.SIGINT) == 0
+    text = first_run.text()
+    assert "zasync serve: stopped" in text
+    assert re.search(r"dispatcher \S+ stopped", text), text[-2000:]
+    assert "Traceback" not in text.split("zasync serve: ready at")[-1]
+
+    again = Served(instance, first_run.port, str(tmp_path / "second.log"))
+    try:
+        again.wait_for("zasync serve: ready at")
+        text = again.text()
+        assert "made the" not in text
+        assert again.password() == password
+        # The documents of the demo are still there.
+        site = Site(f"{again.url}/Plone", password)
+        assert "Browser doc" in site.request("zasync-demo")[1]
+        assert again.interrupt(signal.SIGTERM) == 0
+        assert "zasync serve: stopped" in again.text()
+    finally:
+        again.kill()
+
+
+def test_password_from_the_environment(first_run, instance, tmp_path):
+    if first_run.process.poll() is None:
+        first_run.interrupt()
+    env = environment(ZASYNC_ADMIN_PASSWORD="secret from env 42")
+    third = Served(instance, first_run.port, str(tmp_path / "third.log"), env=env)
+    try:
+        third.wait_for("zasync serve: ready at")
+        assert "password from $ZASYNC_ADMIN_PASSWORD" in third.text()
+        assert "secret from env 42" not in third.text()
+        # The kept password no longer works: it is gone.
+        assert not os.path.exists(os.path.join(instance, "var", "admin-password.txt"))
+        site = Site(f"{third.url}/Plone", "secret from env 42")
+        assert 'name="_authenticator"' in site.request("@@zasync-demo")[1]
+        assert third.interrupt() == 0
+    finally:
+        third.kill()
+
+
+def test_a_port_in_use_is_said_at_once(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = zasync(
+            "serve", "--instance", str(tmp_path / "i"), "--port", str(port), timeout=60
+        )
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port} is in use" in result.stderr
+    assert "choose another --port" in result.stderr
