@@ -692,6 +692,8 @@ NORMALIZERS = [
         re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"),
         "<UUID>",
     ),
+    (re.compile(r"\b\d{15,20}\b"), "<ID>"),
+    (re.compile(r"\b\d+\.\d+s\b"), "<SECONDS>"),
 ]
 
 
@@ -1004,15 +1006,14 @@ def _serve(block, run):
         )
 
 
-def _wait_for_output(run, expected_lines, output, process, what, seconds=60):
-    want = "\n".join(expected_lines) + "\n...\n"
+def _wait_for_output(run, expected_lines, output, process, what, seconds=30):
+    # What the lines shown may be followed by; <END> marks the end so far.
+    want = run.normalize("\n".join(expected_lines) + "\n...<END>\n")
     deadline = time.monotonic() + seconds
     while True:
         got = output()
         have = run.normalize(got + "\n<END>\n")
-        if doctest.OutputChecker().check_output(
-            run.normalize(want + "<END>\n"), have, DOCTEST_FLAGS
-        ):
+        if doctest.OutputChecker().check_output(want, have, DOCTEST_FLAGS):
             return
         if process.poll() is not None or time.monotonic() > deadline:
             state = (

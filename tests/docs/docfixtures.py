@@ -59,8 +59,48 @@ class Postgres:
         self.database.drop()
 
 
+class ZopeInstance:
+    """A Zope instance home at parts/worker, as plone.recipe.zope2instance
+    makes one: etc/zope.conf with its database on the page's ZEO server
+    and etc/site.zcml loading zasync.plone as a web instance (the docs'
+    /srv/plone is the page's directory)."""
+
+    SITE_ZCML = """\
+<configure xmlns="http://namespaces.zope.org/zope">
+  <include package="Zope2.App" />
+  <include package="Products.Five" />
+  <include package="zasync.plone" />
+  <include package="zasync.plone" file="single_db_instance.zcml" />
+</configure>
+"""
+
+    def __init__(self, run):
+        zeo = run.fixture("zeo")
+        home = run.dir / "parts" / "worker"
+        (home / "etc").mkdir(parents=True, exist_ok=True)
+        (home / "var").mkdir(exist_ok=True)
+        (home / "etc" / "site.zcml").write_text(self.SITE_ZCML)
+        (home / "etc" / "zope.conf").write_text(
+            f"instancehome {home}\n"
+            "<zodb_db main>\n"
+            "    <zeoclient>\n"
+            f"        server {zeo.server.address}\n"
+            "    </zeoclient>\n"
+            "    mount-point /\n"
+            "</zodb_db>\n"
+        )
+        run.substitutions.append(("/srv/plone", str(run.dir)))
+
+    def prepare(self, state):
+        pass
+
+    def stop(self):
+        pass
+
+
 FIXTURES = {
     "zeo": Zeo,
+    "zope-instance": ZopeInstance,
     "postgres": Postgres,
 }
 

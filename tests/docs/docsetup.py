@@ -2,3 +2,33 @@
 a page's example needs and the page itself does not show. Each takes the
 PageRun. Keep them few and small, and say in each why the page does not
 show it."""
+
+import ZODB
+
+import zasync
+
+EXPORT_REPORT = '''\
+"""The application's jobs (a page on workers does not show them)."""
+
+
+def export_report(month):
+    return f"report for {month}"
+'''
+
+
+def queue_export_report(run):
+    """docs/workers.md: the worker it starts logs a job of
+    myapp.jobs.export_report; the application that queues it is not the
+    page's subject."""
+    run.write("myapp/jobs.py", EXPORT_REPORT)
+    import myapp.jobs
+
+    zeo = run.fixture("zeo").server
+    db = ZODB.DB(zeo.client_storage())
+    try:
+        with db.transaction() as conn:
+            zasync.get_queues(conn)[""].put(
+                zasync.Job(myapp.jobs.export_report, "2026-11")
+            )
+    finally:
+        db.close()
