@@ -28,7 +28,12 @@ from zasync.plone.interfaces import IAsyncService, IZasyncLayer
 from zasync.plone.testing import wait_for_result
 from zasync.testing import wait_for, wait_for_all_jobs
 
-globals().update(fixtures_factory(((ZASYNC_DEMO_FUNCTIONAL_TESTING, "demo"),)))
+# Not kept for the session: the demo's Plone site is stacked on the same
+# base as conftest's layers, and would hide theirs from the tests of the
+# other modules until torn down (plone.testing stacks resources per base).
+globals().update(
+    fixtures_factory(((ZASYNC_DEMO_FUNCTIONAL_TESTING, "demo"),), keep_session=False)
+)
 
 PAGE = "@@zasync-demo"
 JSON = "@@zasync-demo-jobs"
