@@ -7,6 +7,7 @@ instance, and must be run by one of the workers."""
 import json
 import os
 import re
+import shlex
 
 import pytest
 from deploy_support import Site, zasync
@@ -19,26 +20,38 @@ pytestmark = pytest.mark.slow
 JOB_TIMEOUT = 60.0
 
 
+# The commands docs/deployment.md shows, run here as written (in the
+# test's directory, so that the default var/cluster is the test's own),
+# with free ports added so that the test never meets a running site.
+START = "zasync cluster start"
+START_MULTI_DB = "zasync cluster start --multi-db"
+START_RELSTORAGE = 'zasync cluster start --relstorage "dbname=zasync host=127.0.0.1"'
+DOCS_DSN = "dbname=zasync host=127.0.0.1"
+STATUS = "zasync cluster status"
+STOP = "zasync cluster stop"
+
+
 @pytest.fixture
 def cluster_dir(tmp_path):
-    directory = str(tmp_path / "cluster")
+    directory = str(tmp_path / "var" / "cluster")
     yield directory
     # Whatever the test did, nothing may keep running.
     if os.path.exists(os.path.join(directory, "cluster.json")):
         zasync("cluster", "stop", "--directory", directory, "--timeout", "20")
 
 
-def start(directory, port, *options, env=None):
-    result = zasync(
-        "cluster",
-        "start",
-        "--directory",
-        directory,
-        "--port",
-        str(port),
-        *options,
-        env=env,
+def command(directory, line, *options, **replace):
+    """Run the documented command ``line`` in the directory that holds
+    var/cluster, with ``options`` added; the CompletedProcess."""
+    for old, new in replace.items():
+        line = line.replace(old, new)
+    return zasync(
+        *shlex.split(line)[1:], *options, cwd=directory.removesuffix("/var/cluster")
     )
+
+
+def start(directory, port, line=START, *options, **replace):
+    result = command(directory, line, "--port", str(port), *options, **replace)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -78,7 +91,7 @@ def ran_by_a_worker(directory, job_id):
 
 
 def running_pids(directory):
-    result = zasync("cluster", "status", "--directory", directory)
+    result = command(directory, STATUS)
     return result.returncode, dict(
         re.findall(r"^\s+(\w+)\s+running \(pid (\d+)\)", result.stdout, re.M)
     )
@@ -86,7 +99,7 @@ def running_pids(directory):
 
 def stop_and_check(directory):
     _, pids = running_pids(directory)
-    result = zasync("cluster", "stop", "--directory", directory)
+    result = command(directory, STOP)
     assert result.returncode == 0, result.stdout + result.stderr
     for pid in pids.values():
         assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), pid
@@ -136,7 +149,7 @@ def web_log(directory):
 
 def test_zeo_cluster_runs_a_job_queued_on_the_web_instance_in_a_worker(cluster_dir):
     port, zeo_port = processes.free_port(), processes.free_port()
-    output = start(cluster_dir, port, "--zeo-port", str(zeo_port))
+    output = start(cluster_dir, port, START, "--zeo-port", str(zeo_port))
     assert "zasync cluster: running" in output
     code, pids = running_pids(cluster_dir)
     assert code == 0 and set(pids) == {"zeo", "web", "worker1", "worker2"}
@@ -160,7 +173,7 @@ def test_zeo_cluster_runs_a_job_queued_on_the_web_instance_in_a_worker(cluster_d
 
     stop_and_check(cluster_dir)
     # A second start reuses the files and the site.
-    start(cluster_dir, port, "--zeo-port", str(zeo_port))
+    start(cluster_dir, port, START, "--zeo-port", str(zeo_port))
     assert web_log(cluster_dir).count("made the Plone site") == 1
     assert len(worker_uuids(cluster_dir) | uuids) == 2
     run_one_job(site_of(cluster_dir, port))
@@ -169,7 +182,7 @@ def test_zeo_cluster_runs_a_job_queued_on_the_web_instance_in_a_worker(cluster_d
 
 def test_multi_db_cluster_keeps_the_queues_in_their_own_database(cluster_dir):
     port, zeo_port = processes.free_port(), processes.free_port()
-    start(cluster_dir, port, "--zeo-port", str(zeo_port), "--multi-db")
+    start(cluster_dir, port, START_MULTI_DB, "--zeo-port", str(zeo_port))
     job = run_one_job(site_of(cluster_dir, port))
     assert len(ran_by_a_worker(cluster_dir, job["id"])) == 1
     # The queues, and the workers' dispatchers, are in the 'queues' storage.
@@ -184,7 +197,7 @@ def test_multi_db_cluster_keeps_the_queues_in_their_own_database(cluster_dir):
 @pytest.mark.postgres
 def test_relstorage_cluster_one_instance_two_workers(cluster_dir, postgres):
     port = processes.free_port()
-    output = start(cluster_dir, port, "--relstorage", postgres.dsn)
+    output = start(cluster_dir, port, START_RELSTORAGE, **{DOCS_DSN: postgres.dsn})
     assert "PostgreSQL" in output
     code, pids = running_pids(cluster_dir)
     assert code == 0 and set(pids) == {"web", "worker1", "worker2"}

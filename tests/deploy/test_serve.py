@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 
 import pytest
 from deploy_support import Served, Site, environment, zasync
@@ -200,3 +201,16 @@ def test_a_port_in_use_is_said_at_once(tmp_path):
     assert result.returncode == 2
     assert f"127.0.0.1:{port} is in use" in result.stderr
     assert "choose another --port" in result.stderr
+
+
+# The README's run command.
+MAKE_RUN = "make run"
+
+
+def test_make_run_is_zasync_serve_of_var_instance():
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run(
+        [*MAKE_RUN.split(), "--dry-run"], cwd=repo, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("zasync serve --instance var/instance")
