@@ -501,6 +501,7 @@ class PageRun:
         self.normalizers = []  # (compiled regex, replacement)
         self.buildout = {}  # the page's buildout blocks, merged
         self.cleanups = []
+        self.times = []  # (seconds, block)
         self.environ = dict(os.environ)  # restored at the end of the page
         self.dir.mkdir(parents=True, exist_ok=True)
         venv = self.dir / ".venv"
@@ -594,6 +595,7 @@ class PageRun:
             for name in self.fixture_names(blocks):
                 self.fixture(name)
             for block in blocks:
+                started = time.monotonic()
                 try:
                     KINDS[block.kind].run(block, self)
                 except ExampleFailed as exc:
@@ -602,6 +604,7 @@ class PageRun:
                     failures.append(
                         f"{block.where} ({block.kind}): {_traceback(exc, block)}"
                     )
+                self.times.append((time.monotonic() - started, block))
         finally:
             self.close()
         return failures
@@ -673,11 +676,17 @@ def _forget_modules(directory):
     """Unimport the modules a page wrote, so that the next page may write
     its own ``myapp``."""
     prefix = str(directory)
+    doomed = []
     for name, module in list(sys.modules.items()):
         where = getattr(module, "__file__", None) or ""
-        paths = list(getattr(module, "__path__", None) or [])
-        if where.startswith(prefix) or any(str(p).startswith(prefix) for p in paths):
-            del sys.modules[name]
+        try:
+            paths = [str(p) for p in getattr(module, "__path__", None) or []]
+        except Exception:  # a namespace package whose parent went first
+            paths = []
+        if where.startswith(prefix) or any(p.startswith(prefix) for p in paths):
+            doomed.append(name)
+    for name in doomed:
+        sys.modules.pop(name, None)
     importlib.invalidate_caches()
 
 
@@ -799,10 +808,12 @@ def _pytest(block, run):
     names = [a for a in block.args if a != "plone"]
     if len(names) != 1:
         raise ExampleFailed("'% test: pytest FILE [plone]' needs one FILE")
-    run.write(names[0], block.text)
+    path = run.write(names[0], block.text)
+    if block.plone:
+        _check_plone(block, run)
+        return _tests_in_plone(path, run)
     env = run.env()
-    if not block.plone:
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", names[0]],
         cwd=run.dir,
@@ -819,36 +830,62 @@ def _pytest(block, run):
         )
 
 
-@kind("unittest", {"python", "py", "python3"})
-def _unittest(block, run):
+# The fixtures of pytest-plone that in-process tests may ask for.
+PLONE_FIXTURES = {
+    "portal": "portal",
+    "app": "app",
+    "http_request": "request",
+    "integration": "layer",
+}
+
+
+def _tests_in_plone(path, run):
+    """Run the test functions and unittest TestCases of the module at
+    ``path`` in the page's Plone layer: one layer setup for the session,
+    instead of a pytest process setting up Plone again."""
+    import inspect
     import unittest
 
-    names = [a for a in block.args if a != "plone"]
-    if len(names) != 1 or not block.plone:
-        raise ExampleFailed("'% test: unittest FILE plone' needs one FILE and 'plone'")
-    _check_plone(block, run)
-    path = run.write(names[0], block.text)
     module_name = path.relative_to(run.dir).with_suffix("").as_posix().replace("/", ".")
     sys.modules.pop(module_name, None)
     module = importlib.import_module(module_name)
-    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
-    tests = list(_flatten(suite))
-    if not tests:
-        raise ExampleFailed(f"{names[0]} has no tests")
+    problems = []
+    count = 0
+    for name, value in vars(module).items():
+        if name.startswith("test") and inspect.isfunction(value):
+            count += 1
+            arguments = {}
+            for parameter in inspect.signature(value).parameters:
+                if parameter not in PLONE_FIXTURES:
+                    problems.append(
+                        f"{name}: in-process, a test may use only the fixtures "
+                        f"{', '.join(PLONE_FIXTURES)}, not {parameter!r}"
+                    )
+                    break
+                arguments[parameter] = run.namespace[PLONE_FIXTURES[parameter]]
+            else:
+                try:
+                    value(**arguments)
+                except Exception:
+                    problems.append(f"{name}:\n{traceback.format_exc()}")
+    tests = list(_flatten(unittest.defaultTestLoader.loadTestsFromModule(module)))
     result = unittest.TestResult()
     for test in tests:
+        count += 1
         layer = getattr(test, "layer", None)
         if layer is not None and not _layer_within(layer, run.plone):
-            raise ExampleFailed(
+            problems.append(
                 f"{test.id()} uses the layer {layer!r}; in-process the docs run "
                 f"only in {run.plone!r} and its bases"
             )
+            continue
         test.run(result)
-    problems = result.failures + result.errors
+    problems += [f"{test.id()}:\n{text}" for test, text in result.failures]
+    problems += [f"{test.id()}:\n{text}" for test, text in result.errors]
+    if not count:
+        raise ExampleFailed(f"{path.name} has no tests")
     if problems:
-        raise ExampleFailed(
-            "\n".join(f"{test.id()}:\n{text}" for test, text in problems)
-        )
+        raise ExampleFailed("\n".join(problems))
 
 
 def _flatten(suite):
@@ -1095,8 +1132,9 @@ def check_zope_conf(text, run, where="the block"):
     <product-config zasync>."""
     from Zope2.Startup.options import ZopeWSGIOptions
 
-    instance = run.dir / "instance"
-    (instance / "var").mkdir(parents=True, exist_ok=True)
+    instance = run.dir / "instance"  # with what an instance home has
+    for name in ("etc", "log", "var/filestorage", "var/blobstorage"):
+        (instance / name).mkdir(parents=True, exist_ok=True)
     head = MINIMAL_ZOPE_CONF.format(instance=instance)
     if re.search(r"^\s*<zodb_db\s+main\s*>", text, re.MULTILINE):
         head = head.split("<zodb_db")[0]
@@ -1104,9 +1142,8 @@ def check_zope_conf(text, run, where="the block"):
         head = head.replace("instancehome $INSTANCE\n", "")
     path = run.dir / "zope-conf-check.conf"
     path.write_text(head + run.substitute(text) + "\n")
-    options = ZopeWSGIOptions(configfile=str(path))
     try:
-        options.load()
+        options = ZopeWSGIOptions(configfile=str(path))()
     except (Exception, SystemExit) as exc:
         raise ExampleFailed(
             f"{where}: Zope does not accept it: {type(exc).__name__}: {exc}"

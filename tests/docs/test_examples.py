@@ -32,5 +32,7 @@ def test_examples(path, tmp_path, request):
         run = docexamples.PageRun(page, tmp_path / "page", layer)
         run.namespace.update(namespace or {})
         failures = page.problems + run.run(page.runnable())
+    slow = sorted(run.times, key=lambda t: -t[0])[:3]
+    print("slowest blocks:", ", ".join(f"{b.where} {t:.1f}s" for t, b in slow))
     if failures:
         pytest.fail(docexamples.summary(failures), pytrace=False)
