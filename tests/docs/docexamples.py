@@ -507,6 +507,10 @@ class PageRun:
         venv = self.dir / ".venv"
         if not venv.exists():
             venv.symlink_to(ENVIRONMENT, target_is_directory=True)
+        # The docs' deployment lives in /srv/plone: here, the page's directory.
+        for name in INSTANCE_DIRECTORIES:
+            (self.dir / name).mkdir(parents=True, exist_ok=True)
+        self.substitutions.append((DOCS_DEPLOYMENT, str(self.dir)))
 
     # environment
 
@@ -1117,6 +1121,8 @@ def _pip(block, run):
 # configuration files ------------------------------------------------------------
 
 
+DOCS_DEPLOYMENT = "/srv/plone"
+INSTANCE_DIRECTORIES = ("etc", "log", "var/filestorage", "var/blobstorage")
 MINIMAL_ZOPE_CONF = """\
 %define INSTANCE {instance}
 instancehome $INSTANCE
@@ -1132,10 +1138,7 @@ def check_zope_conf(text, run, where="the block"):
     <product-config zasync>."""
     from Zope2.Startup.options import ZopeWSGIOptions
 
-    instance = run.dir / "instance"  # with what an instance home has
-    for name in ("etc", "log", "var/filestorage", "var/blobstorage"):
-        (instance / name).mkdir(parents=True, exist_ok=True)
-    head = MINIMAL_ZOPE_CONF.format(instance=instance)
+    head = MINIMAL_ZOPE_CONF.format(instance=run.dir)
     if re.search(r"^\s*<zodb_db\s+main\s*>", text, re.MULTILINE):
         head = head.split("<zodb_db")[0]
     if re.search(r"^\s*instancehome\s", text, re.MULTILINE):
@@ -1379,6 +1382,14 @@ def _crontab(block, run):
                 check_zasync_argv(argv[1:], repr(line))
 
 
+# What buildout itself defines in [buildout].
+BUILDOUT_BUILTINS = {
+    "directory": DOCS_DEPLOYMENT,
+    "bin-directory": f"{DOCS_DEPLOYMENT}/bin",
+    "parts-directory": f"{DOCS_DEPLOYMENT}/parts",
+    "eggs-directory": f"{DOCS_DEPLOYMENT}/eggs",
+    "develop-eggs-directory": f"{DOCS_DEPLOYMENT}/develop-eggs",
+}
 BUILDOUT_REFERENCE = re.compile(r"\$\{([^:}]*):([^}]+)\}")
 
 
@@ -1386,6 +1397,8 @@ BUILDOUT_REFERENCE = re.compile(r"\$\{([^:}]*):([^}]+)\}")
 def _buildout(block, run):
     config = _ini(block.text)
     merged = run.buildout
+    if not merged:
+        merged["buildout"] = dict(BUILDOUT_BUILTINS)
     for section in config.sections():
         merged.setdefault(section, {}).update(config[section])
 

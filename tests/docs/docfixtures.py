@@ -89,7 +89,6 @@ class ZopeInstance:
             "    mount-point /\n"
             "</zodb_db>\n"
         )
-        run.substitutions.append(("/srv/plone", str(run.dir)))
 
     def prepare(self, state):
         pass

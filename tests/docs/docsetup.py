@@ -3,6 +3,7 @@ a page's example needs and the page itself does not show. Each takes the
 PageRun. Keep them few and small, and say in each why the page does not
 show it."""
 
+import transaction
 import ZODB
 
 import zasync
@@ -32,3 +33,14 @@ def queue_export_report(run):
             )
     finally:
         db.close()
+
+
+def old_zc_async_data(run):
+    """docs/plone-migration.md: a database that still holds zc.async's
+    queues under root["zc.async"] (a stand-in: the real records need
+    zc.async, which Python 3 cannot import)."""
+    from persistent.mapping import PersistentMapping
+
+    root = run.namespace["app"]._p_jar.root()
+    root["zc.async"] = PersistentMapping(queues="old")
+    transaction.commit()
