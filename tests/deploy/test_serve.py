@@ -51,7 +51,9 @@ def test_first_run_makes_the_instance_user_and_site(first_run, instance):
     )
 
     site = Site(f"{first_run.url}/Plone", first_run.password())
-    assert site.request("")[0] == 200
+    status, page = site.request("")
+    # Themed with Barceloneta, though reached as 127.0.0.1.
+    assert status == 200 and "++theme++barceloneta" in page
     # The demo needs a login: anonymous gets no form.
     status, page = site.request("@@zasync-demo", authenticated=False)
     assert 'name="_authenticator"' not in page
@@ -185,7 +187,11 @@ def test_password_from_the_environment(first_run, instance, tmp_path):
         assert not os.path.exists(os.path.join(instance, "var", "admin-password.txt"))
         site = Site(f"{third.url}/Plone", "secret from env 42")
         assert 'name="_authenticator"' in site.request("@@zasync-demo")[1]
+        # Ctrl-C twice, as an impatient person does: still a clean stop.
+        third.process.send_signal(signal.SIGINT)
         assert third.interrupt() == 0
+        assert "Traceback" not in third.text().split("zasync serve: ready at")[-1]
+        assert "zasync serve: stopped" in third.text()
     finally:
         third.kill()
 

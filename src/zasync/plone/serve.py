@@ -102,11 +102,17 @@ def _load_app(home):
 def _close_databases():
     import Zope2
 
-    signal.signal(signal.SIGINT, _interrupted_while_stopping)
+    if signal.getsignal(signal.SIGINT) is _interrupted:
+        signal.signal(signal.SIGINT, _interrupted_while_stopping)
     # Closing stops the dispatcher first (zasync.plone.startup), while its
     # jobs can still be put back in the queue.
     for db in list(getattr(Zope2, "opened", ())):
         db.close()
+
+
+def _interrupted(signum, frame):
+    signal.signal(signal.SIGINT, _interrupted_while_stopping)
+    raise KeyboardInterrupt
 
 
 def _interrupted_while_stopping(signum, frame):
@@ -144,6 +150,7 @@ def run(args):
         print(f"{READY} {url}/ (Ctrl-C stops)", flush=True)
         # run() returns on Ctrl-C, and on SIGTERM through zasync.plone's
         # handler; the databases are closed below either way.
+        signal.signal(signal.SIGINT, _interrupted)
         server.run()
     finally:
         _close_databases()

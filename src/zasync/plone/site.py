@@ -116,7 +116,8 @@ def ensure_site(site_id="Plone", title="zasync demo", user=ADMIN):
         admin = app.acl_users.getUserById(user)
         newSecurityManager(None, admin.__of__(app.acl_users))
         profiles = _available_profiles()
-        addPloneSite(app, site_id, title=title, extension_ids=profiles)
+        site = addPloneSite(app, site_id, title=title, extension_ids=profiles)
+        _theme_local_address(site)
         transaction.get().note(
             f"zasync: Plone site {site_id} with {', '.join(profiles)}"
         )
@@ -127,6 +128,18 @@ def ensure_site(site_id="Plone", title="zasync demo", user=ADMIN):
         setSite(None)
         noSecurityManager()
         _close(app)
+
+
+def _theme_local_address(site):
+    """Plone leaves sites unthemed when reached as 127.0.0.1 (a developer's
+    back door); ``zasync serve`` listens there, so theme it."""
+    from plone.registry.interfaces import IRegistry
+    from zope.component import getUtility
+
+    registry = getUtility(IRegistry, context=site)
+    key = "plone.app.theming.interfaces.IThemeSettings.hostnameBlacklist"
+    if key in registry:
+        registry[key] = [host for host in registry[key] or () if host != "127.0.0.1"]
 
 
 def _install_missing(site, app, user):
