@@ -195,6 +195,10 @@ class ExampleFailed(Exception):
     """A block did not do what the page shows; the message says how."""
 
 
+class BlockSkipped(Exception):
+    """A fixture the block needs is not available here (outside CI)."""
+
+
 def relative(path):
     path = Path(path)
     try:
@@ -502,6 +506,8 @@ class PageRun:
         self.buildout = {}  # the page's buildout blocks, merged
         self.cleanups = []
         self.times = []  # (seconds, block)
+        self.unavailable = {}  # fixture name: why
+        self.skipped = []  # texts
         self.environ = dict(os.environ)  # restored at the end of the page
         self.dir.mkdir(parents=True, exist_ok=True)
         venv = self.dir / ".venv"
@@ -554,16 +560,24 @@ class PageRun:
         return path
 
     def fixture(self, name):
-        if name not in self.fixtures:
-            import docfixtures
+        import docfixtures
 
+        if name in self.unavailable:
+            if os.environ.get("CI"):
+                raise ExampleFailed(f"{self.unavailable[name]} (CI needs it)")
+            raise BlockSkipped(self.unavailable[name])
+        if name not in self.fixtures:
             factory = docfixtures.FIXTURES.get(name)
             if factory is None:
                 raise ExampleFailed(
                     f"unknown fixture {name!r}; the fixtures are "
                     f"{', '.join(sorted(docfixtures.FIXTURES))} (tests/docs/docfixtures.py)"
                 )
-            self.fixtures[name] = factory(self)
+            try:
+                self.fixtures[name] = factory(self)
+            except docfixtures.Unavailable as exc:
+                self.unavailable[name] = str(exc)
+                return self.fixture(name)
         return self.fixtures[name]
 
     # comparing output
@@ -597,13 +611,16 @@ class PageRun:
         sys.path.insert(0, str(self.dir))
         try:
             for name in self.fixture_names(blocks):
-                self.fixture(name)
+                with contextlib.suppress(BlockSkipped, ExampleFailed):
+                    self.fixture(name)  # errors show in the blocks that need it
             for block in blocks:
                 started = time.monotonic()
                 try:
                     KINDS[block.kind].run(block, self)
                 except ExampleFailed as exc:
                     failures.append(f"{block.where} ({block.kind}): {exc}")
+                except BlockSkipped as exc:
+                    self.skipped.append(f"{block.where} ({block.kind}): not run: {exc}")
                 except Exception as exc:
                     failures.append(
                         f"{block.where} ({block.kind}): {_traceback(exc, block)}"
@@ -1143,8 +1160,12 @@ def check_zope_conf(text, run, where="the block"):
         head = head.split("<zodb_db")[0]
     if re.search(r"^\s*instancehome\s", text, re.MULTILINE):
         head = head.replace("instancehome $INSTANCE\n", "")
+    if re.search(r"^\s*%define\s+INSTANCE\s", text, re.MULTILINE):
+        head = head.replace("%define INSTANCE", "# %define INSTANCE")
+    text = run.substitute(text)
+    make_directories_for(head + text, run)
     path = run.dir / "zope-conf-check.conf"
-    path.write_text(head + run.substitute(text) + "\n")
+    path.write_text(head + text + "\n")
     try:
         options = ZopeWSGIOptions(configfile=str(path))()
     except (Exception, SystemExit) as exc:
@@ -1170,6 +1191,17 @@ def check_zope_conf(text, run, where="the block"):
     return root
 
 
+def make_directories_for(text, run):
+    """Create, in the page's directory, the parent directories of the
+    paths a configuration names there (ZConfig wants them to exist), with
+    its %define'd names expanded."""
+    names = dict(re.findall(r"^\s*%define\s+(\w+)\s+(\S+)", text, re.MULTILINE))
+    for name, value in names.items():
+        text = text.replace(f"${{{name}}}", value).replace(f"${name}", value)
+    for path in re.findall(re.escape(str(run.dir)) + r"[^\s<>\"']*", text):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 @kind("zope-conf", {"apacheconf", "text", "none"}, options=("file",))
 def _zope_conf(block, run):
     check_zope_conf(block.text, run)
@@ -1184,8 +1216,10 @@ def _write_option(block, run):
 def _load_config(schema, text, run, what):
     import ZConfig
 
+    text = run.substitute(text)
+    make_directories_for(text, run)
     try:
-        config, _ = ZConfig.loadConfigFile(schema, io.StringIO(run.substitute(text)))
+        config, _ = ZConfig.loadConfigFile(schema, io.StringIO(text))
     except ZConfig.ConfigurationError as exc:
         raise ExampleFailed(f"not a valid {what}: {exc}") from None
     return config
@@ -1214,6 +1248,7 @@ def check_zeo_conf(text, run):
     )
     if not re.search(r"^\s*<zeo>", text, re.MULTILINE):
         text = "<zeo>\n  address 127.0.0.1:8100\n</zeo>\n" + text
+
     config = _load_config(schema, text, run, "ZEO server configuration")
     if not config.storages:
         raise ExampleFailed("a ZEO server configuration without a storage")

@@ -2,6 +2,7 @@
 docexamples.py for the markers that say how)."""
 
 import contextlib
+import warnings
 
 import docexamples
 import pytest
@@ -34,5 +35,7 @@ def test_examples(path, tmp_path, request):
         failures = page.problems + run.run(page.runnable())
     slow = sorted(run.times, key=lambda t: -t[0])[:3]
     print("slowest blocks:", ", ".join(f"{b.where} {t:.1f}s" for t, b in slow))
+    for skipped in run.skipped:
+        warnings.warn(skipped, stacklevel=1)
     if failures:
         pytest.fail(docexamples.summary(failures), pytrace=False)
