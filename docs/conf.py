@@ -4,6 +4,10 @@ import os
 import sys
 import tomllib
 
+from pygments.lexer import bygroups, inherit
+from pygments.lexers.configs import ApacheConfLexer
+from pygments.token import Comment, Name, Text
+
 # Document the source tree, not whatever zasync happens to be installed.
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
@@ -56,3 +60,30 @@ html_theme_options = {
     "description": "Durable, transactional background jobs for ZODB",
     "fixed_sidebar": True,
 }
+
+
+class ZConfigLexer(ApacheConfLexer):
+    """ZConfig files: zope.conf, a ZEO server's configuration, the ZODB
+    configuration files of ``zasync --zodb-conf``. Apache's sections and
+    keys, plus the ``%import``, ``%define`` and ``%include`` directives that
+    Pygments' apacheconf lexer stops at (a highlighting failure, which -W
+    makes an error)."""
+
+    name = "ZConfig"
+    aliases = ["zconfig"]
+    tokens = {
+        "root": [
+            (
+                r"^([ \t]*)(%(?:import|define|include))\b(.*)$",
+                bygroups(Text, Comment.Preproc, Name.Constant),
+            ),
+            inherit,
+        ]
+    }
+
+
+def setup(app):
+    # ```zconfig, and ```apacheconf too: every apacheconf block of these
+    # docs is a ZConfig file (see tests/docs/docexamples.py).
+    app.add_lexer("zconfig", ZConfigLexer)
+    app.add_lexer("apacheconf", ZConfigLexer)

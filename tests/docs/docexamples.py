@@ -417,6 +417,7 @@ def kind(name, languages=None, options=()):
 
 
 CONSOLE = ("console", "shell", "bash", "sh", "shell-session")
+ZCONFIG = ("apacheconf", "zconfig")
 XML_ZCML_ROOTS = {"configure", "include", "includeOverrides", "subscriber", "utility"}
 
 
@@ -429,7 +430,7 @@ def default_kind(block):
         return "run"
     if language in CONSOLE:
         return "console"
-    if language == "apacheconf":
+    if language in ZCONFIG:
         return "zope-conf"
     if language == "ini":
         return "ini"
@@ -923,6 +924,28 @@ def _layer_within(layer, top):
     return any(_layer_within(layer, base) for base in getattr(top, "__bases__", ()))
 
 
+@kind("page", {"markdown", "md", "myst"})
+def _page(block, run):
+    """A page in a page (docs/contributing-docs.md shows the markers): its
+    blocks are classified and run as a page of their own."""
+    inner = Page(block.page, [], [], [])
+    _parse(inner, block.text, block.line)
+    for inner_block in inner.blocks:
+        problem = classify(inner_block)
+        if problem:
+            inner_block.invalid = True
+            inner.problems.append(problem)
+    if inner.problems:
+        raise ExampleFailed("\n".join(inner.problems))
+    if not inner.blocks:
+        raise ExampleFailed("no code block in it")
+    failures = PageRun(inner, run.dir / f"page-{block.line}", run.plone).run(
+        inner.runnable()
+    )
+    if failures:
+        raise ExampleFailed("\n".join(failures))
+
+
 @kind("illustration")
 def _illustration(block, run):
     pass
@@ -1202,7 +1225,7 @@ def make_directories_for(text, run):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-@kind("zope-conf", {"apacheconf", "text", "none"}, options=("file",))
+@kind("zope-conf", {*ZCONFIG, "text", "none"}, options=("file",))
 def _zope_conf(block, run):
     check_zope_conf(block.text, run)
     _write_option(block, run)
@@ -1225,7 +1248,7 @@ def _load_config(schema, text, run, what):
     return config
 
 
-@kind("zodb-conf", {"apacheconf", "text", "none"}, options=("file",))
+@kind("zodb-conf", {*ZCONFIG, "text", "none"}, options=("file",))
 def _zodb_conf(block, run):
     import ZODB.config
 
@@ -1255,13 +1278,13 @@ def check_zeo_conf(text, run):
     return config
 
 
-@kind("zeo-conf", {"apacheconf", "text", "none"}, options=("file",))
+@kind("zeo-conf", {*ZCONFIG, "text", "none"}, options=("file",))
 def _zeo_conf(block, run):
     check_zeo_conf(block.text, run)
     _write_option(block, run)
 
 
-@kind("zodbpack-conf", {"apacheconf", "text", "none"}, options=("file",))
+@kind("zodbpack-conf", {*ZCONFIG, "text", "none"}, options=("file",))
 def _zodbpack_conf(block, run):
     import ZConfig
     from relstorage import zodbpack
@@ -1564,6 +1587,23 @@ def needs_plone(page):
 def run_page(page, directory, plone=None):
     """Run a loaded page's blocks; returns the failures (texts)."""
     return PageRun(page, directory, plone).run(page.blocks)
+
+
+def check(text, name="docs/new-page.md"):
+    """Test the page ``text`` as if it were the file ``name``; returns what
+    the tests would say about it ("ok" if nothing). For
+    docs/contributing-docs.md."""
+    import tempfile
+
+    page = parse_page(REPO / name, text)
+    for block in page.blocks:
+        problem = classify(block)
+        if problem:
+            block.invalid = True
+            page.problems.append(problem)
+    with tempfile.TemporaryDirectory() as directory:
+        failures = PageRun(page, directory).run(page.runnable())
+    return "\n".join(page.problems + failures) or "ok"
 
 
 def summary(failures):
