@@ -12,17 +12,26 @@ fence::
     ```
 
 MyST comments start with ``%`` and are not rendered. Arguments are split
-like a shell command line (quote what contains spaces).
+like a shell command line (quote what contains spaces). docs/contributing-
+docs.md explains the same to writers of pages, with examples.
 
 A block that no kind can test fails, naming file:line and what to write.
 So does an indented code block, a marker that is not directly before a
-fence, and a ``{literalinclude}`` of a file that does not exist.
+fence, code inside ``{eval-rst}``, and a ``{literalinclude}`` or
+``{include}`` of a file that does not exist (the included file itself is
+not tested here: test it where it is used). Blocks inside other directives
+(``{note}``, ``:::``) are found and tested like the others.
 
-Blocks of one page run in page order, in a temporary directory of the page's
-own (the working directory while they run, and first on ``sys.path``, so
-modules written there can be imported; it holds a ``.venv`` link to the
-running environment, so ``.venv/bin/python`` works in commands). Python
-blocks of a page share one namespace.
+Blocks of one page run in page order, in a temporary directory of the
+page's own: the working directory while they run, and first on
+``sys.path``, so that modules written there can be imported. It holds a
+``.venv`` link to the running environment (``.venv/bin/python`` works in
+commands) and ``etc``, ``log``, ``var/filestorage``, ``var/blobstorage``.
+The docs' deployment directory ``/srv/plone`` is that directory: it is
+substituted in commands and in written files, and back in output. Python
+blocks of a page share one namespace; what they leave running
+(dispatchers, databases) is stopped at the end of the page, and
+``os.environ`` restored.
 
 Kinds (the default for a language needs no marker):
 
@@ -42,31 +51,32 @@ Kinds (the default for a language needs no marker):
 
 ``pytest FILE``
     (``python``) Written to FILE and run with pytest in a subprocess, in the
-    page's directory (with the ``conftest.py`` a ``file`` block wrote there);
-    every test must pass. ``pytest FILE plone``: with the plugins installed
-    (pytest-plone), for tests that use the Plone layers.
-
-``unittest FILE plone``
-    (``python``) Written to FILE, imported, and its unittest TestCases run in
-    the Plone layer the page runs in (see ``plone`` below).
+    page's directory (with the ``conftest.py`` a ``file`` block wrote there,
+    plugins not loaded); every test must pass. ``pytest FILE plone``: its
+    test functions and unittest TestCases run in-process, in the page's
+    Plone layer (below), the functions getting pytest-plone's ``portal``,
+    ``app``, ``http_request`` and ``integration`` by name: one Plone setup
+    for the whole session instead of one per example.
 
 ``console [FIXTURE ...]`` (default for ``console``, ``shell``, ``bash``)
     Lines starting with ``$ `` are commands (a trailing ``\\`` continues one),
     run with bash in the page's directory, the environment's ``bin`` first
     on ``PATH``. The lines after a command are its output (stdout and stderr),
-    compared like a doctest's, after the normalizations below. A command
-    shown without output must exit with 0. FIXTUREs (see docfixtures.py):
-    ``zeo`` (a ZEO server: the docs' ``127.0.0.1:8100`` is its address),
-    ``zeo-stopped`` (that server stopped), ``ops`` (a ZEO server holding the
-    jobs docs/operations.md shows), ``postgres`` (a PostgreSQL database for
-    RelStorage: the docs' ``dbname=zodb`` is it).
+    compared as described below. A command shown without output must exit
+    with 0. FIXTUREs are in docfixtures.py: ``zeo`` (a ZEO server; the docs'
+    ``127.0.0.1:8100`` is its address), ``zeo-stopped`` (that server,
+    stopped), ``zope-instance`` (a Zope instance at ``parts/worker`` on that
+    server), ``ops`` (the cluster docs/operations.md shows), ``postgres``
+    (a PostgreSQL database; the docs' DSN ``host=127.0.0.1 dbname=zodb
+    user=zodb`` is it; without PostgreSQL its blocks are skipped with a
+    warning, except under CI, where they fail).
 
 ``serve [FIXTURE ...] [then=NAME]``
     A console block whose one command runs until stopped (``zasync
-    worker``): it is started, its output must come to match the lines shown,
-    then it gets SIGTERM and must exit with 0. ``then=NAME`` calls
-    ``docsetup.NAME(page)`` once the first line shown has appeared (to queue
-    a job for it, say).
+    worker``): it is started, its output must come to match the lines shown
+    (within 30 s), then it gets SIGTERM and must exit with 0. ``then=NAME``
+    calls ``docsetup.NAME(page)`` once the first line shown has appeared (to
+    queue a job for it, say).
 
 ``covered-by PATH [PATH ...]``
     A console block of commands that serve forever or need a whole
@@ -80,33 +90,34 @@ Kinds (the default for a language needs no marker):
     requirement must parse, and ``zasync[EXTRA]`` must name extras that
     pyproject.toml defines. Nothing is installed.
 
-``zope-conf [file=PATH]`` (default for ``apacheconf``)
+``zope-conf [file=PATH]`` (default for ``apacheconf`` and ``zconfig``)
     A zope.conf, or a snippet of one (``<product-config zasync>``,
     ``<zodb_db ...>``), embedded into a minimal zope.conf when it has no
-    ``<zodb_db main>``, parsed with Zope's own schema, as Zope loads it;
-    ``<product-config zasync>`` then goes through zasync.plone.config's
-    validation, and its ``database`` must be one of the ``<zodb_db>``
-    sections when the snippet has any.
+    ``<zodb_db main>`` (``$INSTANCE`` is the page's directory), parsed with
+    Zope's own schema, as Zope loads it; ``<product-config zasync>`` then
+    goes through zasync.plone.config's validation, and its ``database``
+    must be one of the ``<zodb_db>`` sections when the snippet has any.
+    ``file=PATH`` writes the block to PATH as well (for later commands).
 
 ``zodb-conf [file=PATH]``
-    A ZODB configuration file, as ``zasync worker --zodb-conf`` reads it
+    A ZODB configuration file, as ``zasync --zodb-conf`` reads it
     (``<zodb>`` sections), parsed with ZODB's schema.
 
-``zeo-conf``
+``zeo-conf [file=PATH]``
     A ZEO server's configuration, or a snippet of one, parsed with ZEO's
     schema.
 
-``zodbpack-conf``
+``zodbpack-conf [file=PATH]``
     A configuration file for RelStorage's ``zodbpack`` (storage sections, no
     ``<zodb>``), parsed with zodbpack's schema.
 
-``zcml [package=DOTTED]`` (default for ``xml`` whose root is ``configure``,
-``include`` or ``subscriber``...)
+``zcml [package=DOTTED] [file=PATH]`` (default for ``xml`` whose root is
+``configure``, ``include``, ``subscriber`` or ``utility``)
     ZCML, wrapped in ``<configure>`` if it is a fragment, parsed with
     zope.configuration (with zope.component's directives) without executing
-    it: every ``package=``, ``file=``, ``component=``, ``handler=`` and
-    ``for=`` must resolve. ``package=`` is the package that relative names
-    (``.jobs.handler``) are relative to.
+    it, so nothing is registered: every ``package=``, ``file=``,
+    ``component=``, ``handler=`` and ``for=`` must resolve. ``package=`` is
+    the package relative names (``.jobs.handler``) are relative to.
 
 ``gs-metadata``
     A GenericSetup ``metadata.xml`` (or its ``<dependencies>``): every
@@ -123,39 +134,50 @@ Kinds (the default for a language needs no marker):
     ``--grace``.
 
 ``crontab``
-    Crontab lines (five time fields and a command); ``zasync`` commands in
-    them must be accepted by zasync's argument parser, and every program
-    must exist in the environment's ``bin``.
+    (``text``) Crontab lines (five time fields and a command); ``zasync``
+    commands in them must be accepted by zasync's argument parser, and
+    every program must exist (in the environment's ``bin``, or on PATH).
 
 ``buildout``
     A buildout configuration (``ini``). The page's buildout blocks are
     merged in page order (a later one changes options of an earlier one);
-    every ``${section:option}`` must resolve, ``<=`` must name a section,
-    and ``zcml-additional``, ``zope-conf-additional`` and
-    ``zeo-conf-additional`` are tested as ``zcml``, ``zope-conf`` and
-    ``zeo-conf``.
+    every ``${section:option}`` must resolve (``${buildout:directory}`` is
+    ``/srv/plone``), ``<=`` must name a section, and ``zcml-additional``,
+    ``zope-conf-additional`` and ``zeo-conf-additional`` are tested as
+    ``zcml``, ``zope-conf`` and ``zeo-conf``.
 
 ``yaml`` (default for ``yaml``)
     Parsed with yaml.safe_load; a ``product_config: {zasync: ...}`` mapping
     in it goes through zasync.plone.config's validation.
 
+``page``
+    (``markdown``) A page in a page: its blocks are tested as a page of
+    their own (docs/contributing-docs.md shows markers this way).
+
 ``illustration REASON``
     Not tested, because of REASON (required): code for the old Python 2
-    stack, a diagram. Keep these rare.
+    stack, say. Keep these rare.
 
-``doctest``, ``run`` and ``unittest`` take ``plone``: the block runs in
-zasync.plone.testing's ZASYNC_INTEGRATION_TESTING layer (one Plone site for
-the whole test session, and from the page's first block to its last one
-test of the layer, with its running dispatcher), with ``app``, ``portal``,
-``request``, ``layer`` and ``context`` (a folder that the logged-in test
-user owns; ``folder`` too) in the namespace. ``doctest`` and ``run`` take
-``setup=NAME``: ``docsetup.NAME(page)`` prepares the page before the block.
+``doctest`` and ``run`` take ``plone``: the block runs in
+zasync.plone.testing's ZASYNC_INTEGRATION_TESTING layer (set up once for
+the test session; the page runs, from its first block to its last, in one
+test of the layer, with the layer's dispatcher), with ``app``, ``portal``,
+``request``, ``layer`` and ``context`` (a folder ``a-folder`` that the
+logged-in test user owns; ``folder`` too) in the namespace. They also take
+``setup=NAME``: ``docsetup.NAME(page)`` prepares what the page needs and
+does not show, before the block.
 
 Output comparison (console, serve, output) works as a doctest's, with
-ELLIPSIS (``...`` matches anything) and NORMALIZE_WHITESPACE, after these
-replacements on both sides: times such as ``2026-11-23 21:02:11`` (with
-fractions, ``T`` and ``+00:00``, or a log's ``,123``) become ``<TIME>``,
-UUIDs ``<UUID>``; a fixture's own (see docfixtures.py) after those.
+ELLIPSIS (``...`` matches anything, across lines) and NORMALIZE_WHITESPACE,
+after these replacements on both sides: the fixtures' substitutions are
+undone (the real port becomes the docs' ``127.0.0.1:8100``); times such
+as ``2026-11-23 21:02:11`` (with fractions, ``T`` and ``+00:00``, or a
+log's ``,123``) become ``<TIME>``, UUIDs ``<UUID>``, numbers of 15 to 20
+digits (job ids) ``<ID>``, fractional seconds such as ``4.210s``
+``<SECONDS>``; then a fixture's own normalizers (see docfixtures.py).
+
+``check(text)`` tests a page given as text and returns what the tests would
+say: test_harness.py uses it to show that each kind fails when it should.
 """
 
 import configparser
@@ -1527,9 +1549,10 @@ def _yaml(block, run):
 # -- what the tests call ----------------------------------------------------------
 
 
-def load(path):
-    """The page at ``path``, its blocks classified; problems collected."""
-    page = parse_page(Path(path))
+def load(path, text=None):
+    """The page at ``path`` (or ``text`` as if it were there), its blocks
+    classified; problems collected."""
+    page = parse_page(Path(path), text)
     for block in page.blocks:
         problem = classify(block)
         if problem:
@@ -1595,12 +1618,7 @@ def check(text, name="docs/new-page.md"):
     docs/contributing-docs.md."""
     import tempfile
 
-    page = parse_page(REPO / name, text)
-    for block in page.blocks:
-        problem = classify(block)
-        if problem:
-            block.invalid = True
-            page.problems.append(problem)
+    page = load(REPO / name, text)
     with tempfile.TemporaryDirectory() as directory:
         failures = PageRun(page, directory).run(page.runnable())
     return "\n".join(page.problems + failures) or "ok"
