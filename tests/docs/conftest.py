@@ -33,6 +33,9 @@ def plone_layer(request):
             if layer not in state.current:
                 fixture.setup_layer(layer, request)
                 mine.append(layer)
+            # As zope.pytestlayer's own session fixtures do: no class
+            # fixture of another test module may tear it down before the end.
+            state.keep_for_whole_session.add(layer)
         yield ZASYNC_INTEGRATION_TESTING
     finally:
         for layer in reversed(mine):
