@@ -404,3 +404,11 @@ def test_method_that_was_removed_from_persistent_class(tmp_path, module_dir):
     finally:
         db.close()
         sys.modules.pop(name, None)
+
+
+def test_a_builtin_types_method_is_refused_naming_it():
+    with pytest.raises(BadJobError) as raised:
+        zasync.Job(datetime.date.fromisoformat, "2026-11-23")
+    message = str(raised.value)
+    assert "datetime.date.fromisoformat" in message
+    assert "builtin type, which ZODB cannot store" in message

@@ -55,6 +55,8 @@ def check_value(value, where):
 
 
 def _importable(func):
+    # A builtin type's method (date.fromisoformat) has no __module__: ZODB's
+    # pickler cannot store it, so it is refused here.
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", "")
     if not module or "<locals>" in qualname or "<lambda>" in qualname:
@@ -103,13 +105,30 @@ def check_callable(func, where="the callable"):
             f"closure; a worker cannot import it. {_FIX_CALLABLE}"
         )
     if inspect.isfunction(func) or inspect.isbuiltin(func) or isinstance(func, type):
+        if getattr(func, "__module__", None) is None and inspect.isbuiltin(func):
+            raise BadJobError(
+                f"{where} ({_module_of(func)}.{qualname}) is a method of a "
+                f"builtin type, which ZODB cannot store. Call it from a "
+                f"module-level function and queue that."
+            )
         if not _importable(func):
             raise BadJobError(
                 f"{where} ({_describe(func)}) cannot be imported by its name "
-                f"{getattr(func, '__module__', '?')}.{qualname}. {_FIX_CALLABLE}"
+                f"{_module_of(func)}.{qualname}. {_FIX_CALLABLE}"
             )
         return
     check_value(func, where)
+
+
+def _module_of(func):
+    # For the message: a builtin type's method has no __module__ of its
+    # own; its class has.
+    module = getattr(func, "__module__", None)
+    if module is None:
+        owner = getattr(func, "__self__", None)
+        owner = owner if isinstance(owner, type) else type(owner)
+        module = getattr(owner, "__module__", None)
+    return module or "?"
 
 
 def callable_name(func):

@@ -149,7 +149,7 @@ def run(args):
     stop = _Stop()
     stop.install()  # before opening: a signal during start-up stops cleanly
     if args.zope_conf:
-        dispatcher, opened = _start_in_zope(args, uuid_file)
+        dispatcher, opened, uuid_file = _start_in_zope(args, uuid_file)
     else:
         opened = connect.open_from_args(args)
         dispatcher = zasync.start(
@@ -236,4 +236,6 @@ def _start_in_zope(args, uuid_file):
             f"zasync.plone loaded (plone.autoinclude, or <include "
             f'package="zasync.plone" />)?'
         )
-    return dispatcher, opened
+    # Without --uuid-file, the Plone integration chose the file (ZASYNC_UUID,
+    # or var/zasync-uuid.txt of the instance).
+    return dispatcher, opened, startup.dispatcher_uuid()[1]
