@@ -78,7 +78,7 @@ alive() {
 show_logs() {
     local log
     for log in "$SITE"/var/log/*.log; do
-        [ -f "$log" ] || continue
+        [ -f "$log" ] && [[ $log != *-access.log ]] || continue
         echo "----- last lines of ${log#"$SITE"/}"
         tail -n 40 "$log"
     done
@@ -97,6 +97,7 @@ cleanup() {
             fi
         done
         for pgid in "${PGIDS[@]}"; do
+            for _ in $(seq 50); do alive "$pgid" || break; sleep 0.2; done
             alive "$pgid" || continue
             echo "smoke: process group $pgid still runs: SIGTERM" >&2
             kill -TERM -- "-$pgid" 2>/dev/null
