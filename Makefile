@@ -126,11 +126,14 @@ lock: | $(UV)
 	cat $(CONSTRAINTS).body >> $(CONSTRAINTS).tmp
 	rm -f $(CONSTRAINTS).body
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	$(PYTHON) requirements/buildout_versions.py
 	@$(MAKE) --no-print-directory check-lock
 
-# Offline: no pre-releases, not zasync itself, every pyproject requirement pinned.
+# Offline: no pre-releases, not zasync itself, every pyproject requirement
+# pinned; buildout's [versions] (requirements/versions.cfg) says the same.
 check-lock:
 	$(PYTHON) requirements/check_lock.py
+	$(PYTHON) requirements/buildout_versions.py --check
 
 # ------------------------------------------------------------------ clean
 
