@@ -216,7 +216,11 @@ MAKE_RUN = "make run"
 def test_make_run_is_zasync_serve_of_var_instance():
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run(
-        [*MAKE_RUN.split(), "--dry-run"], cwd=repo, capture_output=True, text=True
+        # Run from `make test`, make would announce the directory it enters.
+        [*MAKE_RUN.split(), "--dry-run", "--no-print-directory"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("zasync serve --instance var/instance")

@@ -14,7 +14,11 @@ def test_make_demo_runs_the_demo(tmp_path):
     test does not reinstall the environment it runs in: it checks what make
     would run, then runs that."""
     planned = subprocess.run(
-        ["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", "demo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     assert planned[-1] == ".venv/bin/zasync demo", planned
     result = subprocess.run(
