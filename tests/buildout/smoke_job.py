@@ -24,6 +24,7 @@ import time
 import transaction
 
 import zasync
+from zasync.connect import wait_until
 from zasync.dispatcher import read_uuid_file
 from zasync.plone import roles, startup
 
@@ -71,16 +72,16 @@ def worker_uuid(path):
 def poll(app, seconds, ready, describe):
     """Return ready()'s first true value, looking afresh each time; fail
     with describe() after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def afresh():
         transaction.abort()
         app._p_jar.sync()
-        value = ready()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SmokeFailure(f"after {seconds}s: {describe()}")
-        time.sleep(POLL)
+        return ready()
+
+    value = wait_until(afresh, seconds, POLL)
+    if not value:
+        raise SmokeFailure(f"after {seconds}s: {describe()}")
+    return value
 
 
 def wait(app, uuid_file, seconds):

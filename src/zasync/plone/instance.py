@@ -20,6 +20,10 @@ import textwrap
 #: Zope mounts it.
 QUEUES_DATABASE = "zasync_queues"
 
+#: The dispatcher's UUID file in an instance's var/ when ZASYNC_UUID names
+#: none (zasync.plone.startup keeps it there).
+UUID_FILENAME = "zasync-uuid.txt"
+
 EMBEDDED = "embedded"
 INSTANCE = "instance"
 WORKER = "worker"
@@ -249,8 +253,6 @@ class InstanceHome:
     @property
     def uuid_file(self):
         """The dispatcher's UUID file (the default one of zasync.plone)."""
-        from zasync.plone.startup import UUID_FILENAME
-
         return os.path.join(self.var, UUID_FILENAME)
 
     def exists(self):

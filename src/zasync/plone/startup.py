@@ -31,6 +31,7 @@ from zasync.plone.config import (
     process_config,
     product_config_sections,
 )
+from zasync.plone.instance import UUID_FILENAME
 from zasync.plone.interfaces import DEFAULT_QUOTA
 from zasync.queue import get_queues
 from zasync.transact import in_own_transaction
@@ -41,8 +42,6 @@ log = logging.getLogger("zasync.plone")
 #: still running then go back to the queue.
 STOP_TIMEOUT = 5.0
 
-#: The UUID file in the Zope client home (var), when no ZASYNC_UUID is set.
-UUID_FILENAME = "zasync-uuid.txt"
 
 _lock = threading.Lock()
 _dispatcher = None
