@@ -1,13 +1,15 @@
 """The GenericSetup profile, the registry settings, and the engine's
 independence from Zope."""
 
+import importlib.metadata
 import subprocess
 import sys
 
 import transaction
-from plone.app.testing import SITE_OWNER_NAME, login
+from plone.app.testing import SITE_OWNER_NAME, SITE_OWNER_PASSWORD, login
 from plone.browserlayer.utils import registered_layers
 from plone.registry.interfaces import IRegistry
+from plone.testing.zope import Browser
 from Products.CMFPlone.utils import get_installer
 from zope.component import getUtility
 
@@ -63,6 +65,42 @@ def test_uninstall_leaves_no_persistent_registrations(portal):
     # Installing again works.
     installer.install_product("zasync.plone")
     assert getUtility(IRegistry)["zasync.default_quota_size"] == 1
+
+
+def test_addons_control_panel_shows_zasyncs_version(functional_portal):
+    # Plone looks up the version of the package holding the profiles,
+    # zasync.plone, which is part of the distribution zasync.
+    version = importlib.metadata.version("zasync")
+    assert version
+    login(functional_portal.aq_parent, SITE_OWNER_NAME)
+    view = functional_portal.restrictedTraverse("@@prefs_install_products_form")
+    addon = view.get_addons(product_name="zasync.plone")["zasync.plone"]
+    assert addon["title"] == "zasync: background jobs"
+    assert addon["version"] == version
+    assert addon["is_installed"]
+
+    # What a Manager sees in Site Setup > Add-ons.
+    browser = Browser(functional_portal.aq_parent)
+    browser.handleErrors = False
+    browser.addHeader("Authorization", f"Basic {SITE_OWNER_NAME}:{SITE_OWNER_PASSWORD}")
+    browser.open(f"{functional_portal.absolute_url()}/prefs_install_products_form")
+    assert f"(zasync.plone {version})" in " ".join(browser.contents.split())
+
+
+def test_the_version_answer_lists_zasync_once():
+    import zasync.plone  # noqa: F401 - what installs the answer
+
+    assert importlib.metadata.distribution("zasync.plone").version == (
+        importlib.metadata.version("zasync")
+    )
+    assert importlib.metadata.distribution("zasync-plone").metadata["Name"] == "zasync"
+    # Listing every distribution (pip, entry points) finds zasync once.
+    names = [
+        dist.metadata["Name"]
+        for dist in importlib.metadata.distributions()
+        if dist.metadata["Name"] in ("zasync", "zasync.plone")
+    ]
+    assert names == ["zasync"]
 
 
 def test_engine_imports_nothing_of_zope_or_plone():
