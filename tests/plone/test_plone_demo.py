@@ -3,6 +3,7 @@ its pages through the real publisher, its security."""
 
 import json
 import types
+from urllib.error import HTTPError
 
 import pytest
 import transaction
@@ -14,6 +15,7 @@ from demo_layer import (
     ZASYNC_DEMO_FUNCTIONAL_TESTING,
 )
 from plone.app.testing import login
+from plone.base.utils import get_installer
 from plone.browserlayer.utils import registered_layers
 from plone.testing.zope import Browser
 from pytest_plone import fixtures_factory
@@ -112,6 +114,86 @@ def test_profile_installs_the_demo_layer_and_zasync(site):
     assert IZasyncLayer in layers  # zasync.plone:default, its dependency
     setup = api.portal.get_tool("portal_setup")
     assert setup.getLastVersionForProfile("zasync.plone:demo") == ("1000",)
+
+
+def demo_views_answer(site, user=MANAGER):
+    """The HTTP status of the demo's page and JSON view, and of a POST that
+    would queue a job (with a token taken while the page existed)."""
+    browser = browser_for(site, user, handle_errors=True)
+    statuses = []
+    for url in (page_url(site), json_url(site)):
+        try:
+            browser.open(url)
+        except HTTPError as exc:
+            statuses.append(exc.code)
+        else:
+            statuses.append(int(browser.headers["Status"].split()[0]))
+    return statuses
+
+
+def test_uninstalling_zasync_removes_the_demo_and_keeps_its_content(site):
+    manager = browser_for(site, MANAGER)
+    submit(manager, site, "zasync-demo-create", count="2", title="Kept")
+    wait_for_result(latest_job(site))
+    browser = browser_for(site, MANAGER, handle_errors=True)
+    browser.open(page_url(site))
+    token = browser.getForm(id="zasync-demo-fail").getControl(name="_authenticator")
+    token = token.value
+    assert demo_views_answer(site) == [200, 200]
+    queued = jobs_in_queue()
+
+    transaction.begin()
+    login(site, MANAGER)
+    installer = get_installer(site)
+    assert installer.uninstall_product("zasync.plone")
+    transaction.commit()
+
+    assert IZasyncDemoLayer not in registered_layers()
+    assert IZasyncLayer not in registered_layers()
+    setup = api.portal.get_tool("portal_setup")
+    assert setup.getLastVersionForProfile("zasync.plone:demo") == "unknown"
+    assert not installer.is_product_installed("zasync.plone")
+    # The views are gone: the publisher finds nothing.
+    assert demo_views_answer(site) == [404, 404]
+    with pytest.raises(HTTPError, match="404"):
+        browser.post(page_url(site), f"job=fail&_authenticator={token}")
+    assert jobs_in_queue() == queued
+    # What users made stays: the folder and its documents.
+    folder = demo_folder(site)
+    assert [doc.title for doc in folder.contentValues()] == ["Kept 1", "Kept 2"]
+
+    # Installing zasync again does not bring the demo back; its own
+    # profile does, with the jobs queued before.
+    transaction.begin()
+    login(site, MANAGER)
+    installer.install_product("zasync.plone")
+    transaction.commit()
+    assert demo_views_answer(site) == [404, 404]
+    transaction.begin()
+    setup.runAllImportStepsFromProfile("profile-zasync.plone:demo")
+    transaction.commit()
+    assert demo_views_answer(site) == [200, 200]
+    assert read_json(browser, site)["jobs"][0]["result"].startswith(
+        "Created 2 documents titled “Kept 1”"
+    )
+
+
+def test_the_demo_uninstalls_alone(site):
+    setup = api.portal.get_tool("portal_setup")
+    transaction.begin()
+    login(site, MANAGER)
+    setup.runAllImportStepsFromProfile("profile-zasync.plone:demo-uninstall")
+    transaction.commit()
+    assert IZasyncDemoLayer not in registered_layers()
+    assert setup.getLastVersionForProfile("zasync.plone:demo") == "unknown"
+    assert demo_views_answer(site) == [404, 404]
+    # zasync itself stays installed.
+    assert IZasyncLayer in registered_layers()
+    assert get_installer(site).is_product_installed("zasync.plone")
+    # Neither profile shows in the add-ons control panel as an add-on.
+    addons = site.restrictedTraverse("@@prefs_install_products_form").get_addons()
+    assert "zasync.plone" in addons
+    assert [pid for pid in addons if "demo" in pid] == []
 
 
 # -- the jobs, through the real dispatcher ----------------------------------------

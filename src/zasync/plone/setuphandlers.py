@@ -29,8 +29,12 @@ def post_install(context):
 
 
 def post_uninstall(context):
-    """The profile removed the settings and the browser layer. The queues
-    stay: they are shared by every site of the database and may hold jobs
-    of other sites (remove them with the zasync command if no site uses
-    them)."""
+    """The profile removed the settings and the browser layer; the browser
+    demo is uninstalled too (its own profile, zasync.plone:demo-uninstall:
+    the page goes, the demo folder's content stays). The queues stay: they
+    are shared by every site of the database and may hold jobs of other
+    sites (remove them with the zasync command if no site uses them)."""
+    from zasync.plone.demo import setuphandlers as demo
+
+    demo.uninstall(context)
     log.info("zasync uninstalled; the database's queues were kept")

@@ -14,7 +14,10 @@ The demo is installed by the GenericSetup profile ``zasync.plone:demo``
 (which installs ``zasync.plone:default`` first and registers the browser
 layer :class:`zasync.plone.demo.interfaces.IZasyncDemoLayer`); the
 ``zasync serve`` command installs it in the site it creates. Without that
-profile the views do not exist in the site. They need the permission
+profile the views do not exist in the site. ``zasync.plone:demo-uninstall``
+removes the layer again, and with it the views (the demo folder and its
+documents stay: they are the users' content); uninstalling zasync in the
+add-ons control panel runs it too. They need the permission
 *Add portal content* (``cmf.AddPortalContent``): a Contributor, Editor
 or Manager of the site.
 """
