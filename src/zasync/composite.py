@@ -83,14 +83,16 @@ class _Composite(Job):
             self.ended = now
             self.queue_pending_callbacks(queue, now)
 
-    def invoke(self, extra_args=(), extra_kwargs=None):
+    def invoke(self, extra_args=(), extra_kwargs=None, conclude=None):
         # job() called directly: run the children here, in order.
         for child in self.children:
             if child.status != COMPLETED:
                 child()
         if self._postprocess is not None:
-            return self._postprocess(*self.children)
-        return self.children
+            result = self._postprocess(*self.children)
+        else:
+            result = self.children
+        return result if conclude is None else conclude(result)
 
 
 def _composite_marker():

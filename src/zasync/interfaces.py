@@ -179,10 +179,17 @@ class IJob(Interface):
         """Called after the callable, whatever happened, with what ``setUp``
         returned. It must not raise."""
 
-    def invoke(extra_args=(), extra_kwargs=None):
+    def invoke(extra_args=(), extra_kwargs=None, conclude=None):
         """Make the call: enter the environment, ``setUp``, call, then
         ``tearDown`` and leave the environment, whatever happened.
-        Exceptions propagate; the caller decides what they mean."""
+
+        ``conclude(result)``, if given, is called after ``tearDown`` with
+        the call's result, while the environment is still entered; invoke
+        then returns what ``conclude`` returns. Dispatchers record the
+        result and commit the job's transaction there, so that whatever
+        runs at commit (before-commit hooks, Plone's indexing queue) sees
+        the job's environment. Exceptions propagate; the caller decides
+        what they mean."""
 
     def __call__(*args, **kwargs):
         """Run the job at once, in the current thread and transaction.

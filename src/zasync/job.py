@@ -285,21 +285,28 @@ class Job(persistent.Persistent):
             kwargs.update(extra_kwargs)
         return args, kwargs
 
-    def invoke(self, extra_args=(), extra_kwargs=None):
+    def invoke(self, extra_args=(), extra_kwargs=None, conclude=None):
         """setUp, the call itself and tearDown, with the job as the local job.
 
-        Exceptions propagate; callers decide what they mean.
+        ``conclude(result)``, if given, is called with the result while the
+        job is still the local job and its environment is still entered, and
+        invoke returns what it returns: a dispatcher commits there, so that
+        what the application does at commit (Plone's indexing queue) runs
+        in the job's site, as its user. Exceptions propagate; callers decide
+        what they mean.
         """
         func = self.resolve_callable()
         args, kwargs = self.call_arguments(extra_args, extra_kwargs)
         environment = self.environment
         with local.running(self):
             if environment is None:
-                return self._call_with_hooks(func, args, kwargs)
+                result = self._call_with_hooks(func, args, kwargs)
+                return result if conclude is None else conclude(result)
             token = environment.enter(self)
             try:
                 args, kwargs = environment.arguments(self, args, kwargs)
-                return self._call_with_hooks(func, args, kwargs)
+                result = self._call_with_hooks(func, args, kwargs)
+                return result if conclude is None else conclude(result)
             finally:
                 environment.exit(self, token)
 

@@ -115,6 +115,35 @@ class LiveChannel:
             self.conn = None
 
 
+class _Commit:
+    """Records a job's result and commits its transaction, called by
+    Job.invoke while the job's environment is still entered (so that what
+    commits do, such as Plone's indexing queue, runs in the job's site, as
+    its user). What went wrong is kept for the runner, not raised through
+    the job's own code."""
+
+    def __init__(self, runner, job, claimed):
+        self.runner = runner
+        self.job = job
+        self.claimed = claimed
+        self.committed = False
+        self.transient = None
+        self.failure = None
+
+    def __call__(self, result):
+        runner, job = self.runner, self.job
+        try:
+            runner._set_result(job, result, runner.clock())
+            self.committed = runner._commit(
+                final=self.claimed and job.status == COMPLETED
+            )
+        except POSTPONE as exc:
+            self.transient = exc
+        except Exception:
+            self.failure = Failure()
+        return result
+
+
 class JobRunner:
     """Runs jobs claimed by ``dispatcher`` in one thread's connection."""
 
@@ -309,9 +338,10 @@ class JobRunner:
                 return CALLBACKS if stored else None
             started = time.perf_counter()
             log.info("job %s (%s) started", job.id, job.callable_name)
+            commit = _Commit(self, job, claimed)
             try:
                 with local.live_channel(self.live):
-                    result = job.invoke()
+                    job.invoke(conclude=commit)
             except POSTPONE as exc:
                 abort(self.tm)
                 conflicts += 1
@@ -330,22 +360,19 @@ class JobRunner:
                     failure,
                 )
                 return self._decide(oid, failure, "job_error", claimed)
-            try:
-                self._set_result(job, result, self.clock())
-                if not self._commit(final=claimed and job.status == COMPLETED):
-                    return None
-            except POSTPONE as exc:
+            if commit.transient is not None:
                 abort(self.tm)
                 conflicts += 1
-                self._count_transient(exc, oid)
-                if self._postpone_after(oid, conflicts, exc, claimed):
+                self._count_transient(commit.transient, oid)
+                if self._postpone_after(oid, conflicts, commit.transient, claimed):
                     return None
                 continue
-            except Exception:
-                failure = Failure()
+            if commit.failure is not None:
                 abort(self.tm)
-                log.warning("job %s could not commit: %s", job.id, failure)
-                return self._decide(oid, failure, "commit_error", claimed)
+                log.warning("job %s could not commit: %s", job.id, commit.failure)
+                return self._decide(oid, commit.failure, "commit_error", claimed)
+            if not commit.committed:
+                return None
             self.dispatcher.count("completed")
             log.info(
                 "job %s (%s) succeeded in %.3fs",

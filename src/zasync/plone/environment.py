@@ -1,21 +1,26 @@
 """Running a job where and as whom it was queued.
 
-When a job is queued, :func:`capture` records the site, the user (the path
-of the user folder that holds them and their id), the site's URL and the
-name of the Zope database. In the worker, :class:`PloneEnvironment` opens
-the Zope application from the job's own connection, gives it a request,
-enters the site and logs the user in again, found in the same user folder,
-so the job has exactly the roles that user has *now*. Objects passed to the
-job are stored as :class:`ObjectRef` (path and UID) and looked up again.
+When a job is queued, :func:`capture` records the site (its path and
+object id), the user (:class:`~zasync.plone.accounts.Principal`: their user
+folder, id, account generation and global roles), the virtual-host mapping
+of the request (:class:`~zasync.plone.jobrequest.VirtualHost`), the site's
+URL and the name of the Zope database. In the worker,
+:class:`PloneEnvironment` opens the Zope application from the job's own
+connection, gives it a request with the same URLs, enters the site and
+logs the same account in again, with its current roles capped at the
+global roles it had when queuing. Objects passed to the job are stored as
+:class:`~zasync.plone.references.ObjectRef` (path and UID) and looked up
+again.
 
 Whatever is missing fails the job with an error that names it; the job
-never runs as somebody else or on another object.
+never runs as somebody else, in another site or on another object. Only
+the callbacks of a job (IJobSuccess / IJobFailure handlers and failure
+callbacks) run when the user or the site is gone, with the least that
+still exists: as Anonymous in the site, or without a site.
 """
 
-import io
 import logging
 import threading
-from urllib.parse import urlsplit
 
 from AccessControl.SecurityManagement import (
     getSecurityManager,
@@ -24,18 +29,42 @@ from AccessControl.SecurityManagement import (
     setSecurityManager,
 )
 from AccessControl.SpecialUsers import nobody
-from Acquisition import aq_base, aq_inner, aq_parent
+from Acquisition import aq_base
 from zope.component.hooks import getSite, setSite
 from zope.event import notify
 from zope.globalrequest import getRequest, setRequest
-from zope.interface import alsoProvides, implementer
-from zope.publisher.interfaces.browser import IDefaultBrowserLayer
+from zope.interface import implementer
 from zope.traversing.interfaces import BeforeTraverseEvent
-from ZPublisher.BaseRequest import RequestContainer
-from ZPublisher.HTTPRequest import HTTPRequest
-from ZPublisher.HTTPResponse import HTTPResponse
 
 from zasync.interfaces import IJobEnvironment
+from zasync.plone.accounts import Principal, Unrestricted, is_anonymous, is_unrestricted
+from zasync.plone.exceptions import (
+    ContextNotFound,
+    NotQueueable,
+    SiteNotFound,
+    UserNotFound,
+)
+from zasync.plone.jobrequest import VirtualHost, job_request
+from zasync.plone.references import (
+    ObjectRef,
+    path_text,
+    reference,
+    references_in,
+    resolve_all,
+)
+
+__all__ = [
+    "ContextNotFound",
+    "NotQueueable",
+    "ObjectRef",
+    "PloneEnvironment",
+    "SiteNotFound",
+    "UserNotFound",
+    "capture",
+    "degraded",
+    "reference",
+    "references_in",
+]
 
 log = logging.getLogger("zasync.plone")
 
@@ -44,170 +73,12 @@ log = logging.getLogger("zasync.plone")
 FALLBACK_URL = "http://localhost:8080"
 
 
-class SiteNotFound(LookupError):
-    """The site a job was queued in no longer exists."""
+class _Entered:
+    __slots__ = ("app", "degraded")
 
-
-class UserNotFound(LookupError):
-    """The user who queued a job no longer exists."""
-
-
-class ContextNotFound(LookupError):
-    """An object a job was queued for no longer exists."""
-
-
-class NotQueueable(ValueError):
-    """An object cannot be passed to a job (it has no path yet)."""
-
-
-def _path_text(path):
-    return "/".join(path) or "/"
-
-
-class ObjectRef:
-    """A stored object passed to a job: its physical path and, for content,
-    its UID, which finds it again if it was moved."""
-
-    __slots__ = ("path", "uid")
-
-    def __init__(self, path, uid=None):
-        self.path = tuple(path)
-        self.uid = uid
-
-    def __getstate__(self):
-        return (self.path, self.uid)
-
-    def __setstate__(self, state):
-        self.path, self.uid = state
-
-    def __eq__(self, other):
-        return isinstance(other, ObjectRef) and (self.path, self.uid) == (
-            other.path,
-            other.uid,
-        )
-
-    def __hash__(self):
-        return hash((self.path, self.uid))
-
-    def __repr__(self):
-        uid = f" uid={self.uid}" if self.uid else ""
-        return f"<ObjectRef {_path_text(self.path)}{uid}>"
-
-    def resolve(self, app, job=None):
-        """The object, looked up from ``app``; raises ContextNotFound."""
-        obj = app.unrestrictedTraverse(self.path, None)
-        if obj is not None and self._is_it(obj):
-            return obj
-        if self.uid:
-            moved = _object_by_uid(self.uid)
-            if moved is not None:
-                log.info(
-                    "job %s: %s was moved to %s; using it there",
-                    getattr(job, "id", "?"),
-                    _path_text(self.path),
-                    _path_text(moved.getPhysicalPath()),
-                )
-                return moved
-        what = f"object {_path_text(self.path)}"
-        if self.uid:
-            what += f" (UID {self.uid})"
-        raise ContextNotFound(
-            f"The {what} that job {getattr(job, 'id', '?')} was queued for no "
-            f"longer exists: it was deleted, or replaced by another object. "
-            f"The job did not run; queue it again for an existing object."
-        )
-
-    def _is_it(self, obj):
-        # Traversal acquires: a deleted 'doc' can be found as a 'doc' higher
-        # up. Only the object at exactly this path, with the same UID, is it.
-        if tuple(obj.getPhysicalPath()) != self.path:
-            return False
-        return self.uid is None or _uid_of(obj) == self.uid
-
-
-def _uid_of(obj):
-    try:
-        from plone.uuid.interfaces import IUUID
-    except ImportError:  # pragma: no cover - plone.uuid comes with Plone
-        return None
-    return IUUID(obj, None)
-
-
-def _object_by_uid(uid):
-    try:
-        from plone.app.uuid.utils import uuidToObject
-    except ImportError:  # pragma: no cover - comes with Plone
-        return None
-    try:
-        return uuidToObject(uid, unrestricted=True)
-    except Exception:  # no catalog in this site
-        log.debug("could not look up UID %s", uid, exc_info=True)
-        return None
-
-
-def reference(obj, what="context"):
-    """An ObjectRef for a stored, traversable object; NotQueueable if it
-    has no path a worker could find it by."""
-    if not hasattr(obj, "getPhysicalPath"):
-        raise NotQueueable(
-            f"The {what} {obj!r} is not a Zope object with a physical path; "
-            f"pass an object that is stored in the site."
-        )
-    path = tuple(obj.getPhysicalPath())
-    # Not in a container: getPhysicalPath() does not reach the root ('').
-    if not path or path[0] != "":
-        raise NotQueueable(
-            f"The {what} {obj!r} is not in a container yet (its path is "
-            f"{_path_text(path)!r}), so a worker could not find it. Add it to "
-            f"its folder first, then queue the job."
-        )
-    return ObjectRef(path, _uid_of(obj))
-
-
-def _is_reference_candidate(value):
-    # Acquisition-wrapped persistent objects with a path: content, folders,
-    # the site, tools. Unwrapped they would be useless in the worker.
-    return (
-        hasattr(value, "getPhysicalPath")
-        and hasattr(value, "aq_base")
-        and hasattr(aq_base(value), "_p_oid")
-    )
-
-
-def references_in(args, kwargs):
-    """``args`` and ``kwargs`` with stored Zope objects replaced by
-    ObjectRefs, so that they are looked up again, wrapped, in the worker."""
-    args = tuple(
-        reference(a, f"argument {i + 1}") if _is_reference_candidate(a) else a
-        for i, a in enumerate(args)
-    )
-    kwargs = {
-        k: reference(v, f"keyword argument {k!r}") if _is_reference_candidate(v) else v
-        for k, v in kwargs.items()
-    }
-    return args, kwargs
-
-
-def make_request(url):
-    """A request for ``url``, the public URL of the site root, as the
-    virtual host monster would make it: absolute_url() of the site gives
-    ``url``. Without PARENTS and virtual root yet; see enter()."""
-    parts = urlsplit(url)
-    https = parts.scheme == "https"
-    environ = {
-        "SERVER_NAME": parts.hostname or "localhost",
-        "SERVER_PORT": str(parts.port or (443 if https else 80)),
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REQUEST_METHOD": "GET",
-        "wsgi.url_scheme": parts.scheme or "http",
-        "PATH_INFO": "/",
-    }
-    if https:
-        environ["HTTPS"] = "on"
-    response = HTTPResponse(stdout=io.BytesIO())
-    request = HTTPRequest(io.BytesIO(), environ, response)
-    alsoProvides(request, IDefaultBrowserLayer)
-    return request, [p for p in parts.path.split("/") if p]
+    def __init__(self, app, degraded):
+        self.app = app
+        self.degraded = degraded
 
 
 _entered = threading.local()
@@ -220,11 +91,34 @@ def _entered_stack():
     return stack
 
 
+def degraded():
+    """Why the callback running in this thread runs with less than its job's
+    site and user (a text), or None if it has both."""
+    stack = _entered_stack()
+    return stack[-1].degraded if stack else None
+
+
 @implementer(IJobEnvironment)
 class PloneEnvironment:
-    """The site, user and URL a job was queued with; see the module."""
+    """The site, user and URLs a job was queued with; see the module."""
 
-    def __init__(self, database_name, site_path, user_folder_path, user_id, url=None):
+    # Recorded since zasync 1.0.0a2; jobs stored before have none of them.
+    site_oid = None
+    principal = None
+    virtual_host = None
+
+    def __init__(
+        self,
+        database_name,
+        site_path,
+        user_folder_path,
+        user_id,
+        url=None,
+        *,
+        site_oid=None,
+        principal=None,
+        virtual_host=None,
+    ):
         self.database_name = database_name
         self.site_path = tuple(site_path)
         self.user_folder_path = (
@@ -232,68 +126,94 @@ class PloneEnvironment:
         )
         self.user_id = user_id
         self.url = url
+        if site_oid is not None:
+            self.site_oid = site_oid
+        if principal is not None:
+            self.principal = principal
+        if virtual_host is not None:
+            self.virtual_host = virtual_host
 
     def __eq__(self, other):
         return type(self) is type(other) and vars(self) == vars(other)
 
     def __repr__(self):
-        user = (
-            "Anonymous"
-            if self.user_id is None
-            else f"{self.user_id} in {_path_text(self.user_folder_path)}"
-        )
-        return f"<PloneEnvironment site {_path_text(self.site_path)}, user {user}>"
+        site = path_text(self.site_path)
+        return f"<PloneEnvironment site {site}, {self.user_description}>"
+
+    def __str__(self):
+        # What log lines say of where and as whom a job runs.
+        return f"{self.user_description} in site {path_text(self.site_path)}"
 
     @property
     def user_description(self):
+        identity = self._identity()
+        return "Anonymous User" if identity is None else identity.description
+
+    def _identity(self):
+        if self.principal is not None:
+            return self.principal
         if self.user_id is None:
-            return "Anonymous User"
-        return f"user {self.user_id!r} of {_path_text(self.user_folder_path)}"
+            return None
+        # A job stored before accounts were told apart: id and folder only.
+        return Principal(self.user_folder_path, self.user_id)
 
     # -- IJobEnvironment ---------------------------------------------------
 
     def enter(self, job):
         app = self._application(job)
-        site = app.unrestrictedTraverse(self.site_path, None)
-        if site is None or tuple(site.getPhysicalPath()) != self.site_path:
-            raise SiteNotFound(
-                f"The site {_path_text(self.site_path)}, where job "
-                f"{getattr(job, 'id', '?')} was queued, no longer exists; the "
-                f"job cannot run anywhere else. Delete the job, or queue it "
-                f"again in an existing site."
+        # A callback handles an outcome (IJobSuccess / IJobFailure, failure
+        # callbacks): it runs with what is left if the user or site is gone.
+        handler = getattr(job, "role", None) == "callback"
+        reason = None
+        site_path = self.site_path
+        try:
+            self._check_site(app, job)
+        except SiteNotFound:
+            if not handler:
+                raise
+            site_path = None
+            reason = (
+                f"the site {path_text(self.site_path)} where job "
+                f"{_parent_id(job)} was queued is gone: its handlers run "
+                f"without a site, as Anonymous"
             )
         token = (getSite(), getRequest(), getSecurityManager())
-        request, script = make_request(self._public_url(site))
-        app = aq_base(app).__of__(RequestContainer(REQUEST=request))
-        site = app.unrestrictedTraverse(self.site_path)
-        # The site is the virtual root: its absolute_url() is the public URL.
-        request["PARENTS"] = [site]
-        request.setVirtualRoot(script)
-        request["PARENTS"] = [site, app]
-        request["PUBLISHED"] = site
+        request, app = job_request(
+            app, site_path, self.virtual_host, self._url(app, site_path)
+        )
         setRequest(request)
         try:
-            # What publishing does on entering a site: set it as the local
-            # site and apply its browser layers (plone.browserlayer, themes).
-            notify(BeforeTraverseEvent(site, request))
-            setSite(site)
-            newSecurityManager(request, self._user(app, job))
+            if site_path is None:
+                setSite(None)
+                user = nobody
+            else:
+                site = app.unrestrictedTraverse(site_path)
+                # What publishing does on entering a site: set it as the local
+                # site and apply its browser layers (plone.browserlayer, themes).
+                notify(BeforeTraverseEvent(site, request))
+                setSite(site)
+                try:
+                    user = self._user(app, job)
+                except UserNotFound:
+                    if not handler:
+                        raise
+                    user = nobody
+                    reason = (
+                        f"{self.user_description}, who queued job "
+                        f"{_parent_id(job)}, cannot be found again: its "
+                        f"handlers run as Anonymous in {path_text(site_path)}"
+                    )
+            newSecurityManager(request, user)
         except BaseException:
             self._restore(token, request)
             raise
-        _entered_stack().append(app)
+        if reason is not None:
+            log.warning("job %s: %s", getattr(job, "id", "?"), reason)
+        _entered_stack().append(_Entered(app, reason))
         return token + (request,)
 
     def arguments(self, job, args, kwargs):
-        app = _entered_stack()[-1]
-        args = tuple(
-            a.resolve(app, job) if isinstance(a, ObjectRef) else a for a in args
-        )
-        kwargs = {
-            k: v.resolve(app, job) if isinstance(v, ObjectRef) else v
-            for k, v in kwargs.items()
-        }
-        return args, kwargs
+        return resolve_all(_entered_stack()[-1].app, job, args, kwargs)
 
     def exit(self, job, token):
         stack = _entered_stack()
@@ -307,9 +227,12 @@ class PloneEnvironment:
     def _restore(token, request):
         site, old_request, security_manager = token
         try:
-            request.clear()
+            # As at the end of a published request: EndRequestEvent lets
+            # subscribers (content rules' duplicate filter, the thread's
+            # site) reset what they keep per request.
+            request.close()
         except Exception:  # never let cleaning up hide the job's outcome
-            log.debug("could not clear a job's request", exc_info=True)
+            log.debug("could not close a job's request", exc_info=True)
         setRequest(old_request)
         setSite(site)
         if security_manager is None:
@@ -340,37 +263,49 @@ class PloneEnvironment:
             )
         return app
 
-    def _public_url(self, site):
+    def _check_site(self, app, job):
+        site = app.unrestrictedTraverse(self.site_path, None)
+        if site is None or tuple(site.getPhysicalPath()) != self.site_path:
+            raise SiteNotFound(
+                f"The site {path_text(self.site_path)}, where job "
+                f"{getattr(job, 'id', '?')} was queued, no longer exists; the "
+                f"job cannot run anywhere else. Delete the job, or queue it "
+                f"again in an existing site."
+            )
+        oid = getattr(aq_base(site), "_p_oid", None)
+        if self.site_oid is not None and oid != self.site_oid:
+            raise SiteNotFound(
+                f"The site {path_text(self.site_path)}, where job "
+                f"{getattr(job, 'id', '?')} was queued, was deleted; the site "
+                f"at that path now is another one, and the job never runs in "
+                f"another site. Delete the job, or queue it again there."
+            )
+
+    def _url(self, app, site_path):
+        if self.virtual_host is not None:
+            return None
         from zasync.plone.settings import public_url
 
-        return public_url(site) or self.url or FALLBACK_URL
+        configured = None
+        if site_path is not None:
+            configured = public_url(app.unrestrictedTraverse(site_path))
+        return configured or self.url or FALLBACK_URL
 
     def _user(self, app, job):
-        if self.user_id is None:
+        identity = self._identity()
+        if identity is None:
             return nobody
-        user_folder = app.unrestrictedTraverse(self.user_folder_path, None)
-        if user_folder is None or not hasattr(aq_base(user_folder), "getUserById"):
-            raise UserNotFound(
-                f"Job {getattr(job, 'id', '?')} was queued by "
-                f"{self.user_description}, but that user folder no longer "
-                f"exists. The job did not run: it never runs as anybody else."
-            )
-        user = user_folder.getUserById(self.user_id)
-        if user is None:
-            raise UserNotFound(
-                f"Job {getattr(job, 'id', '?')} was queued by "
-                f"{self.user_description}, who no longer exists. The job did "
-                f"not run: it never runs as anybody else. Queue it again as an "
-                f"existing user."
-            )
-        if not hasattr(user, "aq_base"):
-            user = user.__of__(user_folder)
-        return user
+        return identity.find(app, job)
+
+
+def _parent_id(job):
+    parent = getattr(job, "parent", None)
+    return getattr(parent if parent is not None else job, "id", "?")
 
 
 def capture(site=None):
     """The PloneEnvironment of the current request: its site, its user
-    and the site's URL, for a job queued now."""
+    and its URLs, for a job queued now."""
     site = site if site is not None else getSite()
     if site is None or not hasattr(site, "getPhysicalPath"):
         raise NotQueueable(
@@ -380,25 +315,27 @@ def capture(site=None):
     jar = getattr(aq_base(site), "_p_jar", None)
     database_name = jar.db().database_name if jar is not None else None
     user = getSecurityManager().getUser()
-    user_id = user.getId() if user is not None else None
-    if user is None or user_id is None or aq_base(user) is aq_base(nobody):
-        user_folder_path = user_id = None
-    else:
-        user_folder = aq_parent(aq_inner(user))
-        if user_folder is None or not hasattr(user_folder, "getPhysicalPath"):
-            raise NotQueueable(
-                f"The current user {user_id!r} is not in a user folder (an "
-                f"emergency or system user?), so a worker could not log them "
-                f"in again. Queue the job as a user of the site or of the "
-                f"Zope root."
-            )
-        user_folder_path = tuple(user_folder.getPhysicalPath())
+    principal = user_folder_path = user_id = None
+    if user is not None and is_unrestricted(user):
+        principal = Unrestricted(user.getUserName(), user.getRoles())
+        user_id = principal.name
+    elif not is_anonymous(user):
+        principal = Principal.of(user)
+        user_folder_path, user_id = principal.user_folder_path, principal.user_id
+    request = getRequest()
     url = None
-    if getRequest() is not None:
+    if request is not None:
         try:
             url = site.absolute_url()
         except Exception:  # a request without SERVER_URL (a script)
             url = None
     return PloneEnvironment(
-        database_name, site.getPhysicalPath(), user_folder_path, user_id, url
+        database_name,
+        site.getPhysicalPath(),
+        user_folder_path,
+        user_id,
+        url,
+        site_oid=getattr(aq_base(site), "_p_oid", None),
+        principal=principal,
+        virtual_host=VirtualHost.of(request),
     )
