@@ -220,7 +220,7 @@ def test_jobs_limit_and_json(some_jobs, zasync_cli):
     data = json.loads(out)
     assert data["more"] is False
     (row,) = data["jobs"]
-    assert row["id"] == some_jobs["old"]
+    assert row["id"] == str(some_jobs["old"])
     assert (row["queue"], row["status"], row["attempts"]) == ("default", "failed", 1)
     ended = datetime.datetime.fromisoformat(row["ended"])
     assert DAY < clock.utcnow() - ended < 3 * DAY
@@ -480,3 +480,191 @@ def test_unknown_queue_and_bad_limit(some_jobs, zasync_cli):
     assert code == 2 and "there is no queue 'nightly'" in err
     code, _, err = zasync_cli("jobs", "--limit", "0")
     assert code == 2 and "'0' is not a whole number of at least 1" in err
+
+
+# -- JSON: job ids as text ----------------------------------------------------
+
+
+def job_id_values(data, key=None):
+    """Every value under a key that holds a job id, anywhere in ``data``."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            yield from job_id_values(value, name)
+    elif isinstance(data, list):
+        for value in data:
+            yield from job_id_values(value, key)
+    elif key in ("id", "retry_of") and data is not None:
+        yield data
+
+
+def test_json_gives_job_ids_as_text(some_jobs, database, zasync_cli):
+    """18-digit ids are more than a JSON number keeps in JavaScript or jq
+    (2**53): every JSON output gives them as strings."""
+    with database() as queues:
+        with inline():
+            job = queues[""].put(zasync.Job(jobfuncs.add, 1, 1))
+            callback = job.add_callback(jobfuncs.callback_value)
+        to_cancel = queues[""].put(zasync.Job(jobfuncs.add, 2, 2))
+        ids = job.id, callback.id, to_cancel.id
+    assert all(job_id > admin.JSON_SAFE_INTEGER for job_id in ids)
+    outputs = {}
+    for args in (
+        ["jobs", "--json"],
+        ["job", str(ids[0]), "--json"],
+        ["job", str(ids[1]), "--json"],
+        ["retry", str(some_jobs["old"]), "--json"],
+        ["cancel", str(ids[2]), "--json"],
+        ["status", "--json"],
+        ["prune", "--older-than", "1d", "--json"],
+        ["settings", "--json"],
+    ):
+        code, out, err = zasync_cli(*args)
+        assert (code, err) == (0, ""), args
+        outputs[args[0], args[1]] = json.loads(out)
+    found = [v for data in outputs.values() for v in job_id_values(data)]
+    assert found and all(isinstance(value, str) for value in found), found
+    assert {str(i) for i in ids} | {str(some_jobs["old"])} <= set(found)
+    retried = outputs["retry", str(some_jobs["old"])]
+    assert retried["retry_of"] == str(some_jobs["old"])
+    assert retried["id"] != retried["retry_of"] and retried["made_due"] is False
+    assert outputs["job", str(ids[1])]["parent"]["id"] == str(ids[0])
+    assert outputs["cancel", str(ids[2])]["id"] == str(ids[2])
+    assert outputs["prune", "--older-than"]["queues"][0]["label"] == "default"
+
+
+def test_an_id_from_json_finds_its_job(some_jobs, zasync_cli):
+    code, out, _ = zasync_cli("jobs", "--json", "--status", "pending")
+    (row,) = json.loads(out)["jobs"]
+    job_id = row["id"]
+    # As jq -r prints it, and as jq prints it without -r (quoted).
+    for typed in (job_id, f'"{job_id}"'):
+        code, out, err = zasync_cli("job", typed, "--json")
+        assert (code, err) == (0, "")
+        assert json.loads(out)["id"] == job_id
+    # Read as a number, as JavaScript does, the id is rounded: not found,
+    # and the message says why.
+    rounded = int(float(job_id))
+    assert rounded != int(job_id)
+    code, out, err = zasync_cli("job", str(rounded))
+    assert code == 2
+    assert "if the id went through jq or JavaScript as a number, it was " in err
+
+
+# -- cluster-wide settings --------------------------------------------------
+
+
+def test_settings_show_where_agent_sizes_come_from(database, zasync_cli):
+    now = clock.utcnow()
+    with database() as queues:
+        queue = queues[""]
+        queue.quotas.create("default", size=1)
+        follows = queue.dispatchers["a1a1a1a1-0000"] = DispatcherRecord(
+            "a1a1a1a1-0000", now
+        )
+        follows.agents["main"] = Agent("main", size=3)
+        pinned = queue.dispatchers["b2b2b2b2-0000"] = DispatcherRecord(
+            "b2b2b2b2-0000", now
+        )
+        pinned.agents["main"] = Agent("main", size=5)
+        pinned.agent_size_source = "zope.conf"
+
+    code, out, err = zasync_cli("settings")
+    assert (code, err) == (0, "")
+    assert "cluster-wide, for every process and site of this database" in out
+    assert re.search(r"\n  default +1 +0\n", out)
+    assert "default agent size: 3 threads (built-in default;" in out
+    assert re.search(r"a1a1a1a1-0000 .* alive +3 +built-in default\n", out)
+    assert re.search(
+        r"b2b2b2b2-0000 .* alive +5 +zope.conf, wins over the database\n", out
+    )
+
+    code, out, err = zasync_cli("agents", "set", "4")
+    assert (code, err) == (0, "")
+    assert "agent size of every dispatcher that sets none of its own set to 4" in out
+    assert "  dispatcher a1a1a1a1-0000: now 4 threads" in out
+    assert "  dispatcher b2b2b2b2-0000: keeps 5 threads from its zope.conf" in out
+
+    code, out, err = zasync_cli("agents", "set", "2", "--dispatcher", "b2b2")
+    assert code == 2 and out == ""
+    assert "b2b2b2b2-0000" in err and "from its zope.conf" in err
+
+    code, out, err = zasync_cli("agents", "set", "2", "--dispatcher", "a1a1")
+    assert (code, err) == (0, "")
+    code, out, err = zasync_cli("quota", "set", "default", "3")
+    assert (code, err) == (0, "")
+    assert "quota default of queue default: size 3 (was 1)" in out
+    code, out, err = zasync_cli("quota", "set", "exports", "2")
+    assert out == "created quota exports in queue default with size 2\n"
+
+    code, out, err = zasync_cli("settings", "--json")
+    (queue,) = json.loads(out)["queues"]
+    assert queue["default_agent_size"] == {"size": 4, "source": "cluster default"}
+    by_uuid = {d["uuid"]: d for d in queue["dispatchers"]}
+    assert (by_uuid["a1a1a1a1-0000"]["size"], by_uuid["a1a1a1a1-0000"]["source"]) == (
+        2,
+        "dispatcher setting",
+    )
+    assert by_uuid["b2b2b2b2-0000"]["follows_settings"] is False
+    assert {q["name"]: q["size"] for q in queue["quotas"]} == {
+        "default": 3,
+        "exports": 2,
+    }
+
+    code, out, err = zasync_cli("agents", "unset", "--dispatcher", "a1a1a1a1-0000")
+    assert (code, err) == (0, "")
+    assert "agent size of dispatcher a1a1a1a1-0000 unset (was 2)" in out
+    assert "  dispatcher a1a1a1a1-0000: now 4 threads" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["quota", "set", "default", "-1"], "'-1' is not a whole number of 0 or more"),
+        (["quota", "set", "default", "x"], "'x' is not a whole number of 0 or more"),
+        (["agents", "set", "many"], "'many' is not a whole number of 0 or more"),
+        (["agents", "set", "2", "--queue", "nope"], "there is no queue 'nope'"),
+        (["agents", "set", "2", "--dispatcher", "zz"], "no dispatcher 'zz' serves"),
+    ],
+)
+def test_bad_settings_are_refused(database, zasync_cli, args, message):
+    with database() as queues:
+        queues[""].quotas.create("default", size=1)
+    code, out, err = zasync_cli(*args)
+    assert code == 2 and out == ""
+    assert message in err
+    code, out, _ = zasync_cli("settings", "--json")
+    (queue,) = json.loads(out)["queues"]
+    assert queue["quotas"] == [{"name": "default", "size": 1, "active": 0}]
+    assert queue["default_agent_size"]["source"] == "built-in default"
+
+
+# -- mode -------------------------------------------------------------------
+
+
+def test_mode_show_and_set(database, zasync_cli):
+    with database() as queues:
+        pending = queues[""].put(zasync.Job(jobfuncs.add, 1, 1)).id
+    code, out, err = zasync_cli("mode", "show")
+    assert (code, err) == (0, "")
+    assert out.startswith("no mode recorded")
+
+    code, out, err = zasync_cli("mode", "set", "single-db")
+    assert (code, err) == (0, "")
+    assert out.startswith("recorded: the queues live in the main database")
+    code, out, _ = zasync_cli("mode", "show", "--json")
+    data = json.loads(out)
+    assert data["mode"] == "single-db" and data["recorded"]["database"] is None
+    assert data["recorded"]["recorded_by"].startswith("zasync mode set (user ")
+
+    # Leaving jobs behind in the old place is refused, unless forced.
+    code, out, err = zasync_cli("mode", "set", "multi-db")
+    assert code == 2
+    assert "1 jobs are pending or running in the queues of the main database" in err
+    code, out, err = zasync_cli("mode", "set", "multi-db", "--name", "jobs", "--force")
+    assert (code, err) == (0, "")
+    assert "the database 'jobs' (multi-database mode) (was the main database" in out
+    code, out, _ = zasync_cli("mode", "show")
+    assert out.startswith("the queues live in the database 'jobs'")
+    assert "the main database has queues too" in out
+    with database() as queues:
+        assert queues.find_job(pending) is not None  # nothing was moved

@@ -1,8 +1,9 @@
 """Operations on the queues of a database: what an operator needs.
 
 This is what the ``zasync status``, ``jobs``, ``job``, ``retry``,
-``cancel`` and ``prune`` commands do, without any command-line parsing, so
-that Python code (a script, a Zope control panel) can do the same.
+``cancel``, ``prune``, ``settings``, ``quota``, ``agents`` and ``mode``
+commands do, without any command-line parsing, so that Python code (a
+script, a Zope control panel) can do the same.
 
 Reading functions take an IQueues (see :func:`read_queues`) and return
 plain data: dicts and lists of str, int, float, bool, None and aware UTC
@@ -11,6 +12,17 @@ the caller's current transaction (commit it, or use :func:`in_transaction`,
 which retries conflicts); :func:`prune` runs transactions of its own, a
 batch at a time. Anything that cannot be done as asked raises
 :class:`AdminError`, whose message says why and what to do instead.
+
+Job ids are ints here. They have 18 digits, more than a JSON number keeps
+in JavaScript or jq (2**53): :func:`for_json` makes data ready for JSON,
+with ids as strings.
+
+Cluster-wide settings live with the queues, so every process and every
+site of the database sees the same: the size of each quota (the quota
+itself), and the agent sizes of dispatchers (see zasync.registry):
+:func:`settings_report` shows them with where each comes from;
+:func:`set_quota_size` and :func:`set_agent_size` change them in the
+current transaction.
 """
 
 import dataclasses
@@ -28,6 +40,13 @@ from zasync import clock
 from zasync.failure import Failure, failure_from
 from zasync.job import CallableNotFound, Job
 from zasync.queue import _TIME_MASK, DEFAULT_QUEUE, ROOT_KEY
+from zasync.registry import (
+    DEFAULT_AGENT_SIZE,
+    FROM_BUILT_IN,
+    FROM_QUEUE_DEFAULT,
+    agent_settings,
+    configured_agent_size,
+)
 from zasync.runner import POSTPONE, abort
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 from zasync.transact import in_own_transaction, pause
@@ -41,7 +60,9 @@ __all__ = [
     "STATUS_FILTERS",
     "cancel_job",
     "describe_job",
+    "describe_location",
     "find_jobs",
+    "for_json",
     "format_duration",
     "get_job",
     "in_transaction",
@@ -51,9 +72,14 @@ __all__ = [
     "prune",
     "queue_label",
     "queue_name",
+    "queues_location",
     "read_queues",
+    "record_queues_location",
     "retry_job",
     "select_queues",
+    "set_agent_size",
+    "set_quota_size",
+    "settings_report",
     "status_report",
 ]
 
@@ -100,6 +126,35 @@ class JobCancelled(Exception):
 
 # -- small parsers and formatters -------------------------------------------
 
+#: The largest integer a JSON number keeps exactly in JavaScript and jq.
+JSON_SAFE_INTEGER = 2**53 - 1
+#: Keys whose values are job ids, which for_json turns into strings.
+JOB_ID_KEYS = frozenset({"id", "retry_of"})
+
+
+def for_json(data):
+    """A copy of plain ``data`` (what this module returns) ready for
+    ``json.dumps``: job ids (the values of the keys in JOB_ID_KEYS) become
+    strings, which JavaScript and jq would otherwise round; datetimes
+    become ISO 8601 text, timedeltas seconds."""
+
+    def convert(value, key=None):
+        if isinstance(value, dict):
+            return {k: convert(v, k) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if key in JOB_ID_KEYS and is_int:
+            return str(value)
+        if isinstance(value, datetime.datetime):
+            return value.isoformat()
+        if isinstance(value, datetime.timedelta):
+            return value.total_seconds()
+        return value
+
+    return convert(data)
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -144,10 +199,15 @@ def format_duration(delta):
 
 
 def parse_job_id(text):
-    """A job id (an int) from text; ValueError saying what ids look like."""
+    """A job id (an int) from text; ValueError saying what ids look like.
+
+    The id may be quoted as JSON gives it (``"244851019106319317"``, what
+    ``jq`` prints without ``-r``)."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text
     compact = str(text).strip()
+    if len(compact) > 2 and compact[0] == compact[-1] and compact[0] in "\"'":
+        compact = compact[1:-1].strip()
     if not compact.isdigit() or not compact.isascii():
         raise ValueError(
             f"{text!r} is not a job id: ids are whole numbers, as "
@@ -221,9 +281,17 @@ def get_job(queues, job_id):
         raise AdminError(str(exc)) from None
     job = queues.find_job(job_id)
     if job is None:
+        rounded = ""
+        # An id that a double holds exactly is likely one that went through
+        # a double (few 18-digit ids do).
+        if job_id > JSON_SAFE_INTEGER and int(float(job_id)) == job_id:
+            rounded = (
+                "; if the id went through jq or JavaScript as a number, it "
+                "was rounded: take the id as text, as --json prints it"
+            )
         raise JobNotFound(
             f"no job {job_id} in any queue (it may have been pruned; "
-            f"'zasync jobs' lists the jobs there are)"
+            f"'zasync jobs' lists the jobs there are{rounded})"
         )
     return job
 
@@ -415,7 +483,7 @@ def find_jobs(
     matches = _callable_matcher(callable)
     found = []
     for job in _candidates(selected, status, older_cutoff, newer_cutoff):
-        if not matches(job.callable_name):
+        if job.internal or not matches(job.callable_name):
             continue
         when = _age_time(job)
         if older_cutoff is not None and (when is None or when >= older_cutoff):
@@ -508,7 +576,7 @@ def describe_job(job, full=False):
         ),
         "role": job.role,
         "parent": None if job.parent is None else _related(job.parent),
-        "callbacks": [_related(callback) for callback in job.callbacks],
+        "callbacks": [_related(cb) for cb in job.callbacks if not cb.internal],
         "children": [_related(child) for child in getattr(job, "children", ())],
         "retry_of": own_annotations.get(RETRY_OF),
         "annotations": {
@@ -580,6 +648,7 @@ def _copy_job(job, environment):
     copy = type(job)(func, *job.args, **dict(job.kwargs))
     copy.retry_policy = job._retry_policy
     copy.quota_names = tuple(job.quota_names)
+    copy.internal = job.internal
     if environment is not None:
         copy.environment = environment
     for callback in job.callbacks:
@@ -863,3 +932,265 @@ def prune(
     finally:
         abort(tm)
         conn.close()
+
+
+# -- cluster-wide settings --------------------------------------------------
+
+
+def settings_report(queues, queue=None, now=None):
+    """The cluster-wide settings in force, as a dict: for each queue (or
+    the one named ``queue``) its quotas, the default agent size, each
+    registered dispatcher's agent size with where it comes from, and the
+    sizes set for dispatchers that are not registered now.
+
+    A dispatcher's ``source`` is where its size comes from: its process
+    (``"zope.conf"``, ``"command line"``, ``"agent_size argument"``; then
+    ``follows_settings`` is False and a size set for it in the database is
+    not in force), ``"dispatcher setting"``, ``"cluster default"`` or
+    ``"built-in default"`` (see zasync.registry).
+    """
+    now = now or clock.utcnow()
+    return {
+        "time": now,
+        "queues": [_queue_settings(q, now) for q in select_queues(queues, queue)],
+    }
+
+
+def _queue_settings(queue, now):
+    settings = queue.agent_settings
+    default = None if settings is None else settings.default_size
+    own = {} if settings is None else settings.dispatcher_sizes()
+    dispatchers = []
+    for uuid, record in queue.dispatchers.items():
+        agent = record.agents.get("main")
+        configured, configured_source = configured_agent_size(queue, uuid)
+        explicit = record.agent_size_source
+        dispatchers.append(
+            {
+                "uuid": uuid,
+                "host": record.host,
+                "pid": record.pid,
+                "alive": not record.is_dead(now),
+                "size": agent.size if agent is not None else configured,
+                "source": explicit or configured_source,
+                "follows_settings": explicit is None,
+                "setting": own.get(uuid),
+            }
+        )
+    return {
+        "name": queue.name,
+        "label": queue_label(queue.name),
+        "quotas": [
+            {"name": quota.name, "size": quota.size, "active": len(quota)}
+            for quota in queue.quotas.values()
+        ],
+        "default_agent_size": {
+            "size": DEFAULT_AGENT_SIZE if default is None else default,
+            "source": FROM_BUILT_IN if default is None else FROM_QUEUE_DEFAULT,
+        },
+        "dispatchers": dispatchers,
+        "unregistered_settings": [
+            {"uuid": uuid, "size": size}
+            for uuid, size in sorted(own.items())
+            if uuid not in queue.dispatchers
+        ],
+    }
+
+
+def _size(value, what):
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise AdminError(f"{what} must be a whole number of 0 or more, not {value!r}")
+    return value
+
+
+def _one_queue(queues, queue):
+    return select_queues(queues, DEFAULT_QUEUE if queue is None else queue)[0]
+
+
+def set_quota_size(queues, name, size, queue=None):
+    """Set the size of quota ``name`` in ``queue`` (default: the default
+    queue), creating the quota if missing; 0 pauses the jobs naming it.
+    Every dispatcher of the cluster follows at its next claim. Works in the
+    current transaction; returns ``{"queue", "quota", "size", "was"}``
+    (``was``: the size before, None if the quota was created)."""
+    size = _size(size, "a quota size")
+    if not isinstance(name, str) or not name.strip():
+        raise AdminError(f"a quota name must be a non-empty text, not {name!r}")
+    target = _one_queue(queues, queue)
+    quota = target.quotas.get(name)
+    was = None if quota is None else quota.size
+    if quota is None:
+        target.quotas.create(name, size=size)
+    elif quota.size != size:
+        quota.size = size
+    log.info(
+        "queue %r: quota %r size %s (was %s)", queue_label(target.name), name, size, was
+    )
+    return {"queue": queue_label(target.name), "quota": name, "size": size, "was": was}
+
+
+def _dispatcher_uuid(queue, text):
+    """The UUID of a dispatcher of ``queue`` (registered, or with a size of
+    its own) that ``text`` names in full or by a unique prefix."""
+    settings = queue.agent_settings
+    known = set(queue.dispatchers.keys())
+    if settings is not None:
+        known.update(settings.dispatcher_sizes())
+    wanted = str(text).strip().lower()
+    if wanted in known:
+        return wanted
+    matches = sorted(uuid for uuid in known if uuid.startswith(wanted))
+    label = queue_label(queue.name)
+    if len(matches) == 1 and len(wanted) >= 4:
+        return matches[0]
+    if len(matches) > 1:
+        raise AdminError(
+            f"{text!r} names several dispatchers of queue {label!r} "
+            f"({', '.join(matches)}); give more of the UUID"
+        )
+    raise AdminError(
+        f"no dispatcher {text!r} serves queue {label!r}; 'zasync settings' "
+        f"lists the dispatchers (by UUID) and their agent sizes"
+    )
+
+
+def set_agent_size(queues, size, queue=None, dispatcher=None):
+    """Set the agent size, cluster-wide, in ``queue`` (default: the
+    default queue): of every dispatcher (``dispatcher`` None: the queue's
+    default agent size) or of the one whose UUID (or a unique prefix of it)
+    ``dispatcher`` gives. ``size`` None unsets it: the dispatchers then
+    follow the queue's default, or the built-in default.
+
+    Dispatchers whose process sets its size explicitly (zope.conf
+    ``threads``, ``zasync worker --agent-size``) keep it: for one of them
+    AdminError says so, as the setting would not be in force. The others
+    are resized at once, and the setting stays in force when they restart.
+    Works in the current transaction; returns ``{"queue", "dispatcher",
+    "size", "was", "resized", "overridden"}``: the dispatchers whose agents
+    now have another size (``{"uuid", "size"}``) and those that keep the
+    size of their process (``{"uuid", "size", "source"}``).
+    """
+    if size is not None:
+        size = _size(size, "an agent size")
+    target = _one_queue(queues, queue)
+    label = queue_label(target.name)
+    uuid = None
+    if dispatcher is not None:
+        uuid = _dispatcher_uuid(target, dispatcher)
+        record = target.dispatchers.get(uuid)
+        if record is not None and record.agent_size_source is not None:
+            agent = record.agents.get("main")
+            raise AdminError(
+                f"dispatcher {uuid} ({record.host}:{record.pid}) takes its "
+                f"agent size ({agent.size if agent else '?'} threads) from its "
+                f"{record.agent_size_source}, which wins over a setting in the "
+                f"database; change it there ({_where_to_change(record)}) and "
+                f"restart that process"
+            )
+        if record is None and size is not None:
+            raise AdminError(
+                f"dispatcher {uuid} does not serve queue {label!r} now; set its "
+                f"size while it runs (sizes it had are kept when it restarts)"
+            )
+    settings = agent_settings(target) if size is not None else target.agent_settings
+    was = None
+    if settings is not None:
+        if uuid is None:
+            was = settings.default_size
+            settings.default_size = size
+        else:
+            was = settings.dispatcher_size(uuid)
+            settings.set_dispatcher_size(uuid, size)
+    resized, overridden = [], []
+    for record_uuid, record in target.dispatchers.items():
+        agent = record.agents.get("main")
+        if agent is None:
+            continue
+        if record.agent_size_source is not None:
+            overridden.append(
+                {
+                    "uuid": record_uuid,
+                    "size": agent.size,
+                    "source": record.agent_size_source,
+                }
+            )
+            continue
+        new_size, _ = configured_agent_size(target, record_uuid)
+        if agent.size != new_size:
+            # The dispatcher watches its agent: it takes up the new size at
+            # once (and, on a race with its registration, in its next round).
+            agent.size = new_size
+            resized.append({"uuid": record_uuid, "size": new_size})
+    log.info(
+        "queue %r: agent size of %s set to %s (was %s)",
+        label,
+        f"dispatcher {uuid}" if uuid else "every dispatcher",
+        "unset" if size is None else size,
+        was,
+    )
+    return {
+        "queue": label,
+        "dispatcher": uuid,
+        "size": size,
+        "was": was,
+        "resized": resized,
+        "overridden": overridden,
+    }
+
+
+def _where_to_change(record):
+    source = record.agent_size_source
+    if source == "zope.conf":
+        return "<product-config zasync> threads"
+    if source == "command line":
+        return "zasync worker --agent-size"
+    return "the agent_size argument of zasync.start()"
+
+
+# -- where the queues live ---------------------------------------------------
+
+#: The key of the main database's root that records where the queues of
+#: the cluster live (see queues_location).
+LOCATION_KEY = "zasync.queues_location"
+
+
+def describe_location(database):
+    """How a queues location is named to people."""
+    if database is None:
+        return "the main database (single-database mode)"
+    return f"the database {database!r} (multi-database mode)"
+
+
+def queues_location(connection):
+    """Where the processes of this cluster keep the queues, as recorded in
+    the main database behind ``connection``: ``{"database": None (the main
+    database) or the name of the queues' own database, "recorded_by": text,
+    "recorded": datetime}``, or None if nothing is recorded.
+
+    The first process that starts records it; each one that starts later
+    checks it (zasync.plone.startup), so that a process configured for the
+    other mode stops instead of watching queues nobody else uses."""
+    entry = connection.root().get(LOCATION_KEY)
+    return None if entry is None else dict(entry)
+
+
+def record_queues_location(connection, database, by, now=None):
+    """Record, in the current transaction, that the queues live in
+    ``database`` (None: the main database); ``by`` says who did. Returns
+    what was recorded before (see queues_location), or None."""
+    if database is not None and (not isinstance(database, str) or not database):
+        raise AdminError(f"a database name must be a non-empty text, not {database!r}")
+    before = queues_location(connection)
+    connection.root()[LOCATION_KEY] = {
+        "database": database,
+        "recorded_by": str(by),
+        "recorded": now or clock.utcnow(),
+    }
+    return before
+
+
+def unfinished_jobs(queues):
+    """How many jobs of ``queues`` are pending, claimed or waiting."""
+    return sum(queue.unsettled() for queue in queues.values())

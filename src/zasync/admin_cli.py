@@ -1,11 +1,13 @@
 """The operators' commands of ``zasync``: status, jobs, job, retry, cancel,
-prune.
+prune; settings, quota, agents (cluster-wide settings); mode (where the
+queues live).
 
 Each opens the database named by the usual options (``--zodb-conf`` or
 ``--zope-conf``; no dispatcher is started), does its work with
 :mod:`zasync.admin`, and closes the database. Reads happen in one
 transaction that is aborted; writes in transactions that are retried on
-conflicts. Whatever the person must fix is a CommandError.
+conflicts. Whatever the person must fix is a CommandError. JSON output
+gives job ids as strings (see zasync.admin.for_json).
 """
 
 import argparse
@@ -101,16 +103,10 @@ def _reading(args):
 # -- output -----------------------------------------------------------------
 
 
-def _json_value(value):
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def _print_json(data):
-    print(json.dumps(data, indent=2, default=_json_value))
+    """Print plain data as JSON: job ids as strings (JavaScript and jq round
+    18-digit numbers), times in ISO 8601, durations in seconds."""
+    print(json.dumps(admin.for_json(data), indent=2))
 
 
 def _time(when):
@@ -356,6 +352,18 @@ def _retry(args):
         made_due, job_id, name, label, was_due = admin.in_transaction(
             opened.db, work, opened.database
         )
+    if args.json:
+        _print_json(
+            {
+                "id": job_id,
+                "callable": name,
+                "queue": label,
+                "made_due": made_due,
+                "was_due": was_due,
+                "retry_of": None if made_due else args.id,
+            }
+        )
+        return 0
     if made_due:
         print(
             f"job {job_id} ({name}) in queue {label} is due now; it was due at "
@@ -369,12 +377,12 @@ def _retry(args):
     return 0
 
 
-def _who():
+def _who(command="zasync cancel"):
     try:
         user = getpass.getuser()
     except Exception:
         user = "unknown"
-    return f"zasync cancel (user {user} on {socket.gethostname()})"
+    return f"{command} (user {user} on {socket.gethostname()})"
 
 
 def _cancel(args):
@@ -387,6 +395,11 @@ def _cancel(args):
 
     with _opened(args) as opened:
         callbacks, name, label = admin.in_transaction(opened.db, work, opened.database)
+    if args.json:
+        _print_json(
+            {"id": args.id, "callable": name, "queue": label, "callbacks": callbacks}
+        )
+        return 0
     queued = f"; its {callbacks} callbacks were queued" if callbacks else ""
     print(f"cancelled job {args.id} ({name}) in queue {label}{queued}")
     return 0
@@ -409,6 +422,19 @@ def _prune(args):
             database=opened.database,
             batch_size=args.batch_size,
         )
+    if args.json:
+        _print_json(
+            {
+                "older_than": args.older_than,
+                "failed_older_than": failed_older_than,
+                "dry_run": args.dry_run,
+                "queues": [
+                    {"name": name, "label": admin.queue_label(name), **count}
+                    for name, count in counts.items()
+                ],
+            }
+        )
+        return 0
     verb = "would remove" if args.dry_run else "removed"
     print(
         f"completed jobs that ended over {admin.format_duration(args.older_than)} "
@@ -427,6 +453,388 @@ def _prune(args):
     return 0
 
 
+# -- cluster-wide settings --------------------------------------------------
+
+
+def _threads(size):
+    return f"{size} thread{'' if size == 1 else 's'}"
+
+
+def _settings(args):
+    with _reading(args) as queues:
+        report = admin.settings_report(queues, queue=args.queue)
+    if args.json:
+        _print_json(report)
+        return 0
+    print(
+        f"zasync settings at {report['time']:{TIME_FORMAT}} UTC: cluster-wide, "
+        f"for every process and site of this database"
+    )
+    for queue in report["queues"]:
+        _print_queue_settings(queue)
+    return 0
+
+
+def _print_queue_settings(queue):
+    label = queue["label"]
+    option = "" if label == "default" else f" --queue {label}"
+    print()
+    print(f"queue {label}")
+    if queue["quotas"]:
+        _table(
+            ["QUOTA", "SIZE", "ACTIVE"],
+            [[q["name"], q["size"], q["active"]] for q in queue["quotas"]],
+            indent="  ",
+        )
+    else:
+        print("  quotas: none")
+    default = queue["default_agent_size"]
+    print(
+        f"  default agent size: {_threads(default['size'])} ({default['source']}; "
+        f"'zasync agents set N{option}' changes it)"
+    )
+    rows = []
+    for d in queue["dispatchers"]:
+        source = d["source"]
+        if not d["follows_settings"]:
+            source = f"{source}, wins over the database"
+            if d["setting"] is not None:
+                source += f" (its setting of {d['setting']} is not in force)"
+        rows.append(
+            [
+                d["uuid"],
+                f"{d['host']}:{d['pid']}",
+                "alive" if d["alive"] else "dead",
+                d["size"],
+                source,
+            ]
+        )
+    if rows:
+        _table(["DISPATCHER", "HOST:PID", "STATE", "THREADS", "FROM"], rows, "  ")
+    else:
+        print("  dispatchers: none")
+    for entry in queue["unregistered_settings"]:
+        print(
+            f"  dispatcher {entry['uuid']} (not registered now): "
+            f"{_threads(entry['size'])} when it starts"
+        )
+
+
+def _writing(args, work):
+    with _opened(args) as opened:
+        return admin.in_transaction(opened.db, work, opened.database)
+
+
+def _quota_set(args):
+    done = _writing(
+        args, lambda q: admin.set_quota_size(q, args.name, args.size, args.queue)
+    )
+    if args.json:
+        _print_json(done)
+        return 0
+    paused = " (0: its jobs wait until it grows)" if done["size"] == 0 else ""
+    if done["was"] is None:
+        print(
+            f"created quota {done['quota']} in queue {done['queue']} with size "
+            f"{done['size']}{paused}"
+        )
+    else:
+        print(
+            f"quota {done['quota']} of queue {done['queue']}: size {done['size']} "
+            f"(was {done['was']}){paused}; every dispatcher of the cluster follows "
+            f"at its next claim"
+        )
+    return 0
+
+
+def _agents_set(args, size):
+    done = _writing(
+        args,
+        lambda q: admin.set_agent_size(q, size, args.queue, args.dispatcher),
+    )
+    if args.json:
+        _print_json(done)
+        return 0
+    whose = (
+        f"dispatcher {done['dispatcher']}"
+        if done["dispatcher"]
+        else "every dispatcher that sets none of its own"
+    )
+    was = "unset" if done["was"] is None else done["was"]
+    if size is None:
+        print(f"queue {done['queue']}: agent size of {whose} unset (was {was})")
+    else:
+        print(
+            f"queue {done['queue']}: agent size of {whose} set to {size} (was "
+            f"{was}); kept when dispatchers restart"
+        )
+    for entry in done["resized"]:
+        print(f"  dispatcher {entry['uuid']}: now {_threads(entry['size'])}")
+    for entry in done["overridden"]:
+        print(
+            f"  dispatcher {entry['uuid']}: keeps {_threads(entry['size'])} from "
+            f"its {entry['source']}"
+        )
+    return 0
+
+
+def _non_negative(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return value
+
+
+def _register_settings(commands):
+    settings = commands.add_parser(
+        "settings",
+        help="cluster-wide settings: quota sizes, agent sizes and where they come from",
+        description="The settings every process and every site of this "
+        "database share, as they are in force: the size of each quota, the "
+        "default agent size of each queue, and each dispatcher's agent size "
+        "with where it comes from (its zope.conf or command line, which win, "
+        "or a size set with 'zasync agents set').",
+    )
+    connect.add_database_options(settings)
+    _queue_option(settings, "only this queue ('default': the default queue)")
+    _json_option(settings)
+    settings.set_defaults(run=_settings)
+
+    quota = commands.add_parser(
+        "quota",
+        help="change the size of a quota, cluster-wide",
+        description="Quotas limit how many jobs naming them run at once in "
+        "the whole cluster.",
+    )
+    quota_commands = quota.add_subparsers(dest="action", metavar="ACTION")
+    quota_set = quota_commands.add_parser(
+        "set",
+        help="set the size of a quota (created if missing)",
+        description="Set the size of quota NAME, created if missing; 0 pauses "
+        "the jobs naming it. Every dispatcher follows at its next claim.",
+    )
+    connect.add_database_options(quota_set)
+    quota_set.add_argument("name", metavar="NAME", help="the quota, e.g. default")
+    quota_set.add_argument(
+        "size", type=_non_negative, metavar="SIZE", help="jobs running at once"
+    )
+    _queue_option(quota_set, "the queue (default: the default queue)")
+    _json_option(quota_set)
+    quota_set.set_defaults(run=_quota_set)
+    quota.set_defaults(run=_usage(quota))
+
+    agents = commands.add_parser(
+        "agents",
+        help="change agent sizes (threads per dispatcher), cluster-wide",
+        description="An agent's size is how many jobs of a queue one "
+        "dispatcher runs at once. A dispatcher whose process sets its size "
+        "(zope.conf threads, zasync worker --agent-size) keeps that; the others "
+        "take the size set here, for them or for the queue, also after a "
+        "restart.",
+    )
+    agent_commands = agents.add_subparsers(dest="action", metavar="ACTION")
+    agents_set = agent_commands.add_parser(
+        "set",
+        help="set the agent size of every dispatcher, or of one",
+        description="Set the default agent size of the queue, for every "
+        "dispatcher that sets none of its own, or with --dispatcher the size "
+        "of one dispatcher. Running dispatchers follow at once.",
+    )
+    agents_unset = agent_commands.add_parser(
+        "unset",
+        help="remove a size set with 'agents set'",
+        description="Remove the default agent size of the queue (dispatchers "
+        "then run 3 threads) or, with --dispatcher, the size of one dispatcher "
+        "(it then follows the queue's default).",
+    )
+    for parser in (agents_set, agents_unset):
+        connect.add_database_options(parser)
+        parser.add_argument(
+            "--dispatcher",
+            metavar="UUID",
+            help="one dispatcher, by its UUID or a unique beginning of it "
+            "(see 'zasync settings')",
+        )
+        _queue_option(parser, "the queue (default: the default queue)")
+        _json_option(parser)
+    agents_set.add_argument(
+        "size", type=_non_negative, metavar="SIZE", help="threads (0: claim nothing)"
+    )
+    agents_set.set_defaults(run=lambda args: _agents_set(args, args.size))
+    agents_unset.set_defaults(run=lambda args: _agents_set(args, None))
+    agents.set_defaults(run=_usage(agents))
+
+
+def _usage(parser):
+    def run(args):
+        parser.print_help()
+        return 2
+
+    return run
+
+
+# -- where the queues live ---------------------------------------------------
+
+MODES = ("single-db", "multi-db")
+
+
+def _mode_of(database):
+    return "single-db" if database is None else "multi-db"
+
+
+def _mode_show(args):
+    with _opened_for_mode(args) as opened:
+        tm = transaction.TransactionManager(explicit=True)
+        conn = opened.db.open(transaction_manager=tm)
+        try:
+            tm.begin()
+            recorded = admin.queues_location(conn)
+            in_main = conn.root().get("zasync") is not None
+        finally:
+            abort(tm)
+            conn.close()
+    data = {
+        "recorded": recorded,
+        "mode": None if recorded is None else _mode_of(recorded["database"]),
+        "queues_in_main_database": in_main,
+    }
+    if args.json:
+        _print_json(data)
+        return 0
+    if recorded is None:
+        print(
+            "no mode recorded: the first Zope process with zasync.plone that "
+            "starts records its own"
+        )
+    else:
+        print(
+            f"the queues live in {admin.describe_location(recorded['database'])}, "
+            f"recorded by {recorded['recorded_by']} at "
+            f"{recorded['recorded']:{TIME_FORMAT}} UTC"
+        )
+    if in_main and (recorded is None or recorded["database"] is not None):
+        print("the main database has queues too (of single-database mode)")
+    return 0
+
+
+def _mode_set(args):
+    if args.mode is None and not args.zope_conf:
+        raise connect.CommandError(
+            "say which mode: single-db, or multi-db [--name NAME] (with "
+            "--zope-conf, the mode of that instance is taken when none is given)"
+        )
+    # Booting Zope would refuse a process of the other mode: this command
+    # is how the mode is changed, so it must not be refused.
+    with _opened_for_mode(args) as opened:
+        if args.mode is None:
+            database = opened.database  # the instance's own
+        elif args.mode == "single-db":
+            database = None
+        else:
+            database = args.name
+        by = _who("zasync mode set")
+        tm = transaction.TransactionManager(explicit=True)
+        conn = opened.db.open(transaction_manager=tm)
+        try:
+            tm.begin()
+            before = admin.queues_location(conn)
+            old = None if before is None else before["database"]
+            if before is not None and old != database and not args.force:
+                left = _unfinished_at(conn, opened, old)
+                if left:
+                    raise connect.CommandError(
+                        f"{left} jobs are pending or running in the queues of "
+                        f"{admin.describe_location(old)}; no process would run "
+                        f"them after the switch. Let them finish first (keep "
+                        f"that mode's workers running; 'zasync jobs' lists them), "
+                        f"or pass --force to leave them behind"
+                    )
+            admin.record_queues_location(conn, database, by)
+            tm.commit()
+        finally:
+            abort(tm)
+            conn.close()
+    if args.json:
+        _print_json({"database": database, "mode": _mode_of(database)})
+        return 0
+    was = "" if before is None else f" (was {admin.describe_location(old)})"
+    print(
+        f"recorded: the queues live in {admin.describe_location(database)}{was}; "
+        f"every instance and worker must load the {_mode_of(database)} ZCML files "
+        f"({'single' if database is None else 'multi'}_db_instance.zcml, "
+        f"{'single' if database is None else 'multi'}_db_worker.zcml)"
+    )
+    return 0
+
+
+@contextlib.contextmanager
+def _opened_for_mode(args):
+    overrides = {"check_location": False} if args.zope_conf else None
+    opened = connect.open_from_args(args, overrides=overrides)
+    try:
+        yield opened
+    except admin.AdminError as exc:
+        raise connect.CommandError(str(exc)) from None
+    finally:
+        connect.close(opened)
+
+
+def _unfinished_at(conn, opened, database):
+    """Unfinished jobs in the queues of ``database`` (None: the main one),
+    if this process can open it; 0 if it has no queues or cannot be read."""
+    if database is None:
+        target = conn
+    else:
+        if database not in opened.db.databases:
+            return 0
+        target = conn.get_connection(database)
+    queues = target.root().get("zasync")
+    return 0 if queues is None else admin.unfinished_jobs(queues)
+
+
+def _register_mode(commands):
+    mode = commands.add_parser(
+        "mode",
+        help="where the queues live (single- or multi-database mode)",
+        description="Every process of a Plone cluster must keep the queues in "
+        "the same place: the main database (single_db_*.zcml) or a database "
+        "of their own (multi_db_*.zcml). The first process records the mode "
+        "in the main database and the others check it at start-up.",
+    )
+    mode_commands = mode.add_subparsers(dest="action", metavar="ACTION")
+    show = mode_commands.add_parser("show", help="the recorded mode")
+    connect.add_database_options(show)
+    _json_option(show)
+    show.set_defaults(run=_mode_show)
+    change = mode_commands.add_parser(
+        "set",
+        help="record another mode, after switching every process to it",
+        description="Record where the queues live, after every instance and "
+        "worker was stopped and given the other mode's ZCML file. With "
+        "--zope-conf and no MODE, that instance's mode is recorded.",
+    )
+    connect.add_database_options(change)
+    change.add_argument("mode", nargs="?", choices=MODES, metavar="MODE")
+    change.add_argument(
+        "--name",
+        default="zasync_queues",
+        metavar="NAME",
+        help="multi-db: the queues' database, as zope.conf names it "
+        "(<product-config zasync> database; default: zasync_queues)",
+    )
+    change.add_argument(
+        "--force",
+        action="store_true",
+        help="switch even if jobs are left unfinished in the old place",
+    )
+    _json_option(change)
+    change.set_defaults(run=_mode_set)
+    mode.set_defaults(run=_usage(mode))
+
+
 # -- the parsers ------------------------------------------------------------
 
 
@@ -436,7 +844,9 @@ def _queue_option(parser, help):
 
 def _json_option(parser):
     parser.add_argument(
-        "--json", action="store_true", help="print JSON (times in ISO 8601, UTC)"
+        "--json",
+        action="store_true",
+        help="print JSON (job ids as strings, times in ISO 8601, UTC)",
     )
 
 
@@ -519,6 +929,7 @@ def register(commands):
     )
     connect.add_database_options(retry)
     retry.add_argument("id", type=_job_id, metavar="ID", help="the job's id")
+    _json_option(retry)
     retry.set_defaults(run=_retry)
 
     cancel = commands.add_parser(
@@ -533,6 +944,7 @@ def register(commands):
     cancel.add_argument(
         "--reason", metavar="TEXT", help="why, kept in the job's failure message"
     )
+    _json_option(cancel)
     cancel.set_defaults(run=_cancel)
 
     prune = commands.add_parser(
@@ -571,4 +983,7 @@ def register(commands):
         metavar="N",
         help=f"jobs removed per transaction (default: {admin.PRUNE_BATCH})",
     )
+    _json_option(prune)
     prune.set_defaults(run=_prune)
+    _register_settings(commands)
+    _register_mode(commands)

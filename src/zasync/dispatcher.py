@@ -24,7 +24,12 @@ from zasync import clock as clocklib
 from zasync import signals, wakeup
 from zasync.interfaces import IDispatcher
 from zasync.queue import get_queues
-from zasync.registry import Agent, DispatcherRecord
+from zasync.registry import (
+    Agent,
+    DispatcherRecord,
+    check_agent_size,
+    configured_agent_size,
+)
 from zasync.runner import (
     POSTPONE,
     ClientDisconnected,
@@ -99,7 +104,7 @@ class Dispatcher:
         db,
         uuid=None,
         queues=("",),
-        agent_size=3,
+        agent_size=None,
         agent_filter=None,
         poll_interval=1.0,
         ping_interval=30,
@@ -109,6 +114,7 @@ class Dispatcher:
         prefetch=16,
         prefetch_below=0.05,
         database=None,
+        agent_size_source=None,
     ):
         if isinstance(queues, str):
             queues = (queues,)
@@ -122,7 +128,18 @@ class Dispatcher:
         self.database = database
         self.uuid = dispatcher_uuid(uuid)
         self.queue_names = tuple(queues)
+        # An explicit size wins over the database's settings, and says
+        # where it came from; None follows the settings (zasync.registry).
+        if agent_size is not None:
+            check_agent_size(agent_size)  # refused now, not in the loop
+            agent_size_source = agent_size_source or "agent_size argument"
+        else:
+            agent_size_source = None
         self.agent_size = agent_size
+        self.agent_size_source = agent_size_source
+        # {queue name: (size, source)} of the agents as registered and
+        # followed since; read by other threads for display only.
+        self.agent_sizes = {}
         self.agent_filter = agent_filter
         self.poll_interval = poll_interval
         self.ping_interval = ping_interval
@@ -198,8 +215,69 @@ class Dispatcher:
             target=self._loop, name=f"zasync-dispatcher-{self.uuid[:8]}", daemon=True
         )
         self._loop_thread.start()
-        log.info("dispatcher %s started for queues %s", self.uuid, self.queue_names)
+        log.info(
+            "dispatcher %s started for queues %s: %s",
+            self.uuid,
+            self.queue_names,
+            self.describe_agent_sizes(),
+        )
         return self
+
+    def describe_agent_sizes(self):
+        """The agents' sizes and where they come from, for a log line:
+        ``3 threads (cluster default)``, or one per queue if they differ."""
+        sizes = dict(self.agent_sizes)
+        if not sizes:
+            return "not registered"
+
+        def text(size, source):
+            return f"{size} thread{'' if size == 1 else 's'} ({source})"
+
+        if len(set(sizes.values())) == 1:
+            return text(*next(iter(sizes.values())))
+        return ", ".join(f"{name!r} {text(*sizes[name])}" for name in sizes)
+
+    def _agent_size_for(self, queue):
+        """(size, source) this dispatcher's agent in ``queue`` should have."""
+        if self.agent_size is not None:
+            return self.agent_size, self.agent_size_source
+        return configured_agent_size(queue, self.uuid)
+
+    def _set_up_agent(self, queue, record):
+        """Give the record's agent the size in force and this process's
+        filter; create it if missing."""
+        size, source = self._agent_size_for(queue)
+        if record.agent_size_source != self.agent_size_source:
+            record.agent_size_source = self.agent_size_source
+        agent = record.agents.get("main")
+        if agent is None:
+            record.agents["main"] = Agent("main", size, self.agent_filter)
+        else:
+            if agent.size != size:
+                agent.size = size
+            if agent.filter is not self.agent_filter:
+                agent.filter = self.agent_filter
+        self.agent_sizes[queue.name] = (size, source)
+
+    def _follow_settings(self, queue, record):
+        """A dispatcher that follows the database's agent settings takes up
+        a change made since it registered (an operator's change also
+        resizes the agents at once; this covers a change that raced with
+        this dispatcher's registration)."""
+        if self.agent_size is not None:
+            return
+        size, source = configured_agent_size(queue, self.uuid)
+        agent = record.agents.get("main")
+        if agent is not None and agent.size != size:
+            agent.size = size
+            log.info(
+                "dispatcher %s: agent of queue %r resized to %d (%s)",
+                self.uuid,
+                queue.name,
+                size,
+                source,
+            )
+        self.agent_sizes[queue.name] = (size, source)
 
     def _register(self, now):
         queues = get_queues(self._conn, self.database)
@@ -229,16 +307,10 @@ class Dispatcher:
                 )
             record.ping_interval = self.ping_interval
             record.death_interval = self.death_interval
-            agent = record.agents.get("main")
-            if agent is None:
-                record.agents["main"] = Agent(
-                    "main", self.agent_size, self.agent_filter
-                )
-            else:
-                # What this process was started with wins over the last run's
-                # settings; changes made while it runs last until it stops.
-                agent.size = self.agent_size
-                agent.filter = self.agent_filter
+            # An explicit size of this process wins; else the size set in
+            # the database (for this UUID, or for the queue) applies, so a
+            # restart keeps an operator's change.
+            self._set_up_agent(queue, record)
             self._forget_long_dead(queue, now)
         # The first round heartbeats and looks for dead peers at once.
         self._last_ping = None
@@ -420,6 +492,7 @@ class Dispatcher:
                 for name in self.queue_names:
                     queue = queues[name]
                     record = queue.dispatchers[self.uuid]
+                    self._follow_settings(queue, record)
                     if audit:
                         self._adopt_unknown(
                             queue, record, finished, now, to_start, to_hold
@@ -556,9 +629,10 @@ class Dispatcher:
         job = self._jobs_connection().get(oid)
         queue.set_aside(job, reason)
         log.error(
-            "job %s (%s) cannot be claimed and was set aside: %s",
+            "job %s (%s) cannot be claimed and was set aside (%s): %s",
             job.id,
             job.callable_name,
+            job.log_context,
             reason,
         )
 
@@ -587,9 +661,7 @@ class Dispatcher:
                 record = queue.dispatchers[self.uuid] = DispatcherRecord(
                     self.uuid, now, self.ping_interval, self.death_interval
                 )
-                record.agents["main"] = Agent(
-                    "main", self.agent_size, self.agent_filter
-                )
+                self._set_up_agent(queue, record)
             if record.dead:  # only then: setting it would rewrite the record
                 record.dead = False
             record.ping(now)
@@ -617,6 +689,8 @@ class Dispatcher:
         quotas (room was made) and our agents (resized)."""
         objects = [queue._pending_count, queue.quotas, *queue.quotas.values()]
         objects.extend(record.agents.values())
+        if queue.agent_settings is not None:  # agent sizes set for the cluster
+            objects.append(queue.agent_settings)
         watched.update(obj._p_oid for obj in objects)
 
     # -- worker threads ----------------------------------------------------
@@ -713,7 +787,7 @@ class Dispatcher:
 def start(
     db,
     poll_interval=1.0,
-    agent_size=3,
+    agent_size=None,
     queues=("",),
     uuid=None,
     agent_filter=None,
@@ -721,16 +795,24 @@ def start(
     death_interval=300,
     clock=clocklib.utcnow,
     database=None,
+    agent_size_source=None,
 ):
     """Start a dispatcher for ``db`` in this process and return it.
 
     Installs the queues (and any named in ``queues``) if missing, registers
-    the dispatcher with an agent of ``agent_size`` threads in each queue, and
-    starts its threads. ``poll_interval`` (seconds) bounds how long an idle
-    dispatcher waits before looking for work it was not woken for (commits
-    in other processes, jobs becoming due); commits in this process wake it
-    at once. ``database`` names the database of a multi-database setup
-    that holds the queues (default: the main one). Stop it with
+    the dispatcher with an agent in each queue, and starts its threads.
+    ``agent_size`` (threads per queue), when given, wins over the sizes set
+    in the database, and ``agent_size_source`` says where it came from (for
+    ``zasync settings``: "zope.conf", "command line"; default "agent_size
+    argument"); without it the agents take the size set in the database
+    for this dispatcher or for the queue (``zasync agents set``), else 3,
+    and follow changes of those settings while they run.
+
+    ``poll_interval`` (seconds) bounds how long an idle dispatcher waits
+    before looking for work it was not woken for (commits in other
+    processes, jobs becoming due); commits in this process wake it at once.
+    ``database`` names the database of a multi-database setup that holds
+    the queues (default: the main one). Stop it with
     ``dispatcher.stop(timeout)``.
     """
     return Dispatcher(
@@ -744,4 +826,5 @@ def start(
         death_interval=death_interval,
         clock=clock,
         database=database,
+        agent_size_source=agent_size_source,
     ).start()

@@ -3,6 +3,7 @@
 import datetime
 import heapq
 import itertools
+import logging
 
 import persistent
 from BTrees.Length import Length
@@ -36,6 +37,8 @@ _TIME_BITS = 52  # microseconds since 1970, good until the year 2112
 _LEVEL_SHIFT = _ID_BITS + _TIME_BITS
 _TIME_MASK = (1 << _TIME_BITS) - 1
 PRIORITY_LIMIT = 2**31 - 1
+
+log = logging.getLogger("zasync.job")
 
 
 def _pending_key(priority, begin_us, job_id):
@@ -131,6 +134,10 @@ class Queue(persistent.Persistent):
         self._live = LOBTree()  # job id -> live annotations
 
     _aside = None
+    #: The agent sizes set for this queue's dispatchers, cluster-wide
+    #: (zasync.registry.AgentSettings), or None until one is set: see
+    #: zasync.registry.agent_settings().
+    agent_settings = None
 
     def __repr__(self):
         return f"<Queue {self.name!r} pending={len(self)}>"
@@ -612,6 +619,14 @@ class Queue(persistent.Persistent):
                     )
                 )
                 job.ended = now
+                log.error(
+                    "job %s (%s) failed: interrupted %d times (%s): %s",
+                    job.id,
+                    job.callable_name,
+                    job.interruptions,
+                    job.log_context,
+                    job.result,
+                )
                 job.queue_pending_callbacks(self, now)
             else:
                 job.begin_after = now + delay

@@ -1,4 +1,23 @@
-"""What a queue knows of the dispatchers serving it: heartbeats and agents."""
+"""What a queue knows of the dispatchers serving it: heartbeats, agents,
+and the agent sizes set for the whole cluster.
+
+How many threads a dispatcher's agent has in a queue is decided, in this
+order, by:
+
+1. the dispatcher's own process, when it sets its size explicitly
+   (``zasync.start(agent_size=N)``, ``zasync worker --agent-size N``,
+   ``<product-config zasync> threads N``): the process wins, and its record
+   says where the size came from (``agent_size_source``);
+2. a size set in the database for that dispatcher (its UUID) in that queue;
+3. the queue's default agent size, set in the database for every
+   dispatcher of the cluster;
+4. DEFAULT_AGENT_SIZE.
+
+The settings of 2 and 3 are kept in the queue's AgentSettings, apart from
+the dispatcher records, so that they outlive a dispatcher's clean stop
+(which removes its record) and its restart: a restarted dispatcher reads
+them again when it registers.
+"""
 
 import os
 import socket
@@ -6,11 +25,27 @@ import socket
 import persistent
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree
-from zope.interface import implementer
+from zope.interface import Attribute, Interface, implementer
 
 from zasync import clock
 from zasync.interfaces import IAgent, IDispatcherRecord
 from zasync.storable import check_callable
+
+#: The agent size of a dispatcher that neither its process nor the
+#: database gives one.
+DEFAULT_AGENT_SIZE = 3
+
+#: Where an agent's size comes from, when not from its process (whose
+#: records name the source themselves: "zope.conf", "command line", ...).
+FROM_DISPATCHER_SETTING = "dispatcher setting"
+FROM_QUEUE_DEFAULT = "cluster default"
+FROM_BUILT_IN = "built-in default"
+
+
+def check_agent_size(value, what="agent size"):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} must be a whole number >= 0, not {value!r}")
+    return value
 
 
 @implementer(IAgent)
@@ -30,9 +65,7 @@ class Agent(persistent.Persistent):
 
     @size.setter
     def size(self, value):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"agent size must be a whole number >= 0, not {value!r}")
-        self._size = value
+        self._size = check_agent_size(value)
 
     @property
     def filter(self):
@@ -64,6 +97,10 @@ class DispatcherRecord(persistent.Persistent):
     """See IDispatcherRecord."""
 
     dead = False
+    #: Where the process took its agents' size from when it set it
+    #: explicitly ("zope.conf", "command line", "agent_size argument"), or
+    #: None: the sizes follow the queue's AgentSettings.
+    agent_size_source = None
 
     def __init__(self, uuid, now, ping_interval=30, death_interval=300):
         self.uuid = str(uuid)
@@ -90,3 +127,95 @@ class DispatcherRecord(persistent.Persistent):
 
     def __repr__(self):
         return f"<DispatcherRecord {self.uuid} {self.host}:{self.pid}>"
+
+
+class IAgentSettings(Interface):
+    """The agent sizes set in the database for the dispatchers of one
+    queue, cluster-wide (kept in ``queue.agent_settings``).
+
+    A dispatcher whose process does not set its size explicitly gives its
+    agent in the queue the size ``size_for(uuid)`` returns, when it
+    registers and while it runs (see this module's docstring for the
+    order). Sizes are whole numbers >= 0; 0 makes the dispatcher claim
+    nothing from the queue.
+    """
+
+    default_size = Attribute(
+        "The queue's default agent size for every dispatcher, or None "
+        "(unset: DEFAULT_AGENT_SIZE)."
+    )
+
+    def size_for(uuid):
+        """``(size, source)`` for dispatcher ``uuid`` when its process sets
+        none: its own setting, else the default size, else
+        DEFAULT_AGENT_SIZE; source is FROM_DISPATCHER_SETTING,
+        FROM_QUEUE_DEFAULT or FROM_BUILT_IN."""
+
+    def dispatcher_size(uuid):
+        """The size set for dispatcher ``uuid``, or None."""
+
+    def set_dispatcher_size(uuid, size):
+        """Set (or, with None, unset) the size of dispatcher ``uuid``."""
+
+    def dispatcher_sizes():
+        """``{uuid: size}`` of the dispatchers that have a size of their own."""
+
+
+@implementer(IAgentSettings)
+class AgentSettings(persistent.Persistent):
+    """See IAgentSettings. Written only by operators (rarely), read by
+    every dispatcher of the queue when it registers and heartbeats."""
+
+    def __init__(self):
+        self._default_size = None
+        self._sizes = OOBTree()
+
+    @property
+    def default_size(self):
+        return self._default_size
+
+    @default_size.setter
+    def default_size(self, value):
+        self._default_size = None if value is None else check_agent_size(value)
+
+    def size_for(self, uuid):
+        size = self._sizes.get(str(uuid))
+        if size is not None:
+            return size, FROM_DISPATCHER_SETTING
+        if self._default_size is not None:
+            return self._default_size, FROM_QUEUE_DEFAULT
+        return DEFAULT_AGENT_SIZE, FROM_BUILT_IN
+
+    def dispatcher_size(self, uuid):
+        return self._sizes.get(str(uuid))
+
+    def set_dispatcher_size(self, uuid, size):
+        if size is None:
+            self._sizes.pop(str(uuid), None)
+        else:
+            self._sizes[str(uuid)] = check_agent_size(size)
+
+    def dispatcher_sizes(self):
+        return dict(self._sizes.items())
+
+    def __repr__(self):
+        return f"<AgentSettings default={self._default_size} sizes={len(self._sizes)}>"
+
+
+def configured_agent_size(queue, uuid):
+    """``(size, source)`` that the database gives dispatcher ``uuid`` in
+    ``queue`` (see IAgentSettings.size_for); reads only, so a queue without
+    settings stays unwritten."""
+    settings = getattr(queue, "agent_settings", None)
+    if settings is None:
+        return DEFAULT_AGENT_SIZE, FROM_BUILT_IN
+    return settings.size_for(uuid)
+
+
+def agent_settings(queue):
+    """The queue's AgentSettings, created (in the current transaction) if
+    it has none yet."""
+    settings = getattr(queue, "agent_settings", None)
+    if settings is None:
+        settings = queue.agent_settings = AgentSettings()
+    return settings

@@ -38,8 +38,9 @@ def add_arguments(parser):
         "--agent-size",
         type=_positive_int,
         metavar="N",
-        help="jobs run at once by this worker, per queue (default: 3, or "
-        "<product-config zasync> threads with --zope-conf)",
+        help="jobs run at once by this worker, per queue; wins over the sizes "
+        "set for the cluster with 'zasync agents set' (default: those, else "
+        "3; with --zope-conf, <product-config zasync> threads if set)",
     )
     parser.add_argument(
         "--poll-interval",
@@ -152,19 +153,22 @@ def run(args):
         dispatcher, opened, uuid_file = _start_in_zope(args, uuid_file)
     else:
         opened = connect.open_from_args(args)
+        options = _dispatcher_options(args)
+        if "agent_size" in options:
+            options["agent_size_source"] = "command line"
         dispatcher = zasync.start(
             opened.db,
             uuid=uuid,
             database=opened.database,
-            **_dispatcher_options(args),
+            **options,
         )
     log.info(
-        "%s: dispatcher %s (UUID file %s), queues %s, %d threads each, database %s",
+        "%s: dispatcher %s (UUID file %s), queues %s, %s, database %s",
         READY,
         dispatcher.uuid,
         uuid_file or "none",
         ", ".join(repr(q) for q in dispatcher.queue_names),
-        dispatcher.agent_size,
+        _threads(dispatcher),
         opened.description,
     )
     try:
@@ -193,6 +197,14 @@ def run(args):
             "" if finished else "; unfinished jobs were put back in the queue",
         )
     return 0
+
+
+def _threads(dispatcher):
+    """``3 threads each`` (the agents' sizes in force), or one per queue."""
+    sizes = {name: size for name, (size, _) in dispatcher.agent_sizes.items()}
+    if len(set(sizes.values())) == 1:
+        return f"{next(iter(sizes.values()))} threads each"
+    return "threads " + ", ".join(f"{name!r} {size}" for name, size in sizes.items())
 
 
 def _dispatcher_options(args):
