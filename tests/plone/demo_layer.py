@@ -7,7 +7,9 @@ from zasync.plone.testing import ZASYNC_FIXTURE, ZasyncFunctionalTesting
 
 PASSWORD = "secret-demo-password"
 CONTRIBUTOR = "demo-contributor"
+OTHER_CONTRIBUTOR = "demo-contributor-2"
 MANAGER = "demo-manager"
+SITE_ADMINISTRATOR = "demo-site-administrator"
 MEMBER = "demo-member"
 
 
@@ -18,7 +20,9 @@ class ZasyncDemoFixture(PloneSandboxLayer):
         applyProfile(portal, "zasync.plone:demo")
         users = (
             (CONTRIBUTOR, ["Member", "Contributor"]),
+            (OTHER_CONTRIBUTOR, ["Member", "Contributor"]),
             (MANAGER, ["Member", "Manager"]),
+            (SITE_ADMINISTRATOR, ["Member", "Site Administrator"]),
             (MEMBER, ["Member"]),
         )
         for username, roles in users:

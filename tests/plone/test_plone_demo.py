@@ -1,7 +1,9 @@
 """The browser demo (@@zasync-demo): its jobs through the real dispatcher,
 its pages through the real publisher, its security."""
 
+import datetime
 import json
+import re
 import types
 from urllib.error import HTTPError
 
@@ -11,7 +13,9 @@ from demo_layer import (
     CONTRIBUTOR,
     MANAGER,
     MEMBER,
+    OTHER_CONTRIBUTOR,
     PASSWORD,
+    SITE_ADMINISTRATOR,
     ZASYNC_DEMO_FUNCTIONAL_TESTING,
 )
 from plone.app.testing import login
@@ -352,7 +356,11 @@ def test_page_renders_for_a_manager_and_a_contributor(site):
             form = browser.getForm(id=f"zasync-demo-{form_id}")
             assert form.method.upper() == "POST"
             assert form.getControl(name="_authenticator").value
-        assert "No job was queued from this page yet." in contents
+        empty = {
+            MANAGER: "No job was queued from this page yet.",
+            CONTRIBUTOR: "You have not queued a job from this page yet.",
+        }
+        assert empty[user] in contents
         assert 'id="portal-footer-wrapper"' in contents  # in Plone's main template
     # Looking queues nothing and creates no folder.
     assert demo_folder(site) is None
@@ -467,6 +475,89 @@ def test_json_lists_the_demo_jobs_newest_first_with_their_user(site):
         "Created 1 document titled “Demo document 1”: "
         "/plone/zasync-demo/demo-document-1"
     )
+
+
+def test_each_user_sees_their_own_jobs_and_managers_everyones(site):
+    first = browser_for(site, CONTRIBUTOR)
+    second = browser_for(site, OTHER_CONTRIBUTOR)
+    submit(first, site, "zasync-demo-fail")
+    failed = latest_job(site)
+    submit(second, site, "zasync-demo-create", count="1", title="Second's")
+    created = latest_job(site)
+    # A job of the first user's that stays pending (an hour from now).
+    folder = demo_folder(site)
+    login(site, CONTRIBUTOR)
+    pending = getUtility(IAsyncService).queueJobWithDelay(
+        None,
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+        jobs.count_slowly,
+        folder,
+    )
+    views.remember(folder, pending)
+    transaction.commit()
+    wait_for_result(failed)
+    wait_for_result(created)
+    ids = {job: str(job.id) for job in (failed, created, pending)}
+
+    def shown(browser):
+        """The JSON view's data, and the page (its table apart: the
+        documents' titles show in Plone's navigation too)."""
+        data = read_json(browser, site)
+        browser.open(page_url(site))
+        page = browser.contents
+        table = page[page.index('id="zasync-demo-jobs"') :]
+        table = table[: table.index("</table>")]
+        rows = re.findall(r'data-job-id="(\d+)"', page)
+        assert rows == [info["id"] for info in data["jobs"]]
+        return data, page, table
+
+    data, page, table = shown(first)
+    assert [info["id"] for info in data["jobs"]] == [ids[pending], ids[failed]]
+    assert data["running"] is True
+    assert "raise DemoJobFailed(" in table
+    assert "Second" not in table
+    assert ids[created] not in page
+
+    data, page, table = shown(second)
+    assert [info["id"] for info in data["jobs"]] == [ids[created]]
+    assert {info["user"] for info in data["jobs"]} == {OTHER_CONTRIBUTOR}
+    # Nothing of the first user's jobs: no traceback, no id, not running.
+    assert data["running"] is False
+    assert "DemoJobFailed" not in page and "Traceback" not in table
+    assert ids[failed] not in page and ids[pending] not in page
+    assert "Second" in table
+    assert "Your jobs" in page
+
+    everyone = [ids[pending], ids[created], ids[failed]]
+    for user in (MANAGER, SITE_ADMINISTRATOR):
+        data, page, table = shown(browser_for(site, user))
+        assert [info["id"] for info in data["jobs"]] == everyone, user
+        assert [info["user"] for info in data["jobs"]] == [
+            CONTRIBUTOR,
+            OTHER_CONTRIBUTOR,
+            CONTRIBUTOR,
+        ]
+        assert "raise DemoJobFailed(" in page
+        assert "by everyone" in page
+
+
+def test_job_ids_are_strings_for_javascript(site):
+    browser = browser_for(site, CONTRIBUTOR)
+    submit(browser, site, "zasync-demo-fail")
+    job = latest_job(site)
+    wait_for_result(job)
+    # More than a JavaScript number (or jq) holds exactly.
+    assert job.id > 2**53 and float(job.id) != job.id
+    assert f"Queued job {job.id}:" in browser.contents
+    browser.open(json_url(site))
+    assert f'"id": "{job.id}"' in browser.contents
+    [info] = json.loads(browser.contents)["jobs"]
+    assert info["id"] == str(job.id)
+    browser.open(page_url(site))
+    assert f'data-job-id="{job.id}"' in browser.contents
+    # The page's script takes them as they come: no number parsing.
+    script = browser.contents[browser.contents.index("<script>\n  /* Poll") :]
+    assert "parseInt" not in script and "Number(" not in script
 
 
 def test_the_page_keeps_the_last_jobs_only(site):

@@ -19,5 +19,7 @@ removes the layer again, and with it the views (the demo folder and its
 documents stay: they are the users' content); uninstalling zasync in the
 add-ons control panel runs it too. They need the permission
 *Add portal content* (``cmf.AddPortalContent``): a Contributor, Editor
-or Manager of the site.
+or Manager of the site. Each user sees the jobs they queued; those with
+the permission *zasync: View all demo jobs* (Managers and Site
+Administrators) see everyone's.
 """

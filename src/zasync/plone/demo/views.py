@@ -5,10 +5,18 @@ carries plone.protect's authenticator, and lists the jobs queued from it.
 It finds them through the ids it keeps in an annotation of the demo folder
 (the last :data:`KEEP` of them, newest first), looked up in the queues by
 id: it never scans a queue. A job pruned from its queue is not shown.
+
+Each user sees the jobs they queued themselves (the user recorded in the
+job's environment: the same id in the same user folder): results and
+tracebacks may tell about content of others. Those with the permission
+*zasync: View all demo jobs* on the site (Managers and Site Administrators)
+see everyone's.
 """
 
 import json
 
+from AccessControl import getSecurityManager
+from Acquisition import aq_inner, aq_parent
 from persistent.list import PersistentList
 from plone.protect.authenticator import check, createToken
 from Products.Five import BrowserView
@@ -22,6 +30,7 @@ from plone import api
 from zasync.admin import job_summary
 from zasync.failure import Failure
 from zasync.plone.demo import jobs
+from zasync.plone.demo.permissions import VIEW_ALL_JOBS
 from zasync.plone.interfaces import IAsyncService
 from zasync.status import COMPLETED
 from zasync.storable import callable_name
@@ -94,14 +103,43 @@ def remember(folder, job):
         del ids[:-KEEP]
 
 
-def demo_jobs(folder):
-    """The demo's jobs still in the queues, newest first."""
+def current_queuer():
+    """(user id, path of their user folder) of the current user, as a job
+    queued now records them in its environment; (None, None) for
+    Anonymous."""
+    user = getSecurityManager().getUser()
+    user_id = None if user is None else user.getId()
+    if user_id is None:
+        return None, None
+    folder = aq_parent(aq_inner(user))
+    path = getattr(folder, "getPhysicalPath", None)
+    return user_id, None if path is None else tuple(path())
+
+
+def queued_by(job):
+    """(user id, user folder path) of who queued ``job``, from its
+    environment; (None, None) if it records none."""
+    environment = job.environment
+    path = getattr(environment, "user_folder_path", None)
+    return (
+        getattr(environment, "user_id", None),
+        None if path is None else tuple(path),
+    )
+
+
+def demo_jobs(folder, queuer=None):
+    """The demo's jobs still in the queues, newest first: all of them, or
+    those queued by ``queuer`` (as :func:`current_queuer` gives it)."""
     ids = remembered_ids(folder)
     if not ids:
         return []
     queues = getUtility(IAsyncService).getQueues()
     found = (queues.find_job(job_id) for job_id in reversed(ids))
-    return [job for job in found if job is not None]
+    return [
+        job
+        for job in found
+        if job is not None and (queuer is None or queued_by(job) == queuer)
+    ]
 
 
 # -- what the page and the JSON show of a job ----------------------------------
@@ -194,16 +232,30 @@ class DemoBase(BrowserView):
     def portal(self):
         return api.portal.get()
 
+    def sees_all(self):
+        """May the current user see every user's jobs, or only theirs?"""
+        return bool(getSecurityManager().checkPermission(VIEW_ALL_JOBS, self.portal))
+
     def jobs(self):
+        """The demo jobs the current user may see, as plain data."""
         cached = getattr(self, "_jobs", None)
         if cached is None:
-            cached = self._jobs = [
-                job_info(job) for job in demo_jobs(demo_folder(self.portal))
-            ]
+            queuer = None if self.sees_all() else current_queuer()
+            if queuer == (None, None):  # Anonymous: the views refuse them
+                cached = []
+            else:
+                found = demo_jobs(demo_folder(self.portal), queuer)
+                cached = [job_info(job) for job in found]
+            self._jobs = cached
         return cached
 
     def running(self):
         return any(not info["done"] for info in self.jobs())
+
+    def empty_text(self):
+        if self.sees_all():
+            return "No job was queued from this page yet."
+        return "You have not queued a job from this page yet."
 
 
 class DemoView(DemoBase):
@@ -212,6 +264,7 @@ class DemoView(DemoBase):
     index = ViewPageTemplateFile("templates/demo.pt")
 
     error = None
+    keep = KEEP
     max_documents = jobs.MAX_DOCUMENTS
     slow_steps = SLOW_STEPS
     slow_pause = SLOW_PAUSE
