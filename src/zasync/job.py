@@ -102,6 +102,10 @@ class Job(persistent.Persistent):
     interruptions = 0
     postponements = 0
     quota_names = ()
+    # True for bookkeeping callbacks an application adds to every job (the
+    # Plone layer's event delivery): operators' listings leave them out and
+    # their runs are logged at DEBUG.
+    internal = False
     priority = 0
     unique_key = None
     kwargs = types.MappingProxyType({})  # per job; empty ones are not stored
@@ -213,6 +217,15 @@ class Job(persistent.Persistent):
                 return job.queue
             job = job.parent
         return None
+
+    @property
+    def log_context(self):
+        """Where and as whom the job runs, for log lines: its queue, and its
+        environment's ``str()`` if it has one."""
+        queue = self.home_queue
+        where = "no queue" if queue is None else f"queue {queue.name or 'default'!r}"
+        environment = self.environment
+        return where if environment is None else f"{where}, {environment}"
 
     def live_annotations(self, create=False):
         """The mapping of committed live annotations (may be empty)."""
@@ -361,6 +374,7 @@ class Job(persistent.Persistent):
     # Attributes left out of the stored state while they have their class
     # default: a job is stored several times in its life, so it pays.
     _SPARSE = (
+        "internal",
         "expired",
         "pending_key",
         "unique_key",

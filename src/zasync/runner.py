@@ -337,7 +337,8 @@ class JobRunner:
                 )
                 return CALLBACKS if stored else None
             started = time.perf_counter()
-            log.info("job %s (%s) started", job.id, job.callable_name)
+            level = logging.DEBUG if job.internal else logging.INFO
+            log.log(level, "job %s (%s) started", job.id, job.callable_name)
             commit = _Commit(self, job, claimed)
             try:
                 with local.live_channel(self.live):
@@ -352,14 +353,8 @@ class JobRunner:
             except Exception:
                 failure = Failure()
                 abort(self.tm)
-                log.info(
-                    "job %s (%s) raised in %.3fs: %s",
-                    job.id,
-                    job.callable_name,
-                    time.perf_counter() - started,
-                    failure,
-                )
-                return self._decide(oid, failure, "job_error", claimed)
+                elapsed = time.perf_counter() - started
+                return self._decide(oid, failure, "job_error", claimed, elapsed)
             if commit.transient is not None:
                 abort(self.tm)
                 conflicts += 1
@@ -369,12 +364,15 @@ class JobRunner:
                 continue
             if commit.failure is not None:
                 abort(self.tm)
-                log.warning("job %s could not commit: %s", job.id, commit.failure)
-                return self._decide(oid, commit.failure, "commit_error", claimed)
+                elapsed = time.perf_counter() - started
+                return self._decide(
+                    oid, commit.failure, "commit_error", claimed, elapsed
+                )
             if not commit.committed:
                 return None
             self.dispatcher.count("completed")
-            log.info(
+            log.log(
+                level,
                 "job %s (%s) succeeded in %.3fs",
                 job.id,
                 job.callable_name,
@@ -399,7 +397,8 @@ class JobRunner:
             # that always conflicts is retried forever, but ever more rarely.
             job.postponements += 1
             delay = min(0.05 * 2 ** (job.postponements - 1), MAX_POSTPONEMENT)
-            log.info(
+            # Conflicts are routine under load: DEBUG, not noise.
+            log.debug(
                 "job %s postponed %.2fs after %d transient errors: %s",
                 job.id,
                 delay,
@@ -413,9 +412,13 @@ class JobRunner:
         self._small_transaction(oid, postpone)
         return True
 
-    def _decide(self, oid, failure, kind, final):
-        """Ask the job's retry policy about an error; record its answer."""
+    def _decide(self, oid, failure, kind, final, elapsed=0.0):
+        """Ask the job's retry policy about an error; record its answer.
+
+        A final failure is logged at WARNING (operators' alerts see it), a
+        retry at INFO, each with where and as whom the job ran."""
         outcome = {}
+        what = "raised" if kind == "job_error" else "could not commit"
 
         def record(job):
             if job.role != "callback" and not self._mine(job):
@@ -424,22 +427,38 @@ class JobRunner:
             if delay is None or job.role == "callback":
                 self._set_result(job, failure, self.clock())
                 outcome["status"] = job.status
-                outcome["log"] = ("job %s (%s) failed", job.id, job.callable_name)
+                outcome["log"] = (
+                    logging.WARNING,
+                    "job %s (%s) failed: it %s after %.3fs (%s; attempt %d): %s",
+                    job.id,
+                    job.callable_name,
+                    what,
+                    elapsed,
+                    job.log_context,
+                    job.attempts,
+                    failure,
+                )
             else:
                 job.status = PENDING
                 job.begin_after = self.clock() + delay
                 outcome["log"] = (
-                    "job %s (%s) will be retried in %ss (attempt %d)",
+                    logging.INFO,
+                    "job %s (%s) %s after %.3fs and will be retried in %ss "
+                    "(%s; attempt %d): %s",
                     job.id,
                     job.callable_name,
+                    what,
+                    elapsed,
                     delay.total_seconds(),
+                    job.log_context,
                     job.attempts + 1,
+                    failure,
                 )
 
         stored = self._small_transaction(oid, record, final=final)
         if stored:
             self.dispatcher.count("failed" if "status" in outcome else "retried")
-            log.info(*outcome["log"])
+            log.log(*outcome["log"])
         return outcome.get("status") if stored else None
 
     def _run_callbacks(self, oid, claimed=True):

@@ -89,3 +89,58 @@ def retitle_both(first, second, title):
 
 def check_async():
     return is_async()
+
+
+def identity(context):
+    """Who runs this: name, id, global roles, and whether unrestricted."""
+    from AccessControl.users import UnrestrictedUser
+    from Acquisition import aq_base
+
+    user = getSecurityManager().getUser()
+    return {
+        "name": user.getUserName(),
+        "id": user.getId(),
+        "roles": sorted(user.getRoles()),
+        "unrestricted": isinstance(aq_base(user), UnrestrictedUser),
+        "may_manage": bool(
+            getSecurityManager().checkPermission("Manage portal", context)
+        ),
+    }
+
+
+def add_to_portal(context, id):
+    """Needs rights on the portal root (a Manager's, or an unrestricted one)."""
+    portal = api.portal.get()
+    portal.invokeFactory("Document", id, title=id)
+    return "/".join(portal[id].getPhysicalPath())
+
+
+def where_and_who(result=None):
+    """A callback or handler: who runs it and in which site (or none)."""
+    site = getSite()
+    return {
+        "user": getSecurityManager().getUser().getUserName(),
+        "site": None if site is None else "/".join(site.getPhysicalPath()),
+        "result": type(result).__name__,
+    }
+
+
+def record_outcome(result):
+    """A failure callback: records where and as whom it ran."""
+    facts = where_and_who(result)
+    facts["error"] = result.type_name if hasattr(result, "type_name") else None
+    seen.append(("callback", facts))
+    return facts
+
+
+def url_facts(context):
+    """The URLs code sees: the context's, the portal's and a view's."""
+    portal = api.portal.get()
+    state = context.restrictedTraverse("@@plone_portal_state")
+    return {
+        "context_url": context.absolute_url(),
+        "portal_url": portal.absolute_url(),
+        "portal_url_tool": api.portal.get_tool("portal_url")(),
+        "navigation_root_url": state.navigation_root_url(),
+        "view_url": context.restrictedTraverse("@@plone_context_state").view_url(),
+    }

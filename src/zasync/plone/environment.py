@@ -317,7 +317,8 @@ def capture(site=None):
     user = getSecurityManager().getUser()
     principal = user_folder_path = user_id = None
     if user is not None and is_unrestricted(user):
-        principal = Unrestricted(user.getUserName(), user.getRoles())
+        roles = [r for r in user.getRoles() if r != "Authenticated"]
+        principal = Unrestricted(user.getUserName(), roles)
         user_id = principal.name
     elif not is_anonymous(user):
         principal = Principal.of(user)

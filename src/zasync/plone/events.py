@@ -7,6 +7,7 @@ from zope.event import notify
 
 from zasync import local
 from zasync.failure import Failure
+from zasync.plone.environment import degraded
 from zasync.plone.interfaces import JobFailure, JobSuccess
 
 log = logging.getLogger("zasync.plone")
@@ -19,11 +20,8 @@ def notify_job_event(result):
     writes are aborted); the job's own result is already committed.
     """
     job = local.get_job().parent
-    event = (
-        JobFailure(result, job)
-        if isinstance(result, Failure)
-        else JobSuccess(result, job)
-    )
+    kind = JobFailure if isinstance(result, Failure) else JobSuccess
+    event = kind(result, job, degraded())
     try:
         notify(event)
     except Exception:

@@ -75,10 +75,21 @@ class IJobEvent(Interface):
     transaction of its own, inside the job's site and as the job's user.
     An exception raised by a handler is logged and recorded on that event's
     callback job; it never changes the job's committed result.
+
+    Every outcome reaches the handlers, also when the job's user or site is
+    gone (a job that failed with UserNotFound or SiteNotFound): they then
+    run with the least that still exists, never with more rights: as
+    Anonymous in the site if only the user is gone, as Anonymous without a
+    site if the site is gone; ``degraded`` says why. Failure callbacks
+    (``job.addCallbacks(failure=...)``) run the same way.
     """
 
     object = Attribute("The job's result, or its Failure.")
     job = Attribute("The job (IJob).")
+    degraded = Attribute(
+        "None when the handlers run as the job's user in its site; else a "
+        "text saying what is gone and what they run as instead."
+    )
 
 
 class IJobSuccess(IJobEvent):
@@ -91,9 +102,10 @@ class IJobFailure(IJobEvent):
 
 @implementer(IJobEvent)
 class JobEvent:
-    def __init__(self, object, job):
+    def __init__(self, object, job, degraded=None):
         self.object = object
         self.job = job
+        self.degraded = degraded
 
     def __repr__(self):
         return f"<{type(self).__name__} for {self.job!r}>"

@@ -35,7 +35,8 @@ def as_plone_job(job):
     """Give ``job`` the current site and user, and the callback that fires
     IJobSuccess / IJobFailure."""
     job.environment = env.capture()
-    job.add_callback(notify_job_event)
+    # Bookkeeping, not the user's: operators' listings and logs leave it out.
+    job.add_callback(notify_job_event).internal = True
     return job
 
 
