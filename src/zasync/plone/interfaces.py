@@ -17,11 +17,17 @@ class IAsyncService(Interface):
 
     ``func(context, *args, **kwargs)`` runs in a worker with ``context``
     looked up again from its physical path, inside the site it was queued
-    in (``setSite``), with a request whose URL is the site's public URL, and
-    with the security of the user who queued it: that user, found again in
-    the same user folder, with the roles they have when the job runs. If
-    the site, the object or the user is gone, the job fails with a Failure
-    that says which; it never runs as anybody else or on another object.
+    in (``setSite``), with a request that gives the URLs of the request
+    that queued it (the site's public URL if none did), and with the
+    security of the user who queued it: that account, found again in the
+    same user folder, with the roles it has when the job runs but no global
+    role it did not have when queuing. If the site, the object or the user
+    is gone (or was replaced by another of the same path or id), the job
+    fails with a Failure that says which; it never runs as anybody else,
+    in another site or on another object. An unrestricted identity (a
+    script's ``UnrestrictedUser``) runs the job as itself. The job's
+    transaction commits inside its site, as its user, so the catalog and
+    what else Plone does at commit see what the job did.
 
     Queuing is part of the current transaction: if the request aborts, no
     job exists. Every method returns the queued IJob (``addCallback`` and
