@@ -3,6 +3,7 @@ its pages through the real publisher, its security."""
 
 import datetime
 import json
+import os
 import re
 import types
 from urllib.error import HTTPError
@@ -19,6 +20,7 @@ from demo_layer import (
     ZASYNC_DEMO_FUNCTIONAL_TESTING,
 )
 from plone.app.testing import login
+from plone.app.textfield.value import RichTextValue
 from plone.base.utils import get_installer
 from plone.browserlayer.utils import registered_layers
 from plone.testing.zope import Browser
@@ -28,6 +30,7 @@ from zope.component import getUtility
 
 from plone import api
 from zasync.failure import Failure
+from zasync.plone import site as serve_site
 from zasync.plone.demo import jobs, views
 from zasync.plone.demo.interfaces import IZasyncDemoLayer
 from zasync.plone.interfaces import IAsyncService, IZasyncLayer
@@ -566,3 +569,57 @@ def test_the_page_keeps_the_last_jobs_only(site):
     for job_id in range(views.KEEP + 5):
         views.remember(folder, types.SimpleNamespace(id=job_id))
     assert views.remembered_ids(folder) == list(range(5, views.KEEP + 5))
+
+
+# -- the front page of the site zasync serve makes --------------------------------
+
+
+def blank_front_page(site):
+    """The front page as ``zasync serve`` left it before it wrote one."""
+    transaction.begin()
+    site.title = serve_site.SITE_TITLE
+    site.description = ""
+    site.text = None
+
+
+def test_front_page_says_what_the_site_is_and_links_the_demo(site):
+    blank_front_page(site)
+    assert serve_site.ensure_front_page(site)
+    transaction.commit()
+
+    anonymous = browser_for(site)
+    anonymous.open(site.absolute_url())
+    text = " ".join(anonymous.contents.split())
+    assert "This is a Plone site with <strong>zasync</strong>" in text
+    assert "runs the dispatcher that executes the jobs" in text
+    assert serve_site.FRONT_PAGE_DESCRIPTION in text
+    assert "<code>make docs</code>" in text and "docs/quickstart.md" in text
+    # The checkout's docs, where this test runs from.
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    assert f"<code>{os.path.join(repo, 'docs')}</code>" in text
+    # The link to the demo is the site's own URL, wherever it is served.
+    link = anonymous.getLink("Open the zasync demo")
+    assert link.url == page_url(site)
+    contributor = browser_for(site, CONTRIBUTOR)
+    contributor.open(link.url)
+    assert "zasync demo: background jobs" in contributor.contents
+
+    # Written once: the next start leaves it alone.
+    written = site.text.raw
+    assert not serve_site.ensure_front_page(site)
+    assert site.text.raw == written
+
+
+@pytest.mark.parametrize("edit", ["title", "description", "text"])
+def test_front_page_a_user_wrote_is_kept(site, edit):
+    blank_front_page(site)
+    if edit == "title":
+        site.title = "Our intranet"
+    elif edit == "description":
+        site.description = "Ours"
+    else:
+        site.text = RichTextValue("<p>Our own words</p>", "text/html", "text/html")
+    before = (site.title, site.description, site.text)
+    assert not serve_site.front_page_is_blank(site)
+    assert not serve_site.ensure_front_page(site)
+    assert (site.title, site.description, site.text) == before

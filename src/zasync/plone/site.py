@@ -6,6 +6,7 @@ does nothing when what it makes exists already.
 """
 
 import contextlib
+import html
 import logging
 import os
 import secrets
@@ -17,6 +18,14 @@ log = logging.getLogger("zasync.plone")
 #: Environment variable with the admin password (else one is generated).
 PASSWORD_ENVIRONMENT = "ZASYNC_ADMIN_PASSWORD"
 ADMIN = "admin"
+
+#: The title of the site ``zasync serve`` makes.
+SITE_TITLE = "zasync demo"
+#: The description its front page gets.
+FRONT_PAGE_DESCRIPTION = (
+    "A Plone site with zasync, made by zasync serve: background jobs that "
+    "run as the user who queued them, in this very process."
+)
 
 #: The profiles of a Classic UI site, as Plone's "Create a Plone site" form
 #: installs them, then zasync and its browser demo.
@@ -96,9 +105,12 @@ def _available_profiles():
     return [p for p in PROFILES if p in known]
 
 
-def ensure_site(site_id="Plone", title="zasync demo", user=ADMIN):
+def ensure_site(site_id="Plone", title=SITE_TITLE, user=ADMIN):
     """Make sure the Zope root has a Plone site ``site_id`` with zasync
-    (and its demo) installed; return True if it was created now."""
+    (and its demo) installed and a front page that says what it is;
+    return True if it was created now. An existing site gets what it
+    lacks: zasync's profiles, and the front page if its own is still the
+    blank one of a site made before (see :func:`ensure_front_page`)."""
     from AccessControl.SecurityManagement import (
         newSecurityManager,
         noSecurityManager,
@@ -110,7 +122,7 @@ def ensure_site(site_id="Plone", title="zasync demo", user=ADMIN):
     try:
         existing = app.get(site_id)
         if existing is not None:
-            _install_missing(existing, app, user)
+            _update_existing(existing, app, user, title)
             return False
         log.info("zasync: creating the Plone site /%s (this takes a minute)", site_id)
         admin = app.acl_users.getUserById(user)
@@ -118,6 +130,7 @@ def ensure_site(site_id="Plone", title="zasync demo", user=ADMIN):
         profiles = _available_profiles()
         site = addPloneSite(app, site_id, title=title, extension_ids=profiles)
         _theme_local_address(site)
+        ensure_front_page(site, title)
         transaction.get().note(
             f"zasync: Plone site {site_id} with {', '.join(profiles)}"
         )
@@ -142,8 +155,10 @@ def _theme_local_address(site):
         registry[key] = [host for host in registry[key] or () if host != "127.0.0.1"]
 
 
-def _install_missing(site, app, user):
-    """A site made before zasync (or its demo) was installed gets them."""
+def _update_existing(site, app, user, title):
+    """A site made before gets zasync's profiles it lacks (made before
+    zasync, or its demo, was installed) and, if its front page is still
+    the blank default, zasync's front page."""
     from AccessControl.SecurityManagement import newSecurityManager
     from zope.component.hooks import setSite
 
@@ -153,13 +168,110 @@ def _install_missing(site, app, user):
         for p in _available_profiles()
         if p.startswith("zasync.") and setup.getLastVersionForProfile(p) == "unknown"
     ]
-    if not missing:
+    if not missing and not front_page_is_blank(site, title):
         return
     admin = app.acl_users.getUserById(user)
     newSecurityManager(None, admin.__of__(app.acl_users))
     setSite(site)
+    done = []
     for profile in missing:
         setup.runAllImportStepsFromProfile(f"profile-{profile}")
-    transaction.get().note(f"zasync: installed {', '.join(missing)}")
+        done.append(profile)
+    if ensure_front_page(site, title):
+        done.append("the front page")
+    transaction.get().note(f"zasync: {', '.join(done)} in /{site.getId()}")
     transaction.commit()
-    log.info("zasync: installed %s in /%s", ", ".join(missing), site.getId())
+    log.info("zasync: updated /%s: %s", site.getId(), ", ".join(done))
+
+
+# -- the front page -------------------------------------------------------------
+
+
+def front_page_is_blank(site, title=SITE_TITLE):
+    """Is the front page (the site root's title, description and text) the
+    untouched default of a site ``ensure_site`` made: its title, and no
+    description or text? Anything else is somebody's own."""
+    text = getattr(site, "text", None)
+    raw = getattr(text, "raw", text) or ""
+    return (
+        site.title == title
+        and not (getattr(site, "description", "") or "").strip()
+        and not raw.strip()
+    )
+
+
+def ensure_front_page(site, title=SITE_TITLE):
+    """Give ``site`` zasync's front page (what the site is, links to the
+    demo and where the documentation is) if its own is still blank (see
+    :func:`front_page_is_blank`); never over what a user wrote. Returns
+    True if it wrote it; the caller commits."""
+    if not front_page_is_blank(site, title):
+        return False
+    from plone.app.textfield.value import RichTextValue
+
+    site.description = FRONT_PAGE_DESCRIPTION
+    site.text = RichTextValue(front_page_html(site), "text/html", "text/x-html-safe")
+    site.reindexObject()
+    log.info("zasync: wrote the front page of /%s", site.getId())
+    return True
+
+
+def _demo_link(site):
+    """The demo's address: its path from the Zope root, which is where
+    ``zasync serve`` serves it. (An internal link by UID is no use here:
+    Plone 6.2 does not resolve the UID of the site root.)"""
+    return "/".join(site.getPhysicalPath()) + "/@@zasync-demo"
+
+
+def _database_text(site):
+    storage = site._p_jar.db().storage
+    name = storage.getName()
+    if isinstance(name, str) and name.endswith(".fs") and os.path.isfile(name):
+        return f"a FileStorage database, <code>{html.escape(name)}</code>"
+    return f"its database ({html.escape(type(storage).__name__)})"
+
+
+def _docs_text():
+    """Where the documentation is: this checkout's docs/ if zasync runs
+    from one, else the source distribution's."""
+    import zasync
+
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(zasync.__file__)))
+    docs = os.path.join(checkout, "docs")
+    if os.path.isfile(os.path.join(docs, "index.md")):
+        where = (
+            f"in <code>{html.escape(docs)}</code> (the <code>docs/</code> "
+            f"directory of the zasync checkout this site runs from)"
+        )
+    else:
+        where = "in the <code>docs/</code> directory of zasync's source"
+    return (
+        f"<p>zasync's documentation is {where}; <code>make docs</code> in the "
+        f"checkout builds it as HTML, <code>docs/_build/html/index.html</code>. "
+        f"Start with <code>README.rst</code>, <code>docs/quickstart.md</code> "
+        f"and <code>docs/plone.md</code> (queueing jobs from your add-on); "
+        f"<code>docs/deployment.md</code> tells how to run zasync in a "
+        f"cluster: ZEO or PostgreSQL, web instances that only queue, worker "
+        f"processes.</p>"
+    )
+
+
+def front_page_html(site):
+    """The text of zasync's front page for ``site``."""
+    return (
+        "<p>This is a Plone site with <strong>zasync</strong>: durable, "
+        "transactional background jobs stored in the ZODB, the Python 3 "
+        "successor of zc.async and plone.app.async.</p>"
+        "<p><code>zasync serve</code> made it, and runs it the embedded way, "
+        "zasync's default for development and small sites: one Zope process "
+        "serves the web pages <em>and</em> runs the dispatcher that executes "
+        f"the jobs, on {_database_text(site)}.</p>"
+        "<h2>The demo</h2>"
+        f'<p><a href="{_demo_link(site)}">Open the zasync demo</a> (log in '
+        "first: it is for users who may add content). Its buttons queue real "
+        "jobs on the folder <code>/zasync-demo</code>: create documents, "
+        "publish them through the workflow, report progress, fail on "
+        "purpose. They run in the background as you, and the page follows "
+        "them as they run.</p>"
+        "<h2>Documentation</h2>" + _docs_text()
+    )
