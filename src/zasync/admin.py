@@ -43,6 +43,7 @@ from zasync.queue import _TIME_MASK, DEFAULT_QUEUE, ROOT_KEY
 from zasync.registry import (
     DEFAULT_AGENT_SIZE,
     FROM_BUILT_IN,
+    FROM_DISPATCHER_SETTING,
     FROM_QUEUE_DEFAULT,
     agent_settings,
     configured_agent_size,
@@ -53,6 +54,10 @@ from zasync.transact import in_own_transaction, pause
 
 __all__ = [
     "AdminError",
+    "DEFAULT_AGENT_SIZE",
+    "FROM_BUILT_IN",
+    "FROM_DISPATCHER_SETTING",
+    "FROM_QUEUE_DEFAULT",
     "JobCancelled",
     "JobNotFound",
     "NoQueues",

@@ -46,7 +46,15 @@ def test_every_key():
         queues=("", "reports"),
         ping_interval=10.0,
         death_interval=60.0,
+        threads_from="zope.conf",
     )
+
+
+def test_threads_left_out_follow_the_cluster():
+    """Without threads the dispatcher takes the agent size set for the
+    cluster (zasync agents set, the control panel): none here."""
+    read = config.process_config({"poll-interval": "0.5"})
+    assert (read.threads, read.threads_from) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -91,11 +99,12 @@ def test_command_line_overrides_win(monkeypatch):
     config.set_overrides(dispatcher=True, threads=7, queues=None)
     read = config.process_config({"threads": "2", "queues": "reports"})
     assert read.dispatcher is True
-    assert read.threads == 7
+    assert (read.threads, read.threads_from) == (7, "command line")
     assert read.queues == ("reports",)  # None leaves zope.conf's value
 
     config.set_overrides()
-    assert config.process_config({"threads": "2"}).threads == 2
+    read = config.process_config({"threads": "2"})
+    assert (read.threads, read.threads_from) == (2, "zope.conf")
 
 
 def test_unknown_override_is_refused():

@@ -5,7 +5,6 @@ import importlib.metadata
 import subprocess
 import sys
 
-import transaction
 from plone.app.testing import SITE_OWNER_NAME, SITE_OWNER_PASSWORD, login
 from plone.browserlayer.utils import registered_layers
 from plone.registry.interfaces import IRegistry
@@ -23,24 +22,18 @@ def queue():
 
 def test_profile_installs_settings_layer_and_quota(portal):
     registry = getUtility(IRegistry)
-    assert registry["zasync.default_quota_size"] == 1
-    assert registry["zasync.agent_size"] == 3
     assert registry["zasync.public_url"] is None
+    # Cluster-wide settings are kept with the queues, not in a site.
+    keys = registry.records.keys()  # noqa: SIM118 - Records is no dict
+    assert sorted(key for key in keys if key.startswith("zasync.")) == [
+        "zasync.public_url"
+    ]
     assert IZasyncLayer in registered_layers()
     assert queue().quotas[DEFAULT_QUOTA].size == 1
-
-
-def test_changing_the_quota_size_applies_to_the_queue_at_once(portal):
-    api.portal.set_registry_record("zasync.default_quota_size", 3)
-    assert queue().quotas[DEFAULT_QUOTA].size == 3
-
-
-def test_changing_the_agent_size_applies_to_running_dispatchers(portal):
-    transaction.commit()  # the layer's dispatcher has registered itself
-    api.portal.set_registry_record("zasync.agent_size", 5)
-    records = list(queue().dispatchers.values())
-    assert records
-    assert {record.agents["main"].size for record in records} == {5}
+    actions = [
+        a.getId() for a in api.portal.get_tool("portal_controlpanel").listActions()
+    ]
+    assert "zasync" in actions
 
 
 def test_uninstall_leaves_no_persistent_registrations(portal):
@@ -64,7 +57,7 @@ def test_uninstall_leaves_no_persistent_registrations(portal):
     assert leftovers == []
     # Installing again works.
     installer.install_product("zasync.plone")
-    assert getUtility(IRegistry)["zasync.default_quota_size"] == 1
+    assert getUtility(IRegistry)["zasync.public_url"] is None
 
 
 def test_addons_control_panel_shows_zasyncs_version(functional_portal):
@@ -121,3 +114,72 @@ def test_engine_imports_nothing_of_zope_or_plone():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- upgrades -----------------------------------------------------------------
+
+
+def make_old_site(portal, quota_size, agent_size):
+    """The site as profile version 1000 left it: the records of the
+    cluster-wide settings in its registry, no zasync control panel."""
+    from plone.registry import Record, field
+
+    registry = getUtility(IRegistry)
+    registry.records["zasync.default_quota_size"] = Record(field.Int(min=1), quota_size)
+    registry.records["zasync.agent_size"] = Record(field.Int(min=1), agent_size)
+    api.portal.get_tool("portal_controlpanel").unregisterConfiglet("zasync")
+    setup = api.portal.get_tool("portal_setup")
+    setup.setLastVersionForProfile("zasync.plone:default", "1000")
+    return setup
+
+
+def upgrade(setup):
+    login(api.portal.get().aq_parent, SITE_OWNER_NAME)
+    assert "1000" in [
+        step["source"][0]
+        for step in setup.listUpgrades("zasync.plone:default")
+        if not isinstance(step, list)
+    ]
+    setup.upgradeProfile("zasync.plone:default")
+    assert setup.getLastVersionForProfile("zasync.plone:default") == ("1001",)
+
+
+def test_upgrade_moves_changed_sizes_to_the_queues(portal):
+    """A site that changed both sizes in its registry: the cluster takes
+    them, the records are gone, the control panel is listed."""
+    setup = make_old_site(portal, quota_size=3, agent_size=6)
+    upgrade(setup)
+    registry = getUtility(IRegistry)
+    assert "zasync.default_quota_size" not in registry.records
+    assert "zasync.agent_size" not in registry.records
+    assert registry["zasync.public_url"] is None
+    assert queue().quotas[DEFAULT_QUOTA].size == 3
+    assert queue().agent_settings.default_size == 6
+    actions = [
+        a.getId() for a in api.portal.get_tool("portal_controlpanel").listActions()
+    ]
+    assert "zasync" in actions
+
+
+def test_upgrade_keeps_what_the_cluster_set_meanwhile(portal):
+    """Another site's upgrade (or an operator) set the cluster's values
+    already: they are the ones in force and stay; unchanged records carry
+    nothing."""
+    from zasync import admin
+
+    queues = getUtility(IAsyncService).getQueues()
+    admin.set_quota_size(queues, DEFAULT_QUOTA, 2)
+    admin.set_agent_size(queues, 4)
+    setup = make_old_site(portal, quota_size=5, agent_size=7)
+    upgrade(setup)
+    assert queue().quotas[DEFAULT_QUOTA].size == 2
+    assert queue().agent_settings.default_size == 4
+    assert "zasync.agent_size" not in getUtility(IRegistry).records
+
+
+def test_upgrade_of_a_site_that_changed_nothing(portal):
+    setup = make_old_site(portal, quota_size=1, agent_size=3)
+    upgrade(setup)
+    assert queue().quotas[DEFAULT_QUOTA].size == 1
+    assert queue().agent_settings is None
+    assert "zasync.default_quota_size" not in getUtility(IRegistry).records

@@ -5,18 +5,22 @@
         threads             3         # worker threads of this process's dispatcher
         poll-interval       1.0       # seconds between polls when idle
         public-url          https://www.example.org
-        default-quota-size  1
+        default-quota-size  1         # the 'default' quota's size when it is created
         dispatcher          on        # force the dispatcher on or off
         queues              default   # queues served, space-separated names
         ping-interval       30        # seconds between heartbeats
         death-interval      300       # heartbeat age at which peers recover its jobs
     </product-config>
 
-Every key is optional. Site-wide settings (the default quota size, the
-threads, the public URL) can also be changed while running, in the
-configuration registry (see IZasyncSettings); the registry wins over
-zope.conf for the public URL, and a registry change is applied to the
-queue at once.
+Every key is optional. ``threads`` given here (or by ``zasync worker
+--agent-size``) wins over the agent sizes set for the whole cluster in the
+database (``zasync agents set``, the zasync control panel), which apply
+to processes that do not set it; ``zasync settings`` shows each
+dispatcher's size and where it comes from. ``default-quota-size`` is the
+size the 'default' quota gets when it is created; after that its size in
+the database is in force (``zasync quota set default N``, the control
+panel). The public URL of a site in its registry (``zasync.public_url``)
+wins over ``public-url``.
 """
 
 import dataclasses
@@ -30,10 +34,16 @@ class ConfigurationError(ValueError):
     """A product-config value that cannot be used."""
 
 
+#: Where a value of ProcessConfig came from.
+FROM_ZOPE_CONF = "zope.conf"
+FROM_COMMAND_LINE = "command line"
+
+
 @dataclasses.dataclass(frozen=True)
 class ProcessConfig:
     database: str = "zasync_queues"
-    threads: int = 3
+    #: None: not set, the dispatcher follows the cluster's agent settings.
+    threads: int | None = None
     poll_interval: float = 1.0
     public_url: str | None = None
     default_quota_size: int | None = None
@@ -41,6 +51,13 @@ class ProcessConfig:
     queues: tuple = ("",)
     ping_interval: float = 30.0
     death_interval: float = 300.0
+    #: Where ``threads`` came from (FROM_ZOPE_CONF, FROM_COMMAND_LINE), or
+    #: None when it is not set.
+    threads_from: str | None = None
+    #: Whether start-up checks that this process keeps the queues where the
+    #: cluster does (see startup.check_queues_location). Only a command line
+    #: turns it off (``zasync mode``, which changes the record).
+    check_location: bool = True
 
 
 # Values a command line sets for this process (``zasync worker
@@ -124,6 +141,7 @@ def process_config(raw=None):
         values["database"] = raw["database"].strip()
     if "threads" in raw:
         values["threads"] = _number(raw, "threads", int, 1)
+        values["threads_from"] = FROM_ZOPE_CONF
     if "poll-interval" in raw:
         values["poll_interval"] = _number(raw, "poll-interval", float, 0.001)
     if raw.get("public-url"):
@@ -154,6 +172,8 @@ def process_config(raw=None):
             {"env": switch}, "env", f"the environment variable {DISPATCHER_ENVIRONMENT}"
         )
     values.update(_overrides)
+    if _overrides.get("threads") is not None:
+        values["threads_from"] = FROM_COMMAND_LINE
     config = ProcessConfig(**values)
     if config.death_interval <= config.ping_interval:
         raise ConfigurationError(

@@ -147,37 +147,25 @@ class IProcessRole(Interface):
 
 
 class IZasyncSettings(Interface):
-    """Site settings, kept in the configuration registry (prefix
-    ``zasync``). Changing them takes effect at once in the whole cluster:
-    they are written to the queue, which every dispatcher reads."""
+    """The settings of one site, kept in its configuration registry (prefix
+    ``zasync``; records ``zasync.<field>``) and edited in the zasync
+    control panel (``@@zasync-controlpanel``).
 
-    default_quota_size = schema.Int(
-        title="Jobs of the 'default' quota that may run at once",
-        description=(
-            "Jobs queued with queueJob() or queueSerialJobs() count against "
-            "the 'default' quota. 1 (the default) runs them one at a time, in "
-            "the order they were queued."
-        ),
-        default=1,
-        min=1,
-        max=1000,
-    )
-
-    agent_size = schema.Int(
-        title="Worker threads per dispatcher for the default queue",
-        description="How many jobs each worker process runs at the same time.",
-        default=3,
-        min=1,
-        max=100,
-    )
+    Only what applies to this site alone is here. What applies to every
+    site of the database and to every worker (the quotas' sizes, the agent
+    sizes) is kept with the queues and shown by ``zasync settings`` and by
+    the control panel; profile version 1001 removed the records
+    ``zasync.default_quota_size`` and ``zasync.agent_size`` that earlier
+    versions kept here, carrying their values over to the queues.
+    """
 
     public_url = schema.URI(
         title="Public URL of this site",
         description=(
             "The URL the site's visitors use, such as https://www.example.org. "
             "Jobs see a request with this URL, so absolute_url() and links in "
-            "e-mails point there. Empty: the URL the site had when the job "
-            "was queued."
+            "e-mails point there. Empty: zope.conf's public-url, else the URL "
+            "the site had when the job was queued."
         ),
         required=False,
     )

@@ -1,16 +1,19 @@
-"""Site settings in the configuration registry, applied to the queue.
+"""Settings: the site's own in its configuration registry, the cluster's
+with the queues.
 
-The records (prefix ``zasync``, see IZasyncSettings) are installed by the
-GenericSetup profile. Changing ``default_quota_size`` or ``agent_size``
-writes the new value to the queue at once, so every dispatcher of the
-cluster follows it at its next claim. A worker started later gets its
-threads from zope.conf (``threads``) again; set it there to keep a change.
+A site keeps what applies to it alone in its registry (prefix ``zasync``,
+see IZasyncSettings): the public URL its jobs see. What applies to every
+site of the database and to every worker is kept with the queues, where
+the dispatchers read it: the size of each quota (the quota itself) and the
+agents' sizes (zasync.registry). ``zasync settings`` and the zasync
+control panel show those; neither is copied into any site's registry, so
+no site can show a value that is not in force.
 """
 
 import logging
 
-from plone.registry.interfaces import IRecordModifiedEvent, IRegistry
-from zope.component import adapter, queryUtility
+from plone.registry.interfaces import IRegistry
+from zope.component import queryUtility
 
 from zasync.plone.config import process_config
 from zasync.plone.interfaces import DEFAULT_QUOTA, IZasyncSettings
@@ -52,50 +55,17 @@ def public_url(site=None):
 
 
 def default_quota_size():
-    """The size the 'default' quota should have."""
-    size = _record("default_quota_size")
-    if size:
-        return size
+    """The size a new 'default' quota gets: zope.conf's
+    ``default-quota-size``, else 1. Once the quota exists, its own size is
+    in force."""
     return process_config().default_quota_size or 1
 
 
 def ensure_quotas(queue, names):
     """Create the quotas in ``names`` that ``queue`` lacks: 'default' with
-    the configured size, others with size 1."""
+    default_quota_size(), others with size 1. Existing quotas keep their
+    size: it is the cluster's setting."""
     for name in names:
         if name not in queue.quotas:
             size = default_quota_size() if name == DEFAULT_QUOTA else 1
             queue.quotas.create(name, size=size)
-
-
-def apply_quota_size(queue, size):
-    quota = queue.quotas.get(DEFAULT_QUOTA)
-    if quota is None:
-        queue.quotas.create(DEFAULT_QUOTA, size=size)
-    elif quota.size != size:
-        quota.size = size
-
-
-def apply_agent_size(queue, size):
-    for record in queue.dispatchers.values():
-        agent = record.agents.get("main")
-        if agent is not None and agent.size != size:
-            agent.size = size
-
-
-@adapter(IZasyncSettings, IRecordModifiedEvent)
-def settings_changed(proxy, event):
-    """Write a changed quota or agent size to the default queue."""
-    name = event.record.fieldName
-    if name not in ("default_quota_size", "agent_size") or not event.newValue:
-        return
-    from zope.component import getUtility
-
-    from zasync.plone.interfaces import IAsyncService
-
-    queue = getUtility(IAsyncService).getQueues()[""]
-    if name == "default_quota_size":
-        apply_quota_size(queue, event.newValue)
-    else:
-        apply_agent_size(queue, event.newValue)
-    log.info("zasync: %s set to %s", name, event.newValue)

@@ -1,9 +1,11 @@
 """Starting and stopping this Zope process's dispatcher.
 
 When Zope has opened its database (IDatabaseOpenedWithRoot), every process
-checks its zasync configuration and makes sure the queues and the
-'default' quota exist; a worker or an embedded process (see roles.py) then
-starts its dispatcher. An instance only queues.
+checks its zasync configuration, checks that it keeps the queues where the
+rest of the cluster does (the main database records it: see
+check_queues_location), and makes sure the queues and the 'default' quota
+exist; a worker or an embedded process (see roles.py) then starts its
+dispatcher. An instance only queues.
 
 Zope 6 under WSGI announces no shutdown, so the dispatcher is stopped when
 its database is closed (``runwsgi`` closes the databases as soon as waitress
@@ -18,12 +20,14 @@ import functools
 import logging
 import os
 import signal
+import socket
 import threading
 
 from zope.component import adapter
 from zope.processlifetime import IDatabaseOpenedWithRoot
 
 import zasync
+from zasync import admin
 from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
 from zasync.plone import roles
 from zasync.plone.config import (
@@ -31,7 +35,7 @@ from zasync.plone.config import (
     process_config,
     product_config_sections,
 )
-from zasync.plone.instance import UUID_FILENAME
+from zasync.plone.instance import UUID_FILENAME, role_zcml
 from zasync.plone.interfaces import DEFAULT_QUOTA
 from zasync.queue import get_queues
 from zasync.transact import in_own_transaction
@@ -60,7 +64,19 @@ def database_opened(event):
     role = roles.current_role()
     database = roles.queues_database(config)
     check_database(event.database, database)
-    prepare_queues(event.database, database, config.default_quota_size or 1)
+    if config.check_location:
+        check_queues_location(event.database, database, config)
+    size = prepare_queues(event.database, database, config.default_quota_size or 1)
+    if config.default_quota_size is not None and size != config.default_quota_size:
+        log.warning(
+            "zasync: zope.conf sets default-quota-size %d, but the %r quota of "
+            "this cluster has size %d, set in the database (zasync quota set, "
+            "the zasync control panel); default-quota-size only applies when "
+            "the quota is created",
+            config.default_quota_size,
+            DEFAULT_QUOTA,
+            size,
+        )
     if not roles.runs_dispatcher(config):
         log.info(
             "zasync: role %s, queues in %s; this process runs no dispatcher",
@@ -123,7 +139,8 @@ def _product_config_names():
 
 
 def prepare_queues(db, database=None, quota_size=1, attempts=20):
-    """Install the queues and the default queue's 'default' quota if missing.
+    """Install the queues and the default queue's 'default' quota (of
+    ``quota_size``) if missing; return the quota's size.
 
     Several processes may start at once: a conflict means another one got
     there first, so try again and find what it made.
@@ -136,8 +153,129 @@ def prepare_queues(db, database=None, quota_size=1, attempts=20):
             log.info(
                 "zasync: created the %r quota (size %d)", DEFAULT_QUOTA, quota_size
             )
+        return queue.quotas[DEFAULT_QUOTA].size
 
-    in_own_transaction(db, install, attempts)
+    return in_own_transaction(db, install, attempts)
+
+
+# -- where the queues live ---------------------------------------------------
+
+
+def _role_file(role=None):
+    """The role ZCML file this process loads, or None (embedded)."""
+    role = role or roles.current_role()
+    if role.name not in ("instance", "worker"):
+        return None
+    return role_zcml(role.name, role.multi_database)
+
+
+def _describe_process(role=None):
+    name = _role_file(role) or "no role file (embedded)"
+    return f"{name} on {socket.gethostname()}:{os.getpid()}"
+
+
+def _in_use(queues):
+    return queues is not None and any(q.jobs(limit=1) for q in queues.values())
+
+
+def _found_location(conn, configured):
+    """Where an earlier zasync, which recorded nothing, kept the queues:
+    None (the main database) or ``configured``, if queues with jobs are
+    there; ``...`` if not found or found in both."""
+    in_main = _in_use(conn.root().get("zasync"))
+    in_own = False
+    if configured in conn.db().databases and configured != conn.db().database_name:
+        in_own = _in_use(conn.get_connection(configured).root().get("zasync"))
+    if in_main == in_own:
+        return ...
+    return None if in_main else configured
+
+
+def check_queues_location(db, database, config=None):
+    """Raise ConfigurationError unless this process keeps the queues where
+    the cluster does: ``database`` (None: the main database) must be what
+    the main database of ``db`` records (see zasync.admin.queues_location).
+    The first process records its own; one that finds queues with jobs left
+    by an earlier zasync, which recorded nothing, takes their place as the
+    record.
+
+    A worker of single-database mode in a multi-database cluster (or the
+    reverse) would otherwise start, make empty queues of its own and never
+    see a job; an instance would queue jobs that no worker runs.
+    """
+    config = config or process_config()
+    by = _describe_process()
+
+    def check(conn):
+        recorded = admin.queues_location(conn)
+        if recorded is None:
+            found = _found_location(conn, config.database)
+            if found is not ... and found != database:
+                where = "queues with jobs were found there"
+                raise ConfigurationError(_mismatch(database, found, where))
+            admin.record_queues_location(conn, database, by)
+            log.info(
+                "zasync: recorded that this cluster keeps its queues in %s",
+                admin.describe_location(database),
+            )
+            return
+        if recorded["database"] != database:
+            when = recorded["recorded"]
+            where = (
+                f"as {recorded['recorded_by']} recorded at {when:%Y-%m-%d %H:%M:%S} UTC"
+            )
+            raise ConfigurationError(_mismatch(database, recorded["database"], where))
+
+    in_own_transaction(db, check)
+
+
+def _mismatch(mine, theirs, where):
+    """The message for a process that keeps the queues in ``mine`` in a
+    cluster that keeps them in ``theirs``: both modes, and the fix."""
+    role = roles.current_role()
+    loaded = _role_file(role)
+    this = loaded or "no role file (an embedded process)"
+    problem = (
+        f"zasync: this process loads {this}, which keeps the queues in "
+        f"{admin.describe_location(mine)}, but this cluster keeps them in "
+        f"{admin.describe_location(theirs)}, {where}. Started like this, it "
+        f"would use queues that no other process of the cluster uses: its jobs "
+        f"would never run, or it would never see one."
+    )
+    if mine is not None and theirs is not None:
+        fix = (
+            f" Both are multi-database mode, with other names: set\n\n"
+            f"    <product-config zasync>\n"
+            f"        database {theirs}\n"
+            f"    </product-config>\n\n"
+            f"in this zope.conf, and mount the database {theirs!r} there as the "
+            f"others do."
+        )
+    else:
+        if role.name in ("instance", "worker"):
+            wanted = role_zcml(role.name, theirs is not None)
+        else:
+            wanted = (
+                f"{role_zcml('instance', theirs is not None)} (a web instance) or "
+                f"{role_zcml('worker', theirs is not None)} (a worker)"
+            )
+        instead = f" instead of {loaded}" if loaded else ""
+        mount = (
+            f" and mount the database {theirs!r} in zope.conf,"
+            if theirs is not None
+            else ""
+        )
+        fix = f" Load {wanted}{instead}{mount} as the other instances and workers do."
+    mode = "single-db" if mine is None else "multi-db"
+    name = "" if mine is None or mine == "zasync_queues" else f" --name {mine}"
+    switch = (
+        f" To move the whole cluster to {admin.describe_location(mine)} on "
+        f"purpose: stop every instance and worker, give each the ZCML file of "
+        f"that mode, then record the new mode once with 'zasync mode set "
+        f"{mode}{name} --zope-conf <a zope.conf of the cluster>' (it refuses "
+        f"while jobs are unfinished in the old place) and start them again."
+    )
+    return problem + fix + switch
 
 
 def dispatcher_uuid():
@@ -196,6 +334,7 @@ def start_dispatcher(db, config=None):
             db,
             poll_interval=config.poll_interval,
             agent_size=config.threads,
+            agent_size_source=config.threads_from,
             uuid=uuid,
             database=database,
             queues=config.queues,
@@ -203,12 +342,13 @@ def start_dispatcher(db, config=None):
             death_interval=config.death_interval,
         )
     _install_hooks(db)
+    sizes = [size for size, _ in _dispatcher.agent_sizes.values()]
     log.info(
-        "zasync: started dispatcher %s (role %s, %d threads, poll interval %ss, "
+        "zasync: started dispatcher %s (role %s, %s threads, poll interval %ss, "
         "queues in %s, UUID file %s)",
         _dispatcher.uuid,
         roles.current_role().name,
-        config.threads,
+        "/".join(str(size) for size in dict.fromkeys(sizes)),
         config.poll_interval,
         _describe(database),
         uuid_file or "none: set ZASYNC_UUID",

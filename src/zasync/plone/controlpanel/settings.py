@@ -1,0 +1,100 @@
+"""What the zasync control panel shows and changes, as plain data.
+
+Two kinds of settings, kept in two places:
+
+- *cluster-wide*, kept with the queues of the default queue (see
+  zasync.admin): the size of each quota, the default agent size, and the
+  agent sizes of single dispatchers. Every site of the database and every
+  worker shares them: a change made in one site's control panel shows in
+  every other's, and ``zasync settings`` shows the same;
+- *this site's*, kept in its registry (IZasyncSettings): the public URL.
+
+:func:`current` reads both, :func:`change` changes both in the current
+transaction; the form (views.py), and a REST ``@controlpanels`` endpoint
+later, only translate.
+"""
+
+from zope.component import getUtility
+
+from zasync import admin
+from zasync.plone import settings as site_settings
+from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
+
+#: ``change()`` leaves a setting alone when given this.
+UNCHANGED = object()
+
+
+def queues():
+    """The IQueues of this site's database (the queues' own in
+    multi-database mode)."""
+    return getUtility(IAsyncService).getQueues()
+
+
+def current():
+    """The settings in force: ``{"cluster": ..., "site": ...}``.
+
+    ``cluster`` is the default queue's part of
+    :func:`zasync.admin.settings_report` (quotas, default agent size,
+    dispatchers with their sizes and where those come from); ``site`` is
+    ``{"public_url": text or None}``.
+    """
+    (queue,) = admin.settings_report(queues(), queue="default")["queues"]
+    queue["quotas"].sort(key=lambda q: (q["name"] != DEFAULT_QUOTA, q["name"]))
+    proxy = site_settings.settings()
+    return {
+        "cluster": queue,
+        "site": {"public_url": None if proxy is None else proxy.public_url},
+    }
+
+
+def change(
+    quotas=None, default_agent_size=UNCHANGED, dispatchers=None, public_url=UNCHANGED
+):
+    """Change settings in the current transaction; returns what changed,
+    as sentences.
+
+    ``quotas`` maps quota names to sizes, ``dispatchers`` dispatcher UUIDs
+    to agent sizes (None: follow the default); ``default_agent_size`` is a
+    size or None (the built-in default), ``public_url`` a URL or None.
+    Only values that differ from those in force are written. Raises
+    AdminError (nothing may then be committed: the caller aborts) if a
+    value cannot be used, for instance a size for a dispatcher whose
+    process sets its own.
+    """
+    done = []
+    found = current()
+    cluster = found["cluster"]
+    target = queues()
+    sizes = {q["name"]: q["size"] for q in cluster["quotas"]}
+    for name, size in (quotas or {}).items():
+        if sizes.get(name) != size:
+            admin.set_quota_size(target, name, size)
+            done.append(f"quota {name!r}: {size} jobs at once (every site)")
+    default = cluster["default_agent_size"]
+    is_set = default["source"] != admin.FROM_BUILT_IN
+    if default_agent_size is not UNCHANGED and (
+        default_agent_size != (default["size"] if is_set else None)
+    ):
+        admin.set_agent_size(target, default_agent_size)
+        shown = "the built-in default" if default_agent_size is None else None
+        done.append(f"default agent size: {shown or default_agent_size} (every site)")
+    by_uuid = {d["uuid"]: d for d in cluster["dispatchers"]}
+    for uuid, size in (dispatchers or {}).items():
+        entry = by_uuid.get(uuid)
+        if entry is not None and not entry["follows_settings"]:
+            continue  # shown, not editable: its process decides
+        if entry is not None and entry["setting"] == size:
+            continue
+        admin.set_agent_size(target, size, dispatcher=uuid)
+        shown = "the default" if size is None else f"{size} threads"
+        done.append(f"dispatcher {uuid}: {shown} (every site)")
+    if public_url is not UNCHANGED and public_url != found["site"]["public_url"]:
+        proxy = site_settings.settings()
+        if proxy is None:
+            raise admin.AdminError(
+                "this site has no zasync settings in its registry: install "
+                "zasync in the add-ons control panel"
+            )
+        proxy.public_url = public_url
+        done.append(f"public URL: {public_url or 'none'} (this site)")
+    return done
