@@ -146,3 +146,39 @@ class Site:
         status, body = self.request("@@zasync-demo-jobs")
         assert status == 200, f"@@zasync-demo-jobs answered {status}: {body[:500]}"
         return json.loads(body)
+
+
+# Run by edit_site_offline in a process of its own: Plone's classes, no Zope.
+_EDIT_SITE = """
+import json, sys
+import transaction, ZODB, ZODB.FileStorage
+from plone.app.textfield.value import RichTextValue
+
+path, site_id, fields = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+db = ZODB.DB(ZODB.FileStorage.FileStorage(path))
+try:
+    conn = db.open()
+    site = conn.root()["Application"][site_id]
+    for name, value in fields.items():
+        if name == "text" and value is not None:
+            value = RichTextValue(value, "text/html", "text/x-html-safe")
+        setattr(site, name, value)
+    transaction.commit()
+finally:
+    db.close()
+"""
+
+
+def edit_site_offline(instance, site_id="Plone", **fields):
+    """Set attributes of the Plone site ``site_id`` in the FileStorage of the
+    stopped instance ``instance``, as an older zasync left them or as a user
+    edited them (``text`` is HTML)."""
+    path = os.path.join(instance, "var", "filestorage", "Data.fs")
+    result = subprocess.run(
+        [sys.executable, "-c", _EDIT_SITE, path, site_id, json.dumps(fields)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -10,7 +10,7 @@ import socket
 import subprocess
 
 import pytest
-from deploy_support import Served, Site, environment, zasync
+from deploy_support import Served, Site, edit_site_offline, environment, zasync
 
 from zasync import processes
 from zasync.connect import wait_until
@@ -54,11 +54,38 @@ def test_first_run_makes_the_instance_user_and_site(first_run, instance):
     status, page = site.request("")
     # Themed with Barceloneta, though reached as 127.0.0.1.
     assert status == 200 and "++theme++barceloneta" in page
+    check_front_page(page, instance, first_run.url)
     # The demo needs a login: anonymous gets no form.
     status, page = site.request("@@zasync-demo", authenticated=False)
     assert 'name="_authenticator"' not in page
     wrong = Site(f"{first_run.url}/Plone", "not-the-password")
     assert 'name="_authenticator"' not in wrong.request("@@zasync-demo")[1]
+
+
+FRONT_PAGE = "This is a Plone site with <strong>zasync</strong>"
+
+
+def check_front_page(page, instance, url):
+    """The front page says what the site is: zasync, embedded (the
+    dispatcher in the web process, on a FileStorage), where the docs are;
+    and links to the demo."""
+    text = " ".join(page.split())
+    assert FRONT_PAGE in text, text[:3000]
+    assert "runs the dispatcher that executes the jobs" in text
+    found = re.search(r"a FileStorage database, <code>([^<]+)</code>", text)
+    assert found, text[:3000]
+    data_fs = os.path.join(instance, "var", "filestorage", "Data.fs")
+    assert os.path.samefile(found.group(1), data_fs)
+    assert "<code>make docs</code>" in text and "docs/quickstart.md" in text
+    link = re.search(r'<a href="([^"]+)"[^>]*>Open the zasync demo</a>', text)
+    assert link, text[:3000]
+    status, demo = Site(url, _password(instance)).request(link.group(1))
+    assert status == 200 and "zasync demo: background jobs" in demo
+
+
+def _password(instance):
+    with open(os.path.join(instance, "var", "admin-password.txt")) as f:
+        return f.read().strip()
 
 
 def _browser(playwright):
@@ -92,6 +119,20 @@ def _queue(page, form, **fields):
     return page.locator(f'tr[data-job-id="{job_id}"]')
 
 
+def _check_job_id(page, row, jobs_url):
+    job_id = row.get_attribute("data-job-id")
+    assert len(job_id) >= 17 and int(job_id) > 2**53, job_id
+    assert row.locator("small").first.inner_text() == job_id
+    ids = page.evaluate(
+        """url => fetch(url, {credentials: "same-origin"})
+               .then(response => response.json())
+               .then(data => data.jobs.map(job => job.id))""",
+        jobs_url,
+    )
+    assert job_id in ids, ids
+    assert all(isinstance(each, str) for each in ids), ids
+
+
 def test_the_demo_in_a_browser(first_run):
     playwright_api = pytest.importorskip("playwright.sync_api")
     password = first_run.password()
@@ -112,6 +153,9 @@ def test_the_demo_in_a_browser(first_run):
             # without reloading the page.
             row = _queue(page, "zasync-demo-create", count="3", title="Browser doc")
             expect(row).to_contain_text("Created 3 documents", timeout=SEEN_TIMEOUT_MS)
+            # The row was redrawn from the JSON view by the page's script,
+            # with the job's id exact (18 digits: no JavaScript number).
+            _check_job_id(page, row, f"{first_run.url}/Plone/@@zasync-demo-jobs")
             paths = re.findall(r"/Plone/zasync-demo/[\w-]+", row.inner_text())
             assert len(paths) == 3
             # Private until published: anonymous cannot see them.
@@ -159,6 +203,9 @@ def test_ctrl_c_stops_and_a_second_run_reuses_everything(first_run, instance, tm
     assert re.search(r"dispatcher \S+ stopped", text), text[-2000:]
     assert "Traceback" not in text.split("zasync serve: ready at")[-1]
 
+    # As a site made before zasync wrote front pages: it gets one now.
+    edit_site_offline(instance, description="", text=None)
+
     again = Served(instance, first_run.port, str(tmp_path / "second.log"))
     try:
         again.wait_for("zasync serve: ready at")
@@ -168,6 +215,9 @@ def test_ctrl_c_stops_and_a_second_run_reuses_everything(first_run, instance, tm
         # The documents of the demo are still there.
         site = Site(f"{again.url}/Plone", password)
         assert "Browser doc" in site.request("zasync-demo")[1]
+        status, page = site.request("")
+        assert status == 200
+        check_front_page(page, instance, again.url)
         assert again.interrupt(signal.SIGTERM) == 0
         assert "zasync serve: stopped" in again.text()
     finally:
@@ -177,6 +227,8 @@ def test_ctrl_c_stops_and_a_second_run_reuses_everything(first_run, instance, tm
 def test_password_from_the_environment(first_run, instance, tmp_path):
     if first_run.process.poll() is None:
         first_run.interrupt()
+    # A front page somebody wrote is theirs: the next start keeps it.
+    edit_site_offline(instance, text="<p>Our own front page</p>")
     env = environment(ZASYNC_ADMIN_PASSWORD="secret from env 42")
     third = Served(instance, first_run.port, str(tmp_path / "third.log"), env=env)
     try:
@@ -187,6 +239,8 @@ def test_password_from_the_environment(first_run, instance, tmp_path):
         assert not os.path.exists(os.path.join(instance, "var", "admin-password.txt"))
         site = Site(f"{third.url}/Plone", "secret from env 42")
         assert 'name="_authenticator"' in site.request("@@zasync-demo")[1]
+        page = site.request("")[1]
+        assert "Our own front page" in page and FRONT_PAGE not in page
         # Ctrl-C twice, as an impatient person does: still a clean stop.
         third.process.send_signal(signal.SIGINT)
         assert third.interrupt() == 0
