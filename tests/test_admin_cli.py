@@ -665,6 +665,6 @@ def test_mode_show_and_set(database, zasync_cli):
     assert "the database 'jobs' (multi-database mode) (was the main database" in out
     code, out, _ = zasync_cli("mode", "show")
     assert out.startswith("the queues live in the database 'jobs'")
-    assert "the main database has queues too" in out
+    assert "the main database holds queues too" in out
     with database() as queues:
         assert queues.find_job(pending) is not None  # nothing was moved

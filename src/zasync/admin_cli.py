@@ -715,8 +715,10 @@ def _mode_show(args):
             f"recorded by {recorded['recorded_by']} at "
             f"{recorded['recorded']:{TIME_FORMAT}} UTC"
         )
-    if in_main and (recorded is None or recorded["database"] is not None):
-        print("the main database has queues too (of single-database mode)")
+    if in_main and recorded is None:
+        print("the main database holds queues (of single-database mode)")
+    elif in_main and recorded["database"] is not None:
+        print("the main database holds queues too (of single-database mode)")
     return 0
 
 
