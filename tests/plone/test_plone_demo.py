@@ -623,3 +623,21 @@ def test_front_page_a_user_wrote_is_kept(site, edit):
     assert not serve_site.front_page_is_blank(site)
     assert not serve_site.ensure_front_page(site)
     assert (site.title, site.description, site.text) == before
+
+
+def test_front_page_of_a_web_instance_in_a_cluster(site):
+    # What `zasync cluster` makes: the site's web process only queues.
+    from zope.component import getGlobalSiteManager
+
+    from zasync.plone import roles
+    from zasync.plone.interfaces import IProcessRole
+
+    registry = getGlobalSiteManager()
+    registry.registerUtility(roles.SINGLE_DB_INSTANCE, IProcessRole)
+    try:
+        text = serve_site.front_page_html(site)
+    finally:
+        registry.unregisterUtility(roles.SINGLE_DB_INSTANCE, IProcessRole)
+    assert "only queues jobs, and worker processes run them" in text
+    assert "embedded" not in text and "runs the dispatcher" not in text
+    assert "embedded" in serve_site.front_page_html(site)

@@ -23,8 +23,8 @@ ADMIN = "admin"
 SITE_TITLE = "zasync demo"
 #: The description its front page gets.
 FRONT_PAGE_DESCRIPTION = (
-    "A Plone site with zasync, made by zasync serve: background jobs that "
-    "run as the user who queued them, in this very process."
+    "A Plone site with zasync: durable background jobs that run as the "
+    "user who queued them."
 )
 
 #: The profiles of a Classic UI site, as Plone's "Create a Plone site" form
@@ -224,11 +224,41 @@ def _demo_link(site):
 
 
 def _database_text(site):
+    """The database the site is in, as the front page names it."""
     storage = site._p_jar.db().storage
+    kind = type(storage).__name__
     name = storage.getName()
     if isinstance(name, str) and name.endswith(".fs") and os.path.isfile(name):
         return f"a FileStorage database, <code>{html.escape(name)}</code>"
-    return f"its database ({html.escape(type(storage).__name__)})"
+    if kind == "ClientStorage":
+        return f"the database of a ZEO server (<code>{html.escape(str(name))}</code>)"
+    if "RelStorage" in kind:
+        return "a relational database through RelStorage"
+    return f"its database ({html.escape(kind)})"
+
+
+def _process_text(site):
+    """How this process runs zasync, as the front page says it."""
+    from zasync.plone import roles
+
+    database = _database_text(site)
+    if roles.current_role() is roles.EMBEDDED and roles.runs_dispatcher():
+        return (
+            "<p><code>zasync serve</code> made it, and runs it the embedded "
+            "way, zasync's default for development and small sites: one Zope "
+            "process serves the web pages <em>and</em> runs the dispatcher "
+            f"that executes the jobs, on {database}.</p>"
+        )
+    if not roles.runs_dispatcher():
+        return (
+            "<p>zasync made it in a cluster: the web process that serves it "
+            "only queues jobs, and worker processes run them, all on "
+            f"{database}.</p>"
+        )
+    return (
+        "<p>zasync made it; the process that serves it runs a dispatcher "
+        f"that executes the jobs, on {database}.</p>"
+    )
 
 
 def _docs_text():
@@ -262,10 +292,7 @@ def front_page_html(site):
         "<p>This is a Plone site with <strong>zasync</strong>: durable, "
         "transactional background jobs stored in the ZODB, the Python 3 "
         "successor of zc.async and plone.app.async.</p>"
-        "<p><code>zasync serve</code> made it, and runs it the embedded way, "
-        "zasync's default for development and small sites: one Zope process "
-        "serves the web pages <em>and</em> runs the dispatcher that executes "
-        f"the jobs, on {_database_text(site)}.</p>"
+        f"{_process_text(site)}"
         "<h2>The demo</h2>"
         f'<p><a href="{_demo_link(site)}">Open the zasync demo</a> (log in '
         "first: it is for users who may add content). Its buttons queue real "
