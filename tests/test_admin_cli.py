@@ -668,3 +668,31 @@ def test_mode_show_and_set(database, zasync_cli):
     assert "the main database holds queues too" in out
     with database() as queues:
         assert queues.find_job(pending) is not None  # nothing was moved
+
+
+# -- internal callbacks -------------------------------------------------------
+
+
+def test_internal_callbacks_are_left_out_of_what_operators_see(database, zasync_cli):
+    # An application's bookkeeping callback (the Plone layer's event
+    # delivery) is neither listed nor counted; the user's own callback is.
+    later = clock.utcnow() + DAY
+    with database() as queues:
+        job = zasync.Job(jobfuncs.add, 1, 2)
+        job.add_callback(jobfuncs.callback_value).internal = True
+        job.add_callback(jobfuncs.on_failure)
+        queues[""].put(job, begin_after=later)
+        job_id = str(job.id)
+    code, out, _ = zasync_cli("job", job_id, "--json")
+    assert code == 0
+    assert [cb["callable"] for cb in json.loads(out)["callbacks"]] == [
+        "jobfuncs.on_failure"
+    ]
+    code, out, _ = zasync_cli("cancel", job_id, "--json")
+    assert code == 0 and json.loads(out)["callbacks"] == 1
+    # The cancelled job's callbacks were queued as jobs of their own.
+    code, out, _ = zasync_cli("jobs", "--json")
+    listed = [info["callable"] for info in json.loads(out)["jobs"]]
+    assert "jobfuncs.on_failure" in listed
+    assert "jobfuncs.callback_value" not in listed
+    assert listed.count("jobfuncs.add") == 1

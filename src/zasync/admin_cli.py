@@ -391,7 +391,8 @@ def _cancel(args):
     def work(queues):
         job = admin.cancel_job(queues, args.id, by=by, reason=args.reason)
         label = admin.queue_label(job.queue.name)
-        return len(job.callbacks), job.callable_name, label
+        callbacks = [cb for cb in job.callbacks if not cb.internal]
+        return len(callbacks), job.callable_name, label
 
     with _opened(args) as opened:
         callbacks, name, label = admin.in_transaction(opened.db, work, opened.database)

@@ -216,6 +216,11 @@ class IQueue(Interface):
         "Mapping of dispatcher UUID (str) to IDispatcherRecord: the "
         "dispatchers serving this queue, their heartbeats and agents."
     )
+    agent_settings = Attribute(
+        "The IAgentSettings of this queue's dispatchers (the cluster-wide "
+        "agent sizes), or None until one is set (see "
+        "zasync.registry.agent_settings())."
+    )
 
     def put(
         job_or_callable,
@@ -387,6 +392,38 @@ class IAgent(Interface):
     jobs = Attribute("Mapping of job id to the jobs this agent has claimed.")
 
 
+class IAgentSettings(Interface):
+    """The agent sizes set in the database for the dispatchers of one
+    queue, cluster-wide (kept in ``queue.agent_settings``).
+
+    A dispatcher whose process does not set its size explicitly gives its
+    agent in the queue the size ``size_for(uuid)`` returns, when it
+    registers and while it runs (see this module's docstring for the
+    order). Sizes are whole numbers >= 0; 0 makes the dispatcher claim
+    nothing from the queue.
+    """
+
+    default_size = Attribute(
+        "The queue's default agent size for every dispatcher, or None "
+        "(unset: DEFAULT_AGENT_SIZE)."
+    )
+
+    def size_for(uuid):
+        """``(size, source)`` for dispatcher ``uuid`` when its process sets
+        none: its own setting, else the default size, else
+        DEFAULT_AGENT_SIZE; source is FROM_DISPATCHER_SETTING,
+        FROM_QUEUE_DEFAULT or FROM_BUILT_IN."""
+
+    def dispatcher_size(uuid):
+        """The size set for dispatcher ``uuid``, or None."""
+
+    def set_dispatcher_size(uuid, size):
+        """Set (or, with None, unset) the size of dispatcher ``uuid``."""
+
+    def dispatcher_sizes():
+        """``{uuid: size}`` of the dispatchers that have a size of their own."""
+
+
 class IDispatcherRecord(Interface):
     """A dispatcher as its queue knows it: identity, heartbeat and agents."""
 
@@ -401,6 +438,11 @@ class IDispatcherRecord(Interface):
         "recover its jobs."
     )
     agents = Attribute("Mapping of agent name to IAgent.")
+    agent_size_source = Attribute(
+        "Where the size of its agents comes from when its process set one "
+        "explicitly ('zope.conf', 'command line', 'agent_size argument'), "
+        "or None: it follows the queue's IAgentSettings."
+    )
 
     def is_dead(now):
         """True if the heartbeat is older than the death interval."""
@@ -443,6 +485,14 @@ class IDispatcher(Interface):
     db = Attribute("The ZODB database it serves.")
     queue_names = Attribute("Names of the queues it serves.")
     running = Attribute("True between start and stop.")
+    agent_size = Attribute(
+        "The size its process set for its agents, or None: it follows the "
+        "agent sizes kept in each queue (IAgentSettings)."
+    )
+    agent_size_source = Attribute(
+        "Where agent_size came from ('zope.conf', 'command line', "
+        "'agent_size argument'), or None."
+    )
 
     def wake():
         """Make an idle dispatcher look for work now (called after commits

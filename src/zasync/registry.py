@@ -25,10 +25,10 @@ import socket
 import persistent
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
 from zasync import clock
-from zasync.interfaces import IAgent, IDispatcherRecord
+from zasync.interfaces import IAgent, IAgentSettings, IDispatcherRecord
 from zasync.storable import check_callable
 
 #: The agent size of a dispatcher that neither its process nor the
@@ -127,38 +127,6 @@ class DispatcherRecord(persistent.Persistent):
 
     def __repr__(self):
         return f"<DispatcherRecord {self.uuid} {self.host}:{self.pid}>"
-
-
-class IAgentSettings(Interface):
-    """The agent sizes set in the database for the dispatchers of one
-    queue, cluster-wide (kept in ``queue.agent_settings``).
-
-    A dispatcher whose process does not set its size explicitly gives its
-    agent in the queue the size ``size_for(uuid)`` returns, when it
-    registers and while it runs (see this module's docstring for the
-    order). Sizes are whole numbers >= 0; 0 makes the dispatcher claim
-    nothing from the queue.
-    """
-
-    default_size = Attribute(
-        "The queue's default agent size for every dispatcher, or None "
-        "(unset: DEFAULT_AGENT_SIZE)."
-    )
-
-    def size_for(uuid):
-        """``(size, source)`` for dispatcher ``uuid`` when its process sets
-        none: its own setting, else the default size, else
-        DEFAULT_AGENT_SIZE; source is FROM_DISPATCHER_SETTING,
-        FROM_QUEUE_DEFAULT or FROM_BUILT_IN."""
-
-    def dispatcher_size(uuid):
-        """The size set for dispatcher ``uuid``, or None."""
-
-    def set_dispatcher_size(uuid, size):
-        """Set (or, with None, unset) the size of dispatcher ``uuid``."""
-
-    def dispatcher_sizes():
-        """``{uuid: size}`` of the dispatchers that have a size of their own."""
 
 
 @implementer(IAgentSettings)
