@@ -6,8 +6,12 @@
 # Builds buildout.cfg as a user would, in a copy of the deployment's files
 # (build/buildout/site: the checkout itself is left alone), with free
 # loopback ports; starts the ZEO server, the web instance and the worker;
-# queues one job through the instance and waits until the worker ran it;
-# stops the worker (its dispatcher must leave the queue), the instance and
+# queues one engine job through the instance and waits until the worker ran
+# it; makes a Plone site with zasync and queues a real Plone job in it as a
+# user who is only a Member (a Contributor of one folder), and checks that
+# the worker ran it as that user: the document it created is theirs and in
+# the catalog, with its workflow state (tests/buildout/smoke_job.py); stops
+# the worker (its dispatcher must leave the queue), the instance and
 # the ZEO server. Then the same again in multi-database mode
 # (tests/buildout/multi_db.cfg), on a new database. Exits non-zero on the
 # first failure. Every wait is bounded; every process it started is stopped
@@ -34,6 +38,7 @@ BUILDOUT_TIMEOUT=1500
 START_TIMEOUT=120  # one `bin/... start`
 READY_TIMEOUT=300  # until the instance and the worker answer HTTP
 RUN_TIMEOUT=180    # one `bin/instance run`
+SITE_TIMEOUT=420   # the `bin/instance run` that makes a Plone site
 STOP_TIMEOUT=90    # one `bin/... stop`
 
 export PYTHONUNBUFFERED=1 PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -243,6 +248,24 @@ run_cluster() {
     # Waits at most 120 s for the job to complete.
     timeout "$RUN_TIMEOUT" \
         bin/instance run tests/buildout/smoke_job.py wait var/worker.uuid 120
+
+    step "queue a Plone job as a Member, through the instance"
+    local output plone_job
+    output=$(timeout "$SITE_TIMEOUT" \
+        bin/instance run tests/buildout/smoke_job.py plone-queue)
+    echo "$output"
+    plone_job=$(sed -n 's/^queued Plone job \([0-9][0-9]*\) .*/\1/p' <<<"$output")
+    [ -n "$plone_job" ] || fail "smoke_job.py plone-queue printed no job id"
+
+    step "the worker runs the Plone job as the Member; the catalog has its document"
+    # Waits at most 120 s for the job to complete.
+    timeout "$RUN_TIMEOUT" bin/instance run tests/buildout/smoke_job.py plone-wait 120
+    grep -F "job $plone_job (zasync.plone.demo.jobs.create_documents) succeeded" \
+        var/log/worker.log ||
+        fail "the worker's log does not say that it ran the Plone job $plone_job"
+    if grep -F "job $plone_job " var/log/instance.log; then
+        fail "the instance ran the Plone job $plone_job: only the worker may"
+    fi
     current=$(timeout 30 bin/worker status 2>&1 || true)
     if [[ $current != *"pid=$worker_pid"* ]]; then
         fail "the worker (process $worker_pid) restarted or stopped: $current"
