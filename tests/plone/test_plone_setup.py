@@ -183,3 +183,23 @@ def test_upgrade_of_a_site_that_changed_nothing(portal):
     assert queue().quotas[DEFAULT_QUOTA].size == 1
     assert queue().agent_settings is None
     assert "zasync.default_quota_size" not in getUtility(IRegistry).records
+
+
+def configlet_ids():
+    tool = api.portal.get_tool("portal_controlpanel")
+    return [action.getId() for action in tool.listActions()]
+
+
+def test_uninstall_removes_the_control_panel(portal):
+    login(portal.aq_parent, SITE_OWNER_NAME)
+    assert "zasync" in configlet_ids()
+    get_installer(portal).uninstall_product("zasync.plone")
+    assert "zasync" not in configlet_ids()
+
+
+def test_uninstall_of_a_site_never_upgraded_removes_the_old_records(portal):
+    make_old_site(portal, quota_size=2, agent_size=5)
+    login(portal.aq_parent, SITE_OWNER_NAME)
+    get_installer(portal).uninstall_product("zasync.plone")
+    keys = getUtility(IRegistry).records.keys()  # noqa: SIM118 - no dict
+    assert [key for key in keys if key.startswith("zasync")] == []

@@ -3,7 +3,8 @@
 import logging
 
 from plone.base.interfaces import INonInstallable
-from zope.component import getUtility
+from plone.registry.interfaces import IRegistry
+from zope.component import getUtility, queryUtility
 from zope.interface import implementer
 
 from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
@@ -29,12 +30,21 @@ def post_install(context):
 
 
 def post_uninstall(context):
-    """The profile removed the settings and the browser layer; the browser
+    """The profile removed the settings, the control panel and the browser
+    layer (and this removes the records of profile version 1000); the browser
     demo is uninstalled too (its own profile, zasync.plone:demo-uninstall:
     the page goes, the demo folder's content stays). The queues stay: they
     are shared by every site of the database and may hold jobs of other
     sites (remove them with the zasync command if no site uses them)."""
     from zasync.plone.demo import setuphandlers as demo
+    from zasync.plone.upgrades import OLD_DEFAULTS
 
     demo.uninstall(context)
+    # A site never upgraded to profile 1001 still has the records that
+    # version 1000 kept the cluster-wide sizes in.
+    registry = queryUtility(IRegistry)
+    if registry is not None:
+        for name in OLD_DEFAULTS:
+            if name in registry.records:
+                del registry.records[name]
     log.info("zasync uninstalled; the database's queues were kept")
