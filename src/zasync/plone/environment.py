@@ -102,7 +102,7 @@ def degraded():
 class PloneEnvironment:
     """The site, user and URLs a job was queued with; see the module."""
 
-    # Recorded since zasync 1.0.0a2; jobs stored before have none of them.
+    # Jobs stored before these were recorded have none of them.
     site_oid = None
     principal = None
     virtual_host = None
