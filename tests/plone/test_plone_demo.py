@@ -268,6 +268,13 @@ def test_publish_contents_with_the_users_own_rights(site):
     folder = demo_folder(site)
     states = [api.content.get_state(doc) for doc in folder.contentValues()]
     assert states == ["published", "published"]
+    # The catalog knows (folder_contents' Review state column, searches).
+    path = "/".join(folder.getPhysicalPath())
+    catalog = api.portal.get_tool("portal_catalog")
+    brains = catalog.unrestrictedSearchResults(path={"query": path, "depth": 1})
+    assert [brain.review_state for brain in brains] == ["published", "published"]
+    published_here = catalog(review_state="published", path=path)
+    assert len(published_here) == 2
 
     submit(manager, site, "zasync-demo-publish")
     again = latest_job(site)
