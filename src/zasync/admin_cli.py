@@ -197,10 +197,14 @@ def _print_queue_status(queue):
             rows,
             indent="  ",
         )
-    if queue["quotas"]:
+    _print_quotas(queue["quotas"])
+
+
+def _print_quotas(quotas):
+    if quotas:
         _table(
             ["QUOTA", "SIZE", "ACTIVE"],
-            [[q["name"], q["size"], q["active"]] for q in queue["quotas"]],
+            [[q["name"], q["size"], q["active"]] for q in quotas],
             indent="  ",
         )
     else:
@@ -481,14 +485,7 @@ def _print_queue_settings(queue):
     option = "" if label == "default" else f" --queue {label}"
     print()
     print(f"queue {label}")
-    if queue["quotas"]:
-        _table(
-            ["QUOTA", "SIZE", "ACTIVE"],
-            [[q["name"], q["size"], q["active"]] for q in queue["quotas"]],
-            indent="  ",
-        )
-    else:
-        print("  quotas: none")
+    _print_quotas(queue["quotas"])
     default = queue["default_agent_size"]
     print(
         f"  default agent size: {_threads(default['size'])} ({default['source']}; "

@@ -29,6 +29,7 @@ from BTrees.OIBTree import OIBTree
 
 from zasync.plone.exceptions import NotQueueable, UserNotFound
 from zasync.plone.references import path_text
+from zasync.plone.values import SlotsValue
 
 #: Attribute of a user folder holding the generation of each id created
 #: through PAS since zasync was installed.
@@ -97,7 +98,7 @@ def cap_roles(user, roles):
     return capped if parent is None else capped.__of__(parent)
 
 
-class Principal:
+class Principal(SlotsValue):
     """The identity a job runs as; see the module."""
 
     __slots__ = ("user_folder_path", "user_id", "generation", "oid", "roles")
@@ -110,19 +111,6 @@ class Principal:
         self.generation = generation
         self.oid = oid
         self.roles = None if roles is None else tuple(sorted(roles))
-
-    def __getstate__(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state):
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.__getstate__() == other.__getstate__()
-
-    def __hash__(self):
-        return hash(self.__getstate__())
 
     def __repr__(self):
         return f"<Principal {self.description}>"
@@ -195,7 +183,7 @@ class Principal:
         return True
 
 
-class Unrestricted:
+class Unrestricted(SlotsValue):
     """An unrestricted identity (the emergency user, a script's
     ``UnrestrictedUser``): the job runs as the same, unrestricted."""
 
@@ -204,18 +192,6 @@ class Unrestricted:
     def __init__(self, name, roles):
         self.name = name
         self.roles = tuple(roles)
-
-    def __getstate__(self):
-        return (self.name, self.roles)
-
-    def __setstate__(self, state):
-        self.name, self.roles = state
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.__getstate__() == other.__getstate__()
-
-    def __hash__(self):
-        return hash(self.__getstate__())
 
     def __repr__(self):
         return f"<Unrestricted {self.name!r}>"

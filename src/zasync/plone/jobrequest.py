@@ -20,8 +20,10 @@ from ZPublisher.BaseRequest import RequestContainer
 from ZPublisher.HTTPRequest import HTTPRequest
 from ZPublisher.HTTPResponse import HTTPResponse
 
+from zasync.plone.values import SlotsValue
 
-class VirtualHost:
+
+class VirtualHost(SlotsValue):
     """How a request mapped physical paths to URLs: ``server_url`` (such as
     ``https://en.example.com``), ``root`` (the physical path of the virtual
     root) and ``script`` (the path elements shown in place of ``root``,
@@ -33,20 +35,6 @@ class VirtualHost:
         self.server_url = server_url
         self.root = tuple(root)
         self.script = tuple(script)
-
-    def __getstate__(self):
-        return (self.server_url, self.root, self.script)
-
-    def __setstate__(self, state):
-        self.server_url, self.root, self.script = state
-
-    def __eq__(self, other):
-        return isinstance(other, VirtualHost) and (
-            self.__getstate__() == other.__getstate__()
-        )
-
-    def __hash__(self):
-        return hash(self.__getstate__())
 
     def __repr__(self):
         return (

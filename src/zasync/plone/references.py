@@ -11,6 +11,7 @@ import logging
 from Acquisition import aq_base
 
 from zasync.plone.exceptions import ContextNotFound, NotQueueable
+from zasync.plone.values import SlotsValue
 
 log = logging.getLogger("zasync.plone")
 
@@ -19,7 +20,7 @@ def path_text(path):
     return "/".join(path) or "/"
 
 
-class ObjectRef:
+class ObjectRef(SlotsValue):
     """A stored object passed to a job: its physical path and, for content,
     its UID, which finds it again if it was moved."""
 
@@ -28,21 +29,6 @@ class ObjectRef:
     def __init__(self, path, uid=None):
         self.path = tuple(path)
         self.uid = uid
-
-    def __getstate__(self):
-        return (self.path, self.uid)
-
-    def __setstate__(self, state):
-        self.path, self.uid = state
-
-    def __eq__(self, other):
-        return isinstance(other, ObjectRef) and (self.path, self.uid) == (
-            other.path,
-            other.uid,
-        )
-
-    def __hash__(self):
-        return hash((self.path, self.uid))
 
     def __repr__(self):
         uid = f" uid={self.uid}" if self.uid else ""
