@@ -228,3 +228,21 @@ def test_zopes_system_user_runs_as_itself(portal, service):
     facts = wait_for_result(job)
     assert facts["unrestricted"] and facts["name"] == "System Processes"
     assert facts["roles"] == sorted(system.getRoles())
+
+
+def test_a_job_stored_before_accounts_were_told_apart_still_runs(portal, folder):
+    # Its environment has only the user's id and folder (no generation,
+    # roles or site oid): the user is found by id, as before.
+    import zasync
+    from zasync.plone.environment import ObjectRef, PloneEnvironment
+
+    queue = getUtility(IAsyncService).getQueues()[""]
+    job = zasync.Job(plone_jobs.identity, folder)
+    job.environment = PloneEnvironment(
+        None, ("", "plone"), ("", "plone", "acl_users"), "test_user_1_"
+    )
+    job.args = (ObjectRef(folder.getPhysicalPath()),)
+    queue.put(job)
+    transaction.commit()
+    facts = wait_for_result(job)
+    assert facts["id"] == "test_user_1_" and not facts["unrestricted"]
