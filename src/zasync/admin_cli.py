@@ -20,6 +20,7 @@ import socket
 import transaction
 
 from zasync import admin, clock, connect
+from zasync.registry import threads_text
 from zasync.runner import abort
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -461,10 +462,6 @@ def _prune(args):
 # -- cluster-wide settings --------------------------------------------------
 
 
-def _threads(size):
-    return f"{size} thread{'' if size == 1 else 's'}"
-
-
 def _settings(args):
     with _reading(args) as queues:
         report = admin.settings_report(queues, queue=args.queue)
@@ -488,7 +485,7 @@ def _print_queue_settings(queue):
     _print_quotas(queue["quotas"])
     default = queue["default_agent_size"]
     print(
-        f"  default agent size: {_threads(default['size'])} ({default['source']}; "
+        f"  default agent size: {threads_text(default['size'])} ({default['source']}; "
         f"'zasync agents set N{option}' changes it)"
     )
     rows = []
@@ -514,7 +511,7 @@ def _print_queue_settings(queue):
     for entry in queue["unregistered_settings"]:
         print(
             f"  dispatcher {entry['uuid']} (not registered now): "
-            f"{_threads(entry['size'])} when it starts"
+            f"{threads_text(entry['size'])} when it starts"
         )
 
 
@@ -567,10 +564,10 @@ def _agents_set(args, size):
             f"{was}); kept when dispatchers restart"
         )
     for entry in done["resized"]:
-        print(f"  dispatcher {entry['uuid']}: now {_threads(entry['size'])}")
+        print(f"  dispatcher {entry['uuid']}: now {threads_text(entry['size'])}")
     for entry in done["overridden"]:
         print(
-            f"  dispatcher {entry['uuid']}: keeps {_threads(entry['size'])} from "
+            f"  dispatcher {entry['uuid']}: keeps {threads_text(entry['size'])} from "
             f"its {entry['source']}"
         )
     return 0

@@ -29,6 +29,7 @@ from zasync.registry import (
     DispatcherRecord,
     check_agent_size,
     configured_agent_size,
+    threads_text,
 )
 from zasync.runner import (
     POSTPONE,
@@ -231,7 +232,7 @@ class Dispatcher:
             return "not registered"
 
         def text(size, source):
-            return f"{size} thread{'' if size == 1 else 's'} ({source})"
+            return f"{threads_text(size)} ({source})"
 
         if len(set(sizes.values())) == 1:
             return text(*next(iter(sizes.values())))

@@ -312,16 +312,15 @@ class Job(persistent.Persistent):
         args, kwargs = self.call_arguments(extra_args, extra_kwargs)
         environment = self.environment
         with local.running(self):
-            if environment is None:
-                result = self._call_with_hooks(func, args, kwargs)
-                return result if conclude is None else conclude(result)
-            token = environment.enter(self)
+            token = None if environment is None else environment.enter(self)
             try:
-                args, kwargs = environment.arguments(self, args, kwargs)
+                if environment is not None:
+                    args, kwargs = environment.arguments(self, args, kwargs)
                 result = self._call_with_hooks(func, args, kwargs)
                 return result if conclude is None else conclude(result)
             finally:
-                environment.exit(self, token)
+                if environment is not None:
+                    environment.exit(self, token)
 
     def _call_with_hooks(self, func, args, kwargs):
         info = self.setUp()

@@ -42,6 +42,11 @@ FROM_QUEUE_DEFAULT = "cluster default"
 FROM_BUILT_IN = "built-in default"
 
 
+def threads_text(size):
+    """``1 thread``, ``3 threads``: an agent's size in words."""
+    return f"{size} thread{'' if size == 1 else 's'}"
+
+
 def check_agent_size(value, what="agent size"):
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{what} must be a whole number >= 0, not {value!r}")

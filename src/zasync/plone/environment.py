@@ -167,19 +167,19 @@ class PloneEnvironment:
         reason = None
         site_path = self.site_path
         try:
-            self._check_site(app, job)
+            site = self._site(app, job)
         except SiteNotFound:
             if not handler:
                 raise
-            site_path = None
+            site = site_path = None
             reason = (
                 f"the site {path_text(self.site_path)} where job "
                 f"{_parent_id(job)} was queued is gone: its handlers run "
                 f"without a site, as Anonymous"
             )
         token = (getSite(), getRequest(), getSecurityManager())
-        request, app = job_request(
-            app, site_path, self.virtual_host, self._url(app, site_path)
+        request, app, site = job_request(
+            app, site_path, self.virtual_host, self._url(site)
         )
         setRequest(request)
         try:
@@ -187,7 +187,6 @@ class PloneEnvironment:
                 setSite(None)
                 user = nobody
             else:
-                site = app.unrestrictedTraverse(site_path)
                 # What publishing does on entering a site: set it as the local
                 # site and apply its browser layers (plone.browserlayer, themes).
                 notify(BeforeTraverseEvent(site, request))
@@ -263,7 +262,8 @@ class PloneEnvironment:
             )
         return app
 
-    def _check_site(self, app, job):
+    def _site(self, app, job):
+        """The site the job was queued in, or SiteNotFound."""
         site = app.unrestrictedTraverse(self.site_path, None)
         if site is None or tuple(site.getPhysicalPath()) != self.site_path:
             raise SiteNotFound(
@@ -280,15 +280,16 @@ class PloneEnvironment:
                 f"at that path now is another one, and the job never runs in "
                 f"another site. Delete the job, or queue it again there."
             )
+        return site
 
-    def _url(self, app, site_path):
+    def _url(self, site):
+        """The public URL of ``site`` (None: it is gone) for a job queued
+        outside a request; None when the queuing request's URLs apply."""
         if self.virtual_host is not None:
             return None
         from zasync.plone.settings import public_url
 
-        configured = None
-        if site_path is not None:
-            configured = public_url(app.unrestrictedTraverse(site_path))
+        configured = None if site is None else public_url(site)
         return configured or self.url or FALLBACK_URL
 
     def _user(self, app, job):

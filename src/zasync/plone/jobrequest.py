@@ -82,8 +82,9 @@ def job_request(app, site_path, virtual_host=None, url=None):
     With ``virtual_host`` its mapping is reproduced (if its virtual root
     still exists); else ``url`` is the public URL of the site at
     ``site_path``, which becomes the virtual root. Returns ``(request,
-    app)``; PARENTS end at the site (or at ``app`` if ``site_path`` is
-    None), as after traversal to it.
+    app, site)``, both wrapped in the request (``site`` is ``app`` if
+    ``site_path`` is None); PARENTS end at the site, as after traversal to
+    it.
     """
     root = None
     if virtual_host is not None:
@@ -93,10 +94,14 @@ def job_request(app, site_path, virtual_host=None, url=None):
     else:
         parts = urlsplit(url)
         request = _blank_request(f"{parts.scheme}://{parts.netloc}")
-        script = [p for p in parts.path.split("/") if p]
+        # The site is the virtual root; with no site, the URL's host only.
+        script = [p for p in parts.path.split("/") if p] if site_path else []
         root_path = site_path
     app = aq_base(app).__of__(RequestContainer(REQUEST=request))
-    if root_path:
+    site = app if site_path is None else app.unrestrictedTraverse(site_path)
+    if root_path == site_path:
+        root = site
+    elif root_path:
         root = app.unrestrictedTraverse(root_path, None)
     if root is None or (
         virtual_host is not None and tuple(root.getPhysicalPath()) != root_path
@@ -104,9 +109,8 @@ def job_request(app, site_path, virtual_host=None, url=None):
         # The virtual root is gone: the site's own URL under the same host.
         root = app
         script = []
-    site = app if site_path is None else app.unrestrictedTraverse(site_path)
     request["PARENTS"] = [root]
     request.setVirtualRoot(script)
     request["PARENTS"] = [site, app] if site is not app else [app]
     request["PUBLISHED"] = site
-    return request, app
+    return request, app, site

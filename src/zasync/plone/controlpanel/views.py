@@ -25,6 +25,7 @@ from zope.component.hooks import getSite
 from zasync import admin
 from zasync.plone.controlpanel import settings
 from zasync.plone.interfaces import DEFAULT_QUOTA, IZasyncSettings
+from zasync.registry import threads_text
 
 #: Largest sizes the form accepts (the engine has no limit).
 MAX_QUOTA_SIZE = 10000
@@ -50,10 +51,6 @@ def quota_name(field_name):
 
 def dispatcher_field_name(uuid):
     return DISPATCHER_PREFIX + uuid.replace("-", "")
-
-
-def _threads(size):
-    return f"{size} thread{'' if size == 1 else 's'}"
 
 
 def cluster_fields(cluster):
@@ -92,7 +89,7 @@ def cluster_fields(cluster):
                 f"size of its own below, or its process sets one (zope.conf "
                 f"threads, zasync worker --agent-size): those win and are "
                 f"marked. Empty: {admin.DEFAULT_AGENT_SIZE}. Now "
-                f"{_threads(default['size'])} ({default['source']}); kept when "
+                f"{threads_text(default['size'])} ({default['source']}); kept when "
                 f"workers restart."
             ),
             required=False,
@@ -113,7 +110,7 @@ def cluster_fields(cluster):
                     __name__=name,
                     title=title,
                     description=(
-                        f"{where}, {state}. Now {_threads(entry['size'])} "
+                        f"{where}, {state}. Now {threads_text(entry['size'])} "
                         f"({entry['source']}). Empty: the default above."
                     ),
                     required=False,
@@ -127,7 +124,7 @@ def cluster_fields(cluster):
             fix = SOURCE_FIX.get(entry["source"], entry["source"])
             made.append(schema.TextLine(__name__=name, title=title, required=False))
             values[name] = (
-                f"{_threads(entry['size'])}, from its {entry['source']}, which "
+                f"{threads_text(entry['size'])}, from its {entry['source']}, which "
                 f"wins over the settings here: change {fix} and restart it "
                 f"({where}, {state})."
             )
