@@ -141,6 +141,15 @@ class IJob(Interface):
         "callbacks, children and postprocess job too, unless they have one "
         "of their own."
     )
+    log_context = Attribute(
+        "Where and as whom the job runs, for log lines: its queue and the "
+        "str() of its environment (the Plone layer's names user and site)."
+    )
+    internal = Attribute(
+        "True for a bookkeeping callback an application adds to every job "
+        "(the Plone layer's event delivery): operators' listings and counts "
+        "leave it out, and its runs are logged at DEBUG. False by default."
+    )
     progress = Attribute(
         "(fraction, message) as last set by zasync.local.set_progress, as "
         "committed when this job's connection last began a transaction; or "
