@@ -3,6 +3,7 @@ named by a --zodb-conf file."""
 
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import ZODB.FileStorage
 
 import jobfuncs
 import zasync
+import zasync.job
 from zasync import admin, clock
 from zasync.cli import main
 from zasync.registry import Agent, DispatcherRecord
@@ -532,10 +534,16 @@ def test_json_gives_job_ids_as_text(some_jobs, database, zasync_cli):
     assert outputs["prune", "--older-than"]["queues"][0]["label"] == "default"
 
 
-def test_an_id_from_json_finds_its_job(some_jobs, zasync_cli):
+def test_an_id_from_json_finds_its_job(database, zasync_cli, monkeypatch):
+    # An odd id above 2**53 is one a double cannot hold (about 1 in 32 ids
+    # happens to be one it can, which would hide the rounding).
+    monkeypatch.setattr(zasync.job, "_sequence", itertools.count(1, 2))
+    with database() as queues:
+        queues[""].put(zasync.Job(jobfuncs.append, [], "x"))
     code, out, _ = zasync_cli("jobs", "--json", "--status", "pending")
     (row,) = json.loads(out)["jobs"]
     job_id = row["id"]
+    assert int(job_id) % 2 == 1
     # As jq -r prints it, and as jq prints it without -r (quoted).
     for typed in (job_id, f'"{job_id}"'):
         code, out, err = zasync_cli("job", typed, "--json")
