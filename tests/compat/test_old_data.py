@@ -1,0 +1,123 @@
+"""A Data.fs written by an earlier zasync (see old-data.txt) still opens,
+lists and runs: every stored class is importable under its old dotted name.
+Written by make_old_data.py; regenerate it only before a change that must
+keep reading it, never after."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import transaction
+import ZODB
+import ZODB.FileStorage
+
+import zasync
+from zasync.status import COMPLETED, PENDING
+from zasync.testing import wait_for_all_jobs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ZASYNC = os.path.join(os.path.dirname(sys.executable), "zasync")
+
+
+@pytest.fixture
+def old_data(tmp_path):
+    path = tmp_path / "Data.fs"
+    shutil.copy(os.path.join(HERE, "old-data.fs"), path)
+    conf = tmp_path / "zodb.conf"
+    conf.write_text(
+        f"<zodb>\n  <filestorage>\n    path {path}\n  </filestorage>\n</zodb>\n"
+    )
+    return path, conf
+
+
+def command(conf, *args):
+    done = subprocess.run(
+        [ZASYNC, *args, "--zodb-conf", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=HERE,  # compat_jobs is importable from here
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([HERE, *sys.path])},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def listed(conf, *filters):
+    return json.loads(command(conf, "jobs", "--json", *filters))["jobs"]
+
+
+def test_the_command_lists_and_describes_the_old_jobs(old_data):
+    _, conf = old_data
+    failed = listed(conf, "--status", "failed")
+    assert len(failed) == 6
+    errors = set()
+    for row in failed:
+        described = json.loads(command(conf, "job", row["id"], "--json"))
+        errors.add(described["error"].split(":")[0])
+    assert {
+        "builtins.ValueError",
+        "zasync.local.NotInJobError",
+        "zasync.plone.exceptions.UserNotFound",
+        "zasync.queue.JobTimedOut",
+        "zasync.admin.JobCancelled",
+    } <= errors
+    succeeded = listed(conf, "--status", "succeeded")
+    assert sorted(row["callable"] for row in succeeded) == [
+        *["compat_jobs.add"] * 3,
+        "compat_jobs.total",
+        "parallel(2 jobs)",
+    ]
+    assert len(listed(conf, "--status", "pending")) == 4
+    status = command(conf, "status")
+    assert "exports" in status and "reports" in status
+
+
+def test_the_old_classes_load_and_the_pending_jobs_run(old_data):
+    path, _ = old_data
+    sys.path.insert(0, HERE)
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(path)))
+    try:
+        conn = db.open()
+        queues = zasync.get_queues(conn)
+        pending = [job for queue in queues.values() for job in queue]
+        assert len(pending) == 4
+        plone_jobs = [job for job in pending if job.environment is not None]
+        (plone_job,) = plone_jobs
+        environment = plone_job.environment
+        assert type(environment).__module__ == "zasync.plone.environment"
+        assert environment.principal.roles == ("Editor", "Member")
+        assert environment.virtual_host.server_url == "https://example.org"
+        assert plone_job.args[0].path == ("", "Plone", "doc")
+        # The Plone job needs a Plone site: it is cancelled; the rest run.
+        queues["reports"].remove(plone_job)
+        assert queues[""].quotas["exports"].size == 2
+        transaction.commit()
+        dispatcher = zasync.start(db, poll_interval=0.05, queues=("", "reports"))
+        try:
+            wait_for_all_jobs(conn, seconds=60)
+        finally:
+            dispatcher.stop(10)
+        transaction.begin()
+        results = sorted(
+            repr(job.result)
+            for queue in queues.values()
+            for job in queue.jobs(status=COMPLETED)
+            if job.status == COMPLETED and not job.failed
+        )
+        assert "42" in results and "101" in results
+        with_callback = [
+            job for job in queues[""].jobs(status=COMPLETED) if job.result == 42
+        ]
+        (job,) = with_callback
+        assert [cb.result for cb in job.callbacks] == ["later: 42"]
+        assert not [
+            job for queue in queues.values() for job in queue if job.status == PENDING
+        ]
+        conn.close()
+    finally:
+        db.close()
+        sys.path.remove(HERE)
