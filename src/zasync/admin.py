@@ -48,9 +48,8 @@ from zasync.registry import (
     agent_settings,
     configured_agent_size,
 )
-from zasync.runner import POSTPONE, abort
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
-from zasync.transact import in_own_transaction, pause
+from zasync.transact import TRANSIENT_ERRORS, abort, in_own_transaction, pause
 
 __all__ = [
     "AdminError",
@@ -796,7 +795,7 @@ def in_transaction(db, work, database=None, attempts=MAX_CONFLICTS):
         return in_own_transaction(
             db, lambda conn: work(read_queues(conn, database)), attempts
         )
-    except POSTPONE:
+    except TRANSIENT_ERRORS:
         raise AdminError(
             f"gave up after {attempts} write conflicts: the queues are very busy; "
             f"try again"
@@ -843,7 +842,7 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
                 abort(tm)
             else:
                 tm.commit()
-        except POSTPONE:
+        except TRANSIENT_ERRORS:
             abort(tm)
             conflicts += 1
             if conflicts >= MAX_CONFLICTS:

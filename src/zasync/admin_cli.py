@@ -21,7 +21,7 @@ import transaction
 
 from zasync import admin, clock, connect
 from zasync.registry import threads_text
-from zasync.runner import abort
+from zasync.transact import abort
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DISPATCHER_COLUMNS = (

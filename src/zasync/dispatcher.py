@@ -31,14 +31,9 @@ from zasync.registry import (
     configured_agent_size,
     threads_text,
 )
-from zasync.runner import (
-    POSTPONE,
-    ClientDisconnected,
-    JobRunner,
-    abort,
-    jobs_connection,
-)
+from zasync.runner import JobRunner, jobs_connection
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS
+from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort
 
 log = logging.getLogger("zasync.dispatcher")
 
@@ -334,7 +329,7 @@ class Dispatcher:
                 result = work(self.clock())
                 self._tm.commit()
                 return result
-            except POSTPONE:
+            except TRANSIENT_ERRORS:
                 abort(self._tm)
                 self.count("conflicts")
                 threading.Event().wait(random.uniform(0, 0.01 * min(attempt + 1, 20)))
@@ -413,7 +408,7 @@ class Dispatcher:
             try:
                 wait = self._round()
                 failures = 0
-            except POSTPONE as exc:
+            except TRANSIENT_ERRORS as exc:
                 abort(self._tm)
                 self.transient_error(exc)
                 if isinstance(exc, ClientDisconnected) and not failures:
@@ -613,7 +608,7 @@ class Dispatcher:
                 try:
                     queue.claim(agent, self.uuid, 1, now, start=0)
                     self._tm.commit()
-                except POSTPONE:
+                except TRANSIENT_ERRORS:
                     abort(self._tm)
                     continue
                 except Exception as exc:

@@ -6,14 +6,12 @@ only with writes to the job itself. The dispatcher updates the queue's
 indexes afterwards (see Queue.reconcile).
 """
 
-import contextlib
 import datetime
 import logging
 import random
 import time
 
 import transaction
-from transaction.interfaces import NoTransaction, TransientError
 from ZODB.POSException import ConflictError
 
 from zasync import local, wakeup
@@ -21,6 +19,7 @@ from zasync.failure import Failure
 from zasync.queue import Queue
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 from zasync.storable import check_value
+from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort
 
 log = logging.getLogger("zasync.job")
 
@@ -32,15 +31,8 @@ MAX_POSTPONEMENT = 60.0
 # is unreachable (ZEO restarting) before leaving the job to recovery.
 DISCONNECTED_PATIENCE = 600.0
 
-try:  # ZEO is optional; its disconnects are postponements too.
-    from ZEO.Exceptions import ClientDisconnected
-except ImportError:  # pragma: no cover
-
-    class ClientDisconnected(Exception):
-        pass
-
-
-POSTPONE = (TransientError, ConflictError, ClientDisconnected)
+# The old names of these, kept for code that imported them from here.
+POSTPONE = TRANSIENT_ERRORS
 
 
 def jobs_connection(connection, database=None):
@@ -49,12 +41,6 @@ def jobs_connection(connection, database=None):
     if database is None:
         return connection
     return connection.get_connection(database)
-
-
-def abort(tm):
-    """Abort the current transaction of an explicit manager, if any."""
-    with contextlib.suppress(NoTransaction):
-        tm.abort()
 
 
 def _backoff(conflicts):
@@ -137,7 +123,7 @@ class _Commit:
             self.committed = runner._commit(
                 final=self.claimed and job.status == COMPLETED
             )
-        except POSTPONE as exc:
+        except TRANSIENT_ERRORS as exc:
             self.transient = exc
         except Exception:
             self.failure = Failure()
@@ -252,7 +238,7 @@ class JobRunner:
                 ):
                     break
                 time.sleep(random.uniform(0.05, 0.5))
-            except POSTPONE as exc:
+            except TRANSIENT_ERRORS as exc:
                 abort(self.tm)
                 self.dispatcher.transient_error(exc)
                 _backoff(min(attempt, 6))
@@ -343,7 +329,7 @@ class JobRunner:
             try:
                 with local.live_channel(self.live):
                     job.invoke(conclude=commit)
-            except POSTPONE as exc:
+            except TRANSIENT_ERRORS as exc:
                 abort(self.tm)
                 conflicts += 1
                 self._count_transient(exc, oid)

@@ -15,8 +15,8 @@ import time
 from zasync import queue as queuemodule
 from zasync import wakeup
 from zasync.queue import get_queues
-from zasync.runner import abort
 from zasync.status import ACTIVE, CALLBACKS, COMPLETED
+from zasync.transact import abort
 
 POLL = 0.05
 
