@@ -37,6 +37,7 @@ import re
 import transaction
 
 from zasync import clock
+from zasync.exceptions import AdminError, JobCancelled, JobNotFound, NoQueues
 from zasync.failure import Failure, failure_from
 from zasync.job import CallableNotFound, Job
 from zasync.queue import _TIME_MASK, DEFAULT_QUEUE, ROOT_KEY
@@ -109,23 +110,6 @@ STATUS_FILTERS = (
     "succeeded",
     "set-aside",
 )
-
-
-class AdminError(Exception):
-    """An operation cannot be done as asked; the message says why and what
-    to do instead. Nothing was changed."""
-
-
-class JobNotFound(AdminError, LookupError):
-    """No queue of the database has a job with this id."""
-
-
-class NoQueues(AdminError):
-    """The database has no zasync queues at all."""
-
-
-class JobCancelled(Exception):
-    """The job was cancelled before it ran (the Failure of a cancelled job)."""
 
 
 # -- small parsers and formatters -------------------------------------------

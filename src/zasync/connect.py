@@ -13,10 +13,7 @@ import os
 import threading
 import time
 
-
-class CommandError(Exception):
-    """A problem the person running a command must fix; printed without a
-    traceback."""
+from zasync.exceptions import CommandError
 
 
 @dataclasses.dataclass

@@ -7,28 +7,11 @@ import traceback
 
 from zope.interface import implementer
 
+from zasync.exceptions import UnpicklableError
 from zasync.interfaces import IFailure
 
 # A failure is stored with its job; keep pathological tracebacks bounded.
 MAX_TRACEBACK_CHARS = 64 * 1024
-
-
-class UnpicklableError(Exception):
-    """Stands in for an exception whose value could not be pickled.
-
-    It has the same ``str`` as the original, and remembers the original
-    type's dotted name in ``original_type``.
-    """
-
-    def __init__(self, message, original_type=""):
-        super().__init__(message)
-        self.original_type = original_type
-
-    def __str__(self):
-        return self.args[0] if self.args else ""
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.original_type))
 
 
 def dotted_name(obj):

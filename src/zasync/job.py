@@ -14,6 +14,7 @@ from ZODB.broken import Broken
 from zope.interface import implementer
 
 from zasync import clock, local
+from zasync.exceptions import CallableNotFound
 from zasync.failure import Failure
 from zasync.interfaces import IJob
 from zasync.status import ACTIVE, CALLBACKS, COMPLETED, NEW, Status
@@ -38,10 +39,6 @@ def new_job_id(now=None):
         job_id = max((micros << 12) | (next(_sequence) & 0xFFF), _last_id[0] + 1)
         _last_id[0] = job_id
     return job_id
-
-
-class CallableNotFound(Exception):
-    """The job's callable cannot be found any more in the worker."""
 
 
 def storable_reference(func):

@@ -14,13 +14,11 @@ Outside a job, these functions raise :class:`NotInJobError`.
 import contextlib
 import threading
 
+from zasync.exceptions import NotInJobError
+
 PROGRESS = "zasync.progress"
 
 _state = threading.local()
-
-
-class NotInJobError(RuntimeError):
-    """A zasync.local function was called outside a running job."""
 
 
 def _stack():

@@ -16,15 +16,12 @@ import threading
 import time
 
 from zasync.connect import wait_until
+from zasync.exceptions import ProcessError
 
 LOOPBACK = "127.0.0.1"
 POSTGRES_DSN = os.environ.get(
     "ZASYNC_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 )
-
-
-class ProcessError(RuntimeError):
-    """A process did not start, or did not do what was expected in time."""
 
 
 def free_port():

@@ -13,6 +13,7 @@ from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
 from zasync import clock, wakeup
+from zasync.exceptions import JobInterrupted, JobTimedOut
 from zasync.failure import failure_from
 from zasync.interfaces import IQueue, IQueues
 from zasync.job import Job, new_job_id
@@ -70,14 +71,6 @@ FILTER_SCAN_LIMIT = 200
 
 # Set by zasync.testing.inline(): put() runs jobs at once instead of queuing.
 inline = {"on": False}
-
-
-class JobInterrupted(Exception):
-    """The job's worker died while running it, too many times."""
-
-
-class JobTimedOut(Exception):
-    """The job did not start before its begin_by deadline."""
 
 
 def _lane_key(quota_names):

@@ -12,10 +12,7 @@ import pickle
 
 import persistent
 
-
-class BadJobError(TypeError):
-    """A job's callable or one of its arguments cannot be stored."""
-
+from zasync.exceptions import BadJobError
 
 _FIX_CALLABLE = (
     "Use a module-level function, a method of a persistent object, or a "

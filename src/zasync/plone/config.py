@@ -26,11 +26,13 @@ wins over ``public-url``.
 import dataclasses
 import os
 
+from zasync.exceptions import ZasyncError
+
 SECTION = "zasync"
 DISPATCHER_ENVIRONMENT = "ZASYNC_DISPATCHER"
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(ZasyncError, ValueError):
     """A product-config value that cannot be used."""
 
 
