@@ -9,7 +9,7 @@ import ZODB
 import ZODB.FileStorage
 
 import zasync
-from zasync import processes
+from zasync.testing import processes
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ defaulting to :func:`utcnow`, so tests can inject time instead of patching.
 """
 
 import datetime
+import time
 
 UTC = datetime.UTC
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
@@ -51,3 +52,13 @@ def micros_property(name):
         setattr(self, name, None if when is None else to_micros(when))
 
     return property(get, set)
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    """Poll ``predicate`` until true or ``timeout``; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

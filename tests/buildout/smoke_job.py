@@ -42,7 +42,7 @@ import time
 import transaction
 
 import zasync
-from zasync.connect import wait_until
+from zasync.clock import wait_until
 from zasync.dispatcher import read_uuid_file
 from zasync.plone import roles, startup
 

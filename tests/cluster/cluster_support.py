@@ -23,8 +23,8 @@ from BTrees.LOBTree import LOBTree
 from transaction.interfaces import TransientError
 
 import zasync
-from zasync import processes
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
+from zasync.testing import processes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

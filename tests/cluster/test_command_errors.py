@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from zasync import processes
+from zasync.testing import processes
 
 
 def zasync_command():

@@ -12,8 +12,8 @@ import statistics
 import pytest
 from cluster_support import report, stop_workers
 
-from zasync import processes
 from zasync.status import ACTIVE, ASSIGNED, COMPLETED
+from zasync.testing import processes
 
 JOBS = 10
 WITHIN = 2.0  # seconds; well under the 5 s poll interval

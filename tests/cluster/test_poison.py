@@ -15,10 +15,10 @@ import cluster_jobs
 from cluster_support import report
 
 import zasync
-from zasync import processes
 from zasync.queue import JobInterrupted
 from zasync.retry import RetryCommonFourTimes
 from zasync.status import COMPLETED
+from zasync.testing import processes
 
 
 def test_poison_job_fails_after_bounded_interruptions(zeo_cluster):

@@ -13,8 +13,8 @@ import collections
 import pytest
 from cluster_support import check_exactly_once, report, stop_workers
 
-from zasync import processes
 from zasync.status import COMPLETED, PENDING
+from zasync.testing import processes
 
 TOTAL = 60
 

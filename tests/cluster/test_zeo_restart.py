@@ -9,7 +9,7 @@ answering it: test_lost_answer.py reproduces that case deterministically.
 
 from cluster_support import report, stop_workers
 
-from zasync import processes
+from zasync.testing import processes
 
 TOTAL = 1000
 

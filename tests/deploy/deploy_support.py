@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from zasync.connect import wait_until
+from zasync.clock import wait_until
 
 BIN = os.path.dirname(sys.executable)
 ZASYNC = os.path.join(BIN, "zasync")

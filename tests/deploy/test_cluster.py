@@ -12,9 +12,9 @@ import shlex
 import pytest
 from deploy_support import Site, zasync
 
-from zasync import processes
-from zasync.connect import wait_until
+from zasync.clock import wait_until
 from zasync.dispatcher import read_uuid_file
+from zasync.testing import processes
 
 pytestmark = pytest.mark.slow
 JOB_TIMEOUT = 60.0

@@ -12,8 +12,8 @@ import subprocess
 import pytest
 from deploy_support import Served, Site, edit_site_offline, environment, zasync
 
-from zasync import processes
-from zasync.connect import wait_until
+from zasync.clock import wait_until
+from zasync.testing import processes
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

@@ -35,12 +35,14 @@ from zasync.plone.config import (
     process_config,
     product_config_sections,
 )
-from zasync.plone.instance import UUID_FILENAME, role_zcml
 from zasync.plone.interfaces import DEFAULT_QUOTA
+from zasync.plone.rolefiles import role_zcml
 from zasync.queue import get_queues
 from zasync.transact import in_own_transaction
 
 log = logging.getLogger("zasync.plone")
+
+UUID_FILENAME = "zasync-uuid.txt"  # merged into zasync.identity next
 
 #: Seconds that running jobs get to finish when the process stops; jobs
 #: still running then go back to the queue.

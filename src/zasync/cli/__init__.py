@@ -4,16 +4,14 @@ import argparse
 import logging
 import sys
 
-from zasync import admin_cli, worker
-from zasync.connect import CommandError
-from zasync.plone import cluster, serve
+from zasync.cli import commands, demo, worker
+from zasync.deploy import cluster, serve
+from zasync.exceptions import CommandError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
 
 def _demo(args):
-    from zasync import demo
-
     return demo.run(args.directory)
 
 
@@ -24,32 +22,32 @@ def build_parser():
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log job starts and ends"
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser(
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo_parser = subparsers.add_parser(
         "demo", help="queue a few jobs on a FileStorage and show them run"
     )
-    demo.add_argument(
+    demo_parser.add_argument(
         "--directory",
         help="where to put the database (default: a new temporary directory)",
     )
-    demo.set_defaults(run=_demo)
+    demo_parser.set_defaults(run=_demo)
     worker.add_arguments(
-        commands.add_parser(
+        subparsers.add_parser(
             "worker",
             help="run jobs: a headless worker process",
             description=worker.__doc__.split("\n\n")[1],
         )
     )
-    admin_cli.register(commands)
+    commands.register(subparsers)
     serve.add_arguments(
-        commands.add_parser(
+        subparsers.add_parser(
             "serve",
             help="run a Plone site with zasync on 127.0.0.1:8080 (made if missing)",
             description=serve.__doc__.split("\n\n")[1],
         )
     )
     cluster.add_arguments(
-        commands.add_parser(
+        subparsers.add_parser(
             "cluster",
             help="start or stop a local ZEO cluster: web instance and workers",
             description=cluster.__doc__.split("\n\n")[1],

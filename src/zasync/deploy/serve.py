@@ -18,8 +18,8 @@ import signal
 import socket
 import sys
 
-from zasync.connect import CommandError
-from zasync.plone.instance import InstanceHome
+from zasync.deploy.instance import InstanceHome
+from zasync.exceptions import CommandError
 
 log = logging.getLogger("zasync.plone")
 
@@ -159,7 +159,7 @@ def run(args):
 
 
 def _prepare_site(home, site_id, url):
-    from zasync.plone import site
+    from zasync.deploy import site
 
     password_file = os.path.join(home.var, "admin-password.txt")
     password, created = site.ensure_admin(password_file)

@@ -22,9 +22,10 @@ import subprocess
 import sys
 import time
 
-from zasync.connect import CommandError, wait_until
-from zasync.plone import instance
-from zasync.plone.serve import READY as WEB_READY
+from zasync.clock import wait_until
+from zasync.deploy import instance
+from zasync.deploy.serve import READY as WEB_READY
+from zasync.exceptions import CommandError
 
 WORKER_READY = "zasync worker ready"
 SETTINGS = "cluster.json"

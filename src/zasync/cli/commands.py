@@ -19,7 +19,8 @@ import socket
 
 import transaction
 
-from zasync import admin, clock, connect
+from zasync import admin, clock
+from zasync.cli import connect
 from zasync.registry import threads_text
 from zasync.transact import abort
 

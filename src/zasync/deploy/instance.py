@@ -16,18 +16,18 @@ import dataclasses
 import os
 import textwrap
 
-#: The database that holds the queues in multi-database mode, and where
-#: Zope mounts it.
-QUEUES_DATABASE = "zasync_queues"
+from zasync.plone.rolefiles import (  # noqa: F401 (importable here, as before)
+    EMBEDDED,
+    INSTANCE,
+    QUEUES_DATABASE,
+    ROLES,
+    WORKER,
+    role_zcml,
+)
 
 #: The dispatcher's UUID file in an instance's var/ when ZASYNC_UUID names
 #: none (zasync.plone.startup keeps it there).
 UUID_FILENAME = "zasync-uuid.txt"
-
-EMBEDDED = "embedded"
-INSTANCE = "instance"
-WORKER = "worker"
-ROLES = (EMBEDDED, INSTANCE, WORKER)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,19 +86,6 @@ class RelStorage:
             f"    </postgresql>\n"
             f"</relstorage>\n"
         )
-
-
-def role_zcml(role, multi_db):
-    """The zasync.plone ZCML file that gives a process its role, or None
-    for an embedded process (no file: queues in the main database, and the
-    process runs a dispatcher)."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if role == EMBEDDED:
-        if multi_db:
-            raise ValueError("an embedded process keeps its queues in its one database")
-        return None
-    return f"{'multi' if multi_db else 'single'}_db_{role}.zcml"
 
 
 def site_zcml(role, multi_db=False):

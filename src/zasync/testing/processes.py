@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from zasync.connect import wait_until
+from zasync.clock import wait_until
 from zasync.exceptions import ProcessError
 
 LOOPBACK = "127.0.0.1"
@@ -311,7 +311,7 @@ class Worker(_Logged):
         return read_uuid_file(self.uuid_file)
 
     def stats(self):
-        """The counters of the worker's last clean stop (see zasync.worker)."""
+        """The counters of the worker's last clean stop (see zasync.cli.worker)."""
         found = STATS.findall(self.log())
         if not found:
             return None

@@ -11,8 +11,9 @@ import contextlib
 import dataclasses
 import os
 import threading
-import time
 
+from zasync.cli import zope
+from zasync.clock import wait_until
 from zasync.exceptions import CommandError
 
 
@@ -173,49 +174,9 @@ def check_reachable(opened, timeout=10.0):
 
 def boot_zope(zope_conf, dispatcher, overrides=None):
     """Boot the Zope instance of ``zope_conf`` without serving HTTP and
-    return an Opened for its database.
-
-    ``dispatcher`` forces this process's dispatcher on or off whatever its
-    ZCML role says; ``overrides`` replace product-config values (threads,
-    poll_interval, queues, ...) for this process.
-    """
-    if not os.path.exists(zope_conf):
-        raise CommandError(f"--zope-conf {zope_conf}: no such file")
-    try:
-        from zasync.plone import config as plone_config
-    except ImportError:
-        raise CommandError(
-            "--zope-conf needs Zope and zasync's Plone integration: "
-            "pip install 'zasync[plone]'"
-        ) from None
-    plone_config.set_overrides(dispatcher=dispatcher, **(overrides or {}))
-    from Zope2.Startup.run import make_wsgi_app
-
-    try:
-        make_wsgi_app({}, zope_conf)
-    except plone_config.ConfigurationError as exc:
-        raise CommandError(f"{zope_conf}: {exc}") from None
-    except Exception as exc:
-        raise CommandError(
-            f"cannot start the Zope instance of {zope_conf}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    import Zope2
-
-    from zasync.plone import roles
-
-    database = roles.queues_database()
-    return Opened(Zope2.DB, database, f"{zope_conf}")
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    """Poll ``predicate`` until true or ``timeout``; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
+    return an Opened for its database (see zasync.cli.zope.boot)."""
+    db, database = zope.boot(zope_conf, dispatcher, overrides)
+    return Opened(db, database, f"{zope_conf}")
 
 
 def add_database_options(parser):

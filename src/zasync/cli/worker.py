@@ -14,7 +14,7 @@ import signal
 import threading
 
 import zasync
-from zasync import connect
+from zasync.cli import connect, zope
 from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
 
 log = logging.getLogger("zasync.worker")
@@ -181,9 +181,7 @@ def run(args):
             args.grace,
         )
         if args.zope_conf:
-            from zasync.plone import startup
-
-            finished = startup.stop_dispatcher(args.grace)
+            finished = zope.stop_dispatcher(args.grace)
         else:
             finished = dispatcher.stop(args.grace)
         connect.close(opened)
@@ -238,16 +236,9 @@ def _start_in_zope(args, uuid_file):
         "death_interval": options.get("death_interval"),
     }
     opened = connect.open_from_args(args, dispatcher=True, overrides=overrides)
-    from zasync.plone import startup
-
-    dispatcher = startup.get_dispatcher()
-    if dispatcher is None:
+    try:
+        dispatcher, uuid_file = zope.started_dispatcher(args.zope_conf)
+    except BaseException:
         connect.close(opened)
-        raise connect.CommandError(
-            f"{args.zope_conf}: Zope started but zasync's dispatcher did not; is "
-            f"zasync.plone loaded (plone.autoinclude, or <include "
-            f'package="zasync.plone" />)?'
-        )
-    # Without --uuid-file, the Plone integration chose the file (ZASYNC_UUID,
-    # or var/zasync-uuid.txt of the instance).
-    return dispatcher, opened, startup.dispatcher_uuid()[1]
+        raise
+    return dispatcher, opened, uuid_file

@@ -1,0 +1,131 @@
+"""Operations on the queues of a database: what an operator needs.
+
+This is what the ``zasync status``, ``jobs``, ``job``, ``retry``,
+``cancel``, ``prune``, ``settings``, ``quota``, ``agents`` and ``mode``
+commands do, without any command-line parsing, so that Python code (a
+script, a Zope control panel) can do the same.
+
+Reading functions take an IQueues (see :func:`read_queues`) and return
+plain data: dicts and lists of str, int, float, bool, None and aware UTC
+datetimes. :func:`retry_job` and :func:`cancel_job` change the queues in
+the caller's current transaction (commit it, or use :func:`in_transaction`,
+which retries conflicts); :func:`prune` runs transactions of its own, a
+batch at a time. Anything that cannot be done as asked raises
+:class:`AdminError`, whose message says why and what to do instead.
+
+Job ids are ints here. They have 18 digits, more than a JSON number keeps
+in JavaScript or jq (2**53): :func:`for_json` makes data ready for JSON,
+with ids as strings.
+
+Cluster-wide settings live with the queues, so every process and every
+site of the database sees the same: the size of each quota (the quota
+itself), and the agent sizes of dispatchers (see zasync.registry):
+:func:`settings_report` shows them with where each comes from;
+:func:`set_quota_size` and :func:`set_agent_size` change them in the
+current transaction.
+"""
+
+# The library, by subject; every public name is importable from here.
+from zasync.admin.actions import (
+    MAX_CONFLICTS,
+    RetryOutcome,
+    cancel_job,
+    in_transaction,
+    retry_job,
+)
+from zasync.admin.location import (
+    LOCATION_KEY,
+    describe_location,
+    queues_location,
+    record_queues_location,
+    unfinished_jobs,
+)
+from zasync.admin.prune import (
+    FAILED_KEEP_FACTOR,
+    PRUNE_BATCH,
+    prune,
+)
+from zasync.admin.reports import (
+    RETRY_OF,
+    STATUS_FILTERS,
+    describe_job,
+    find_jobs,
+    get_job,
+    job_summary,
+    read_queues,
+    select_queues,
+    status_report,
+)
+from zasync.admin.settings import (
+    set_agent_size,
+    set_quota_size,
+    settings_report,
+)
+from zasync.admin.text import (
+    ARGUMENT_REPR_LIMIT,
+    JSON_SAFE_INTEGER,
+    VALUE_REPR_LIMIT,
+    for_json,
+    format_duration,
+    parse_duration,
+    parse_job_id,
+    queue_label,
+    queue_name,
+)
+from zasync.exceptions import (
+    AdminError,
+    JobCancelled,
+    JobNotFound,
+    NoQueues,
+)
+from zasync.registry import (
+    DEFAULT_AGENT_SIZE,
+    FROM_BUILT_IN,
+    FROM_DISPATCHER_SETTING,
+    FROM_QUEUE_DEFAULT,
+)
+
+__all__ = [
+    "ARGUMENT_REPR_LIMIT",
+    "AdminError",
+    "DEFAULT_AGENT_SIZE",
+    "FAILED_KEEP_FACTOR",
+    "FROM_BUILT_IN",
+    "FROM_DISPATCHER_SETTING",
+    "FROM_QUEUE_DEFAULT",
+    "JSON_SAFE_INTEGER",
+    "JobCancelled",
+    "JobNotFound",
+    "LOCATION_KEY",
+    "MAX_CONFLICTS",
+    "NoQueues",
+    "PRUNE_BATCH",
+    "RETRY_OF",
+    "RetryOutcome",
+    "STATUS_FILTERS",
+    "VALUE_REPR_LIMIT",
+    "cancel_job",
+    "describe_job",
+    "describe_location",
+    "find_jobs",
+    "for_json",
+    "format_duration",
+    "get_job",
+    "in_transaction",
+    "job_summary",
+    "parse_duration",
+    "parse_job_id",
+    "prune",
+    "queue_label",
+    "queue_name",
+    "queues_location",
+    "read_queues",
+    "record_queues_location",
+    "retry_job",
+    "select_queues",
+    "set_agent_size",
+    "set_quota_size",
+    "settings_report",
+    "status_report",
+    "unfinished_jobs",
+]

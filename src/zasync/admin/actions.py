@@ -1,0 +1,228 @@
+"""Changing jobs: retry and cancel, in the caller's transaction, and
+in_transaction for callers without one."""
+
+import dataclasses
+import datetime
+import logging
+
+from zasync import clock
+from zasync.admin.reports import (
+    RETRY_OF,
+    _assignee,
+    _set_aside_reason,
+    get_job,
+    read_queues,
+)
+from zasync.admin.text import queue_label
+from zasync.exceptions import AdminError, JobCancelled
+from zasync.failure import failure_from
+from zasync.job import CallableNotFound, Job
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
+from zasync.transact import TRANSIENT_ERRORS, in_own_transaction
+
+log = logging.getLogger("zasync.admin")
+
+# How many conflicts a write may meet before giving up.
+MAX_CONFLICTS = 50
+
+# -- retry and cancel -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RetryOutcome:
+    """What :func:`retry_job` did: queued ``job`` as a new job retrying the
+    failed job ``retried``, or (``made_due``) made the pending job ``job``
+    due now instead of at ``was_due``."""
+
+    job: Job
+    retried: Job
+    made_due: bool = False
+    was_due: datetime.datetime | None = None
+
+
+def _describe_claim(job):
+    assignee = _assignee(job)
+    if assignee is None:
+        return ""
+    where = assignee["dispatcher"]
+    if assignee["host"] is not None:
+        where = f"{where} on {assignee['host']}:{assignee['pid']}"
+    return f" (claimed by dispatcher {where})"
+
+
+def _check_in_run_order(job, doing):
+    """AdminError unless a pending job is in its queue's run order."""
+    reason = _set_aside_reason(job)
+    if reason is not None:
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) was set aside by a dispatcher "
+            f"because it cannot be stored again ({reason}); it is out of the "
+            f"run order already and cannot be {doing}. Fix the cause and queue "
+            f"a new job."
+        )
+    if job.pending_key is None:
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) is being put back in the queue "
+            f"by its dispatcher; try again in a moment"
+        )
+
+
+def _copy_job(job, environment):
+    """A new job making the same call as ``job``, in ``environment``, with
+    copies of its callbacks (which share the copy's environment unless they
+    have their own, as the originals did)."""
+    try:
+        func = job.resolve_callable()
+    except CallableNotFound as exc:
+        raise AdminError(str(exc)) from None
+    copy = type(job)(func, *job.args, **dict(job.kwargs))
+    copy.retry_policy = job._retry_policy
+    copy.quota_names = tuple(job.quota_names)
+    copy.internal = job.internal
+    if environment is not None:
+        copy.environment = environment
+    for callback in job.callbacks:
+        copy.add_callback(_copy_job(callback, callback._environment))
+    return copy
+
+
+def retry_job(queues, job_id, now=None):
+    """Run a job again: a failed job, or a pending job that waits.
+
+    For a completed job that failed, a new job with the same call
+    (callable, arguments, environment, quota names, priority, ``begin_by``,
+    unique key, retry policy, and copies of its callbacks) is queued in
+    the same queue; the failed job is left as it was, and the new one
+    carries its id in the annotation ``zasync.retry_of``. For a pending job
+    whose ``begin_after`` is in the future (a retry delay, or scheduled),
+    ``begin_after`` becomes now. Anything else raises AdminError saying
+    why. Works in the current transaction; returns a RetryOutcome.
+    """
+    now = now or clock.utcnow()
+    job = get_job(queues, job_id)
+    queue = job.queue
+    status = job.status
+    if status == PENDING:
+        _check_in_run_order(job, "made due now")
+        if job.begin_after <= now:
+            raise AdminError(
+                f"job {job.id} ({job.callable_name}) is pending and due "
+                f"already; it starts when a dispatcher of queue "
+                f"{queue_label(queue.name)!r} has a free thread (and its quotas "
+                f"have room): see 'zasync status'"
+            )
+        was_due = job.begin_after
+        queue.reschedule(job, now)
+        return RetryOutcome(job=job, retried=job, made_due=True, was_due=was_due)
+    if status != COMPLETED:
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) is {status}{_describe_claim(job)}; "
+            f"only a failed job, or a pending job waiting to start, can be "
+            f"retried"
+        )
+    if not job.failed:
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) succeeded; only failed jobs "
+            f"are retried. To make the same call again, queue a new job."
+        )
+    if getattr(job, "is_composite", False):
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) is a serial/parallel job; "
+            f"retry its failed parts one by one instead: "
+            + ", ".join(str(child.id) for child in job.children if child.failed)
+        )
+    if job.role == "callback":
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) is a callback of job "
+            f"{job.parent.id} and is called with that job's result; it cannot "
+            f"run on its own"
+        )
+    # A part of a serial/parallel job had its parent's environment.
+    copy = _copy_job(job, job.environment)
+    copy.annotations[RETRY_OF] = job.id
+    try:
+        queued = queue.put(
+            copy,
+            begin_by=job.begin_by,
+            quota_names=job.quota_names,
+            priority=job.priority,
+            unique_key=job.unique_key,
+            now=now,
+        )
+    except ValueError as exc:
+        raise AdminError(f"cannot queue a retry of job {job.id}: {exc}") from None
+    if queued is not copy:
+        raise AdminError(
+            f"job {queued.id} with the same unique key {job.unique_key!r} is "
+            f"{queued.status} already; it does what a retry of job {job.id} "
+            f"would, so nothing new was queued"
+        )
+    return RetryOutcome(job=copy, retried=job)
+
+
+def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
+    """Cancel a pending job: it is taken out of the run order and completed
+    with the Failure of a :class:`JobCancelled` naming ``by`` (and
+    ``reason``), so its callbacks run (failure callbacks see the failure)
+    and it is counted among the failed jobs; its unique key is freed once
+    those callbacks are done. A running or claimed job cannot be stopped
+    (threads cannot be killed), nor a completed one cancelled: AdminError.
+    Works in the current transaction; returns the job.
+    """
+    now = now or clock.utcnow()
+    job = get_job(queues, job_id)
+    status = job.status
+    name = f"job {job.id} ({job.callable_name})"
+    if status == COMPLETED:
+        outcome = "failed" if job.failed else "succeeded"
+        raise AdminError(
+            f"{name} has completed already ({outcome} at "
+            f"{job.ended:%Y-%m-%d %H:%M:%S} UTC); there is nothing to cancel"
+        )
+    if status == CALLBACKS:
+        raise AdminError(
+            f"{name} has run and its callbacks are running; it cannot be cancelled"
+        )
+    if getattr(job, "is_composite", False) and status == ACTIVE:
+        pending = [c.id for c in job.children if c.status == PENDING]
+        hint = (
+            f"cancel its pending parts instead: {', '.join(map(str, pending))}"
+            if pending
+            else "none of its parts is pending"
+        )
+        raise AdminError(
+            f"{name} is a serial/parallel job whose parts are running; {hint}"
+        )
+    if status in (ASSIGNED, ACTIVE):
+        doing = "running" if status == ACTIVE else "claimed, about to start,"
+        raise AdminError(
+            f"{name} is {doing}{_describe_claim(job)}; a running job cannot be "
+            f"stopped (threads cannot be killed). Wait for it to end, or stop "
+            f"its worker (SIGTERM): a job still running after the worker's "
+            f"--grace period is put back in the queue, and can be cancelled then."
+        )
+    _check_in_run_order(job, "cancelled")
+    message = f"Job {job.id} ({job.callable_name}) was cancelled by {by}"
+    message += f" before it ran: {reason}" if reason else " before it ran"
+    job.queue.cancel(job, failure_from(JobCancelled(message)), now)
+    return job
+
+
+def in_transaction(db, work, database=None, attempts=MAX_CONFLICTS):
+    """Call ``work(queues)`` in a transaction of its own on ``db`` and
+    commit, retrying on ConflictError and other transient errors with a
+    growing random pause; returns what ``work`` returned.
+
+    ``work`` must return plain data, not persistent objects: the connection
+    is closed on return. ``database`` names the queues' database in a
+    multi-database setup.
+    """
+    try:
+        return in_own_transaction(
+            db, lambda conn: work(read_queues(conn, database)), attempts
+        )
+    except TRANSIENT_ERRORS:
+        raise AdminError(
+            f"gave up after {attempts} write conflicts: the queues are very busy; "
+            f"try again"
+        ) from None

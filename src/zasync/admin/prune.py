@@ -1,0 +1,158 @@
+"""Removing old completed jobs, a batch per transaction, keeping failed
+ones longer."""
+
+import datetime
+import itertools
+import logging
+
+import transaction
+
+from zasync import clock
+from zasync.admin.actions import MAX_CONFLICTS
+from zasync.admin.reports import _completed_threshold, read_queues, select_queues
+from zasync.admin.text import queue_label
+from zasync.exceptions import AdminError
+from zasync.status import COMPLETED
+from zasync.transact import TRANSIENT_ERRORS, abort, pause
+
+log = logging.getLogger("zasync.admin")
+
+# Completed jobs removed per transaction by prune().
+PRUNE_BATCH = 300
+# Failed jobs are kept this many times longer than succeeded ones by default.
+FAILED_KEEP_FACTOR = 4
+
+# -- pruning ----------------------------------------------------------------
+
+
+def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
+    """Remove the jobs of one completed index that ended before ``cutoff``,
+    ``batch_size`` per transaction. Returns (removed, kept)."""
+    cursor = _completed_threshold(cutoff)
+    removed = kept = 0
+    conflicts = 0
+    while True:
+        tm.begin()
+        try:
+            queue = read_queues(conn, database).get(name)
+            if queue is None:
+                abort(tm)
+                break  # removed meanwhile
+            index = queue._failed if failed else queue._succeeded
+            batch = list(itertools.islice(index.items(min=cursor), batch_size))
+            batch_removed = batch_kept = 0
+            for _, job in batch:
+                parent = job.parent
+                if parent is not None and parent.status != COMPLETED:
+                    # Part of a serial/parallel job or callback of a job
+                    # that is not done: its parent still needs it.
+                    batch_kept += 1
+                    continue
+                if not dry_run:
+                    try:
+                        queue.remove(job)
+                    except ValueError:
+                        # Indexed but not the queue's job any more: leave
+                        # it for a person to look at.
+                        log.warning("queue %r: could not remove %r", name, job)
+                        batch_kept += 1
+                        continue
+                batch_removed += 1
+            if dry_run:
+                abort(tm)
+            else:
+                tm.commit()
+        except TRANSIENT_ERRORS:
+            abort(tm)
+            conflicts += 1
+            if conflicts >= MAX_CONFLICTS:
+                raise AdminError(
+                    f"gave up pruning queue {queue_label(name)!r} after "
+                    f"{conflicts} write conflicts in a row; {removed} jobs were "
+                    f"removed. Try again, or with a smaller batch."
+                ) from None
+            pause(conflicts)
+            continue
+        except BaseException:
+            abort(tm)
+            raise
+        conflicts = 0
+        removed += batch_removed
+        kept += batch_kept
+        if batch:
+            log.info(
+                "queue %r: %s %d %s jobs",
+                queue_label(name),
+                "would remove" if dry_run else "removed",
+                batch_removed,
+                "failed" if failed else "succeeded",
+            )
+        if len(batch) < batch_size:
+            break
+        cursor = batch[-1][0] + 1
+    return removed, kept
+
+
+def prune(
+    db,
+    older_than,
+    failed_older_than=None,
+    queue=None,
+    dry_run=False,
+    database=None,
+    batch_size=PRUNE_BATCH,
+    now=None,
+):
+    """Remove completed jobs that ended more than ``older_than`` ago (a
+    timedelta); failed jobs are kept until ``failed_older_than`` (default:
+    FAILED_KEEP_FACTOR times ``older_than``).
+
+    ``queue`` names one queue (default: all). Jobs are removed
+    ``batch_size`` per transaction, each retried on conflicts, so that
+    dispatchers go on meanwhile; a completed part or callback of a job that
+    is not completed is kept. With ``dry_run`` nothing is removed and the
+    counts say what would be. Returns ``{queue name: {"succeeded": n,
+    "failed": n, "kept": n}}``. The space is given back to the storage when
+    it is packed.
+    """
+    if older_than < datetime.timedelta(0):
+        raise AdminError("--older-than must not be negative")
+    if failed_older_than is None:
+        failed_older_than = older_than * FAILED_KEEP_FACTOR
+    if failed_older_than < datetime.timedelta(0):
+        raise AdminError("--failed-older-than must not be negative")
+    if batch_size < 1:
+        raise AdminError(f"the batch size must be at least 1, not {batch_size}")
+    now = now or clock.utcnow()
+    tm = transaction.TransactionManager(explicit=True)
+    conn = db.open(transaction_manager=tm)
+    try:
+        tm.begin()
+        try:
+            names = [q.name for q in select_queues(read_queues(conn, database), queue)]
+        finally:
+            abort(tm)
+        counts = {}
+        for name in names:
+            succeeded, kept_ok = _prune_index(
+                tm, conn, database, name, False, now - older_than, dry_run, batch_size
+            )
+            failed, kept_failed = _prune_index(
+                tm,
+                conn,
+                database,
+                name,
+                True,
+                now - failed_older_than,
+                dry_run,
+                batch_size,
+            )
+            counts[name] = {
+                "succeeded": succeeded,
+                "failed": failed,
+                "kept": kept_ok + kept_failed,
+            }
+        return counts
+    finally:
+        abort(tm)
+        conn.close()

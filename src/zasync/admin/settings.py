@@ -1,0 +1,234 @@
+"""Cluster-wide settings stored with the queues: quota sizes and agent
+sizes, with where each comes from."""
+
+import logging
+
+from zasync import clock
+from zasync.admin.reports import select_queues
+from zasync.admin.text import queue_label
+from zasync.exceptions import AdminError
+from zasync.queue import DEFAULT_QUEUE
+from zasync.registry import (
+    DEFAULT_AGENT_SIZE,
+    FROM_BUILT_IN,
+    FROM_QUEUE_DEFAULT,
+    agent_settings,
+    configured_agent_size,
+)
+
+log = logging.getLogger("zasync.admin")
+
+
+# -- cluster-wide settings --------------------------------------------------
+
+
+def settings_report(queues, queue=None, now=None):
+    """The cluster-wide settings in force, as a dict: for each queue (or
+    the one named ``queue``) its quotas, the default agent size, each
+    registered dispatcher's agent size with where it comes from, and the
+    sizes set for dispatchers that are not registered now.
+
+    A dispatcher's ``source`` is where its size comes from: its process
+    (``"zope.conf"``, ``"command line"``, ``"agent_size argument"``; then
+    ``follows_settings`` is False and a size set for it in the database is
+    not in force), ``"dispatcher setting"``, ``"cluster default"`` or
+    ``"built-in default"`` (see zasync.registry).
+    """
+    now = now or clock.utcnow()
+    return {
+        "time": now,
+        "queues": [_queue_settings(q, now) for q in select_queues(queues, queue)],
+    }
+
+
+def _queue_settings(queue, now):
+    settings = queue.agent_settings
+    default = None if settings is None else settings.default_size
+    own = {} if settings is None else settings.dispatcher_sizes()
+    dispatchers = []
+    for uuid, record in queue.dispatchers.items():
+        agent = record.agents.get("main")
+        configured, configured_source = configured_agent_size(queue, uuid)
+        explicit = record.agent_size_source
+        dispatchers.append(
+            {
+                "uuid": uuid,
+                "host": record.host,
+                "pid": record.pid,
+                "alive": not record.is_dead(now),
+                "size": agent.size if agent is not None else configured,
+                "source": explicit or configured_source,
+                "follows_settings": explicit is None,
+                "setting": own.get(uuid),
+            }
+        )
+    return {
+        "name": queue.name,
+        "label": queue_label(queue.name),
+        "quotas": [
+            {"name": quota.name, "size": quota.size, "active": len(quota)}
+            for quota in queue.quotas.values()
+        ],
+        "default_agent_size": {
+            "size": DEFAULT_AGENT_SIZE if default is None else default,
+            "source": FROM_BUILT_IN if default is None else FROM_QUEUE_DEFAULT,
+        },
+        "dispatchers": dispatchers,
+        "unregistered_settings": [
+            {"uuid": uuid, "size": size}
+            for uuid, size in sorted(own.items())
+            if uuid not in queue.dispatchers
+        ],
+    }
+
+
+def _size(value, what):
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise AdminError(f"{what} must be a whole number of 0 or more, not {value!r}")
+    return value
+
+
+def _one_queue(queues, queue):
+    return select_queues(queues, DEFAULT_QUEUE if queue is None else queue)[0]
+
+
+def set_quota_size(queues, name, size, queue=None):
+    """Set the size of quota ``name`` in ``queue`` (default: the default
+    queue), creating the quota if missing; 0 pauses the jobs naming it.
+    Every dispatcher of the cluster follows at its next claim. Works in the
+    current transaction; returns ``{"queue", "quota", "size", "was"}``
+    (``was``: the size before, None if the quota was created)."""
+    size = _size(size, "a quota size")
+    if not isinstance(name, str) or not name.strip():
+        raise AdminError(f"a quota name must be a non-empty text, not {name!r}")
+    target = _one_queue(queues, queue)
+    quota = target.quotas.get(name)
+    was = None if quota is None else quota.size
+    if quota is None:
+        target.quotas.create(name, size=size)
+    elif quota.size != size:
+        quota.size = size
+    log.info(
+        "queue %r: quota %r size %s (was %s)", queue_label(target.name), name, size, was
+    )
+    return {"queue": queue_label(target.name), "quota": name, "size": size, "was": was}
+
+
+def _dispatcher_uuid(queue, text):
+    """The UUID of a dispatcher of ``queue`` (registered, or with a size of
+    its own) that ``text`` names in full or by a unique prefix."""
+    settings = queue.agent_settings
+    known = set(queue.dispatchers.keys())
+    if settings is not None:
+        known.update(settings.dispatcher_sizes())
+    wanted = str(text).strip().lower()
+    if wanted in known:
+        return wanted
+    matches = sorted(uuid for uuid in known if uuid.startswith(wanted))
+    label = queue_label(queue.name)
+    if len(matches) == 1 and len(wanted) >= 4:
+        return matches[0]
+    if len(matches) > 1:
+        raise AdminError(
+            f"{text!r} names several dispatchers of queue {label!r} "
+            f"({', '.join(matches)}); give more of the UUID"
+        )
+    raise AdminError(
+        f"no dispatcher {text!r} serves queue {label!r}; 'zasync settings' "
+        f"lists the dispatchers (by UUID) and their agent sizes"
+    )
+
+
+def set_agent_size(queues, size, queue=None, dispatcher=None):
+    """Set the agent size, cluster-wide, in ``queue`` (default: the
+    default queue): of every dispatcher (``dispatcher`` None: the queue's
+    default agent size) or of the one whose UUID (or a unique prefix of it)
+    ``dispatcher`` gives. ``size`` None unsets it: the dispatchers then
+    follow the queue's default, or the built-in default.
+
+    Dispatchers whose process sets its size explicitly (zope.conf
+    ``threads``, ``zasync worker --agent-size``) keep it: for one of them
+    AdminError says so, as the setting would not be in force. The others
+    are resized at once, and the setting stays in force when they restart.
+    Works in the current transaction; returns ``{"queue", "dispatcher",
+    "size", "was", "resized", "overridden"}``: the dispatchers whose agents
+    now have another size (``{"uuid", "size"}``) and those that keep the
+    size of their process (``{"uuid", "size", "source"}``).
+    """
+    if size is not None:
+        size = _size(size, "an agent size")
+    target = _one_queue(queues, queue)
+    label = queue_label(target.name)
+    uuid = None
+    if dispatcher is not None:
+        uuid = _dispatcher_uuid(target, dispatcher)
+        record = target.dispatchers.get(uuid)
+        if record is not None and record.agent_size_source is not None:
+            agent = record.agents.get("main")
+            raise AdminError(
+                f"dispatcher {uuid} ({record.host}:{record.pid}) takes its "
+                f"agent size ({agent.size if agent else '?'} threads) from its "
+                f"{record.agent_size_source}, which wins over a setting in the "
+                f"database; change it there ({_where_to_change(record)}) and "
+                f"restart that process"
+            )
+        if record is None and size is not None:
+            raise AdminError(
+                f"dispatcher {uuid} does not serve queue {label!r} now; set its "
+                f"size while it runs (sizes it had are kept when it restarts)"
+            )
+    settings = agent_settings(target) if size is not None else target.agent_settings
+    was = None
+    if settings is not None:
+        if uuid is None:
+            was = settings.default_size
+            settings.default_size = size
+        else:
+            was = settings.dispatcher_size(uuid)
+            settings.set_dispatcher_size(uuid, size)
+    resized, overridden = [], []
+    for record_uuid, record in target.dispatchers.items():
+        agent = record.agents.get("main")
+        if agent is None:
+            continue
+        if record.agent_size_source is not None:
+            overridden.append(
+                {
+                    "uuid": record_uuid,
+                    "size": agent.size,
+                    "source": record.agent_size_source,
+                }
+            )
+            continue
+        new_size, _ = configured_agent_size(target, record_uuid)
+        if agent.size != new_size:
+            # The dispatcher watches its agent: it takes up the new size at
+            # once (and, on a race with its registration, in its next round).
+            agent.size = new_size
+            resized.append({"uuid": record_uuid, "size": new_size})
+    log.info(
+        "queue %r: agent size of %s set to %s (was %s)",
+        label,
+        f"dispatcher {uuid}" if uuid else "every dispatcher",
+        "unset" if size is None else size,
+        was,
+    )
+    return {
+        "queue": label,
+        "dispatcher": uuid,
+        "size": size,
+        "was": was,
+        "resized": resized,
+        "overridden": overridden,
+    }
+
+
+def _where_to_change(record):
+    source = record.agent_size_source
+    if source == "zope.conf":
+        return "<product-config zasync> threads"
+    if source == "command line":
+        return "zasync worker --agent-size"
+    return "the agent_size argument of zasync.start()"
