@@ -54,13 +54,13 @@ from ZODB.utils import get_pickle_metadata
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import cluster_jobs  # noqa: E402
+import jobs  # noqa: E402
 
 import zasync  # noqa: E402
-from zasync import processes  # noqa: E402
 from zasync.dispatcher import Dispatcher  # noqa: E402
 from zasync.queue import get_queues  # noqa: E402
 from zasync.status import ACTIVE, ASSIGNED  # noqa: E402
+from zasync.testing import processes  # noqa: E402
 
 TARGET_PICKUP_P50_MS = 25.0
 LABEL = 48  # width of the label column of the report
@@ -272,7 +272,7 @@ def throughput(backend, workers, jobs, agent_size, timeout):
         def put(root):
             queue = backend.client.queue(name)
             for i in range(jobs):
-                queue.put(zasync.Job(cluster_jobs.noop, i))
+                queue.put(zasync.Job(jobs.noop, i))
 
         pids = [w.pid for w in started_workers] + [backend.server_pid, os.getpid()]
         cpu_before = cpu_snapshot(pids)
@@ -377,7 +377,7 @@ def pickup_section(backend, samples, warmup=5):
         for index in range(warmup + samples):
 
             def put(root):
-                return client.queue(name).put(zasync.Job(cluster_jobs.stamp))
+                return client.queue(name).put(zasync.Job(jobs.stamp))
 
             before = time.time()
             job = client.write(put)
@@ -530,7 +530,7 @@ def recovery_section(backend, jobs, job_seconds, ping=1, death=5):
     def queue_jobs(root):
         queue = client.queue(name)
         for _ in range(jobs):
-            queue.put(zasync.Job(cluster_jobs.sleep, job_seconds))
+            queue.put(zasync.Job(jobs.sleep, job_seconds))
 
     try:
         # The victim starts alone and fills its threads (a new worker holds
@@ -883,11 +883,11 @@ def run_all(stack, args, skip, pg_ok, directory, results):
         )
         stack.callback(backends[-1][0].client.close)
 
-    for backend, jobs in backends:
+    for backend, count in backends:
         raw = args.raw_commits if backend.key == "zeo" else args.pg_raw_commits
         if "throughput" not in skip:
             results["throughput"][backend.key] = throughput_section(
-                backend, jobs, raw, args.agent_size
+                backend, count, raw, args.agent_size
             )
         if "pickup" not in skip:
             results["pickup"][backend.key] = pickup_section(

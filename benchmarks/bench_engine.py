@@ -84,13 +84,12 @@ def pickup_latency(db, samples):
     dispatcher = zasync.start(db, poll_interval=1.0)
     latencies = []
     for _ in range(samples):
-        job = queue.put(zasync.Job(jobs.stamp, 0.0))
+        job = queue.put(zasync.Job(jobs.stamp))
         transaction.commit()
         committed = time.time()
         zasync.testing.wait_for_result(job, seconds=10)
-        latencies.append((job.result + 0.0 - committed) * 1000)
-        # jobs.stamp returns time.time() - started, with started 0.0: the
-        # wall-clock moment the job ran.
+        # jobs.stamp returns the wall-clock moment the job ran.
+        latencies.append((job.result - committed) * 1000)
     dispatcher.stop(10)
     conn.close()
     latencies.sort()

@@ -41,6 +41,26 @@ def aware(when, name):
     return when.astimezone(UTC)
 
 
+def duration(value, name, positive=False):
+    """``value`` as a timedelta: a timedelta, or a number of seconds.
+
+    Wherever zasync asks for a duration (``begin_by``, a retry delay, ...)
+    it takes either; anything else is a TypeError that says so. With
+    ``positive``, zero and less are a ValueError.
+    """
+    if isinstance(value, datetime.timedelta):
+        delta = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        delta = datetime.timedelta(seconds=value)
+    else:
+        raise TypeError(
+            f"{name} must be a datetime.timedelta or a number of seconds, not {value!r}"
+        )
+    if positive and delta <= datetime.timedelta(0):
+        raise ValueError(f"{name} must be a positive duration, not {value!r}")
+    return delta
+
+
 def micros_property(name):
     """A datetime attribute stored as integer microseconds in ``name``."""
 

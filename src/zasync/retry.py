@@ -12,6 +12,7 @@ import random
 
 from zope.interface import implementer
 
+from zasync import clock
 from zasync.interfaces import IRetryPolicy
 
 NOW = datetime.timedelta(0)
@@ -118,10 +119,8 @@ class RetryWithDelay(NeverRetry):
         retry_on=(Exception,),
         max_interruptions=4,
     ):
-        if not isinstance(delay, datetime.timedelta):
-            delay = datetime.timedelta(seconds=delay)
-        if not isinstance(max_delay, datetime.timedelta):
-            max_delay = datetime.timedelta(seconds=max_delay)
+        delay = clock.duration(delay, "delay")
+        max_delay = clock.duration(max_delay, "max_delay")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1 (or None: no limit)")
         if backoff < 1:

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_jobs  # noqa: E402
 
 import zasync  # noqa: E402
-from zasync import processes  # noqa: E402
+from zasync.testing import processes  # noqa: E402
 
 MAX_ATTEMPTS = 100
 

@@ -14,7 +14,8 @@ import cluster_jobs
 from cluster_support import report
 
 import zasync
-from zasync import clock, processes
+from zasync import clock
+from zasync.testing import processes
 
 PING = 1.0
 

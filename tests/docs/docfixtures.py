@@ -20,8 +20,8 @@ from pathlib import Path
 import ZODB
 
 import zasync
-from zasync import clock, processes
-from zasync.testing import inline, wait_for, wait_for_result, wait_for_start
+from zasync import clock
+from zasync.testing import inline, processes, wait_for, wait_for_result, wait_for_start
 
 HERE = Path(__file__).resolve().parent
 

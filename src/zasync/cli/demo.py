@@ -10,12 +10,15 @@ import tempfile
 import time
 
 import transaction
+import zc.lockfile
 import ZODB
 import ZODB.FileStorage
 from BTrees.OOBTree import OOBTree
 
 import zasync
 from zasync import local
+from zasync.exceptions import CommandError
+from zasync.registry import threads_text
 from zasync.retry import RetryWithDelay
 from zasync.testing import wait_for_all_jobs
 
@@ -68,17 +71,34 @@ def _describe(job):
 
 
 def run(directory=None, out=print):
-    directory = directory or tempfile.mkdtemp(prefix="zasync-demo-")
+    """Run the demo on ``directory``/Data.fs (made if missing; a database
+    of an earlier run is reused) and print what happens with ``out``."""
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="zasync-demo-")
+    elif os.path.exists(directory) and not os.path.isdir(directory):
+        raise CommandError(f"--directory {directory}: exists and is not a directory")
+    else:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"--directory {directory}: {exc.strerror}") from None
     path = os.path.join(directory, "Data.fs")
     out(f"zasync demo: database {path}")
-    db = ZODB.DB(ZODB.FileStorage.FileStorage(path))
+    try:
+        db = ZODB.DB(ZODB.FileStorage.FileStorage(path))
+    except zc.lockfile.LockError:
+        raise CommandError(
+            f"{path} is in use by another process (a demo still running?)"
+        ) from None
     try:
         dispatcher = zasync.start(db, poll_interval=0.5)
-        out(f"dispatcher {dispatcher.uuid} started (3 threads)")
+        threads = threads_text(dispatcher.agent_sizes[""][0])
+        out(f"dispatcher {dispatcher.uuid} started ({threads})")
         conn = db.open()
         conn.root()["demo_reports"] = OOBTree()
         queue = zasync.get_queues(conn)[""]
-        queue.quotas.create("reports", size=1)
+        if "reports" not in queue.quotas:
+            queue.quotas.create("reports", size=1)
         texts = ["the quick brown fox", "jumps over", "the lazy dog " * 50]
         jobs = [
             queue.put(zasync.Job(word_count, texts, "fox"), quota_names=("reports",)),
