@@ -40,7 +40,7 @@ from zasync.admin.location import (
     record_queues_location,
     unfinished_jobs,
 )
-from zasync.admin.prune import (
+from zasync.admin.pruning import (
     FAILED_KEEP_FACTOR,
     PRUNE_BATCH,
     prune,
