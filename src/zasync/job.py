@@ -1,7 +1,6 @@
 """The persistent Job."""
 
 import datetime
-import importlib
 import inspect
 import itertools
 import random
@@ -18,7 +17,13 @@ from zasync.exceptions import CallableNotFound
 from zasync.failure import Failure
 from zasync.interfaces import IJob
 from zasync.status import ACTIVE, CALLBACKS, COMPLETED, NEW, Status
-from zasync.storable import BadJobError, callable_name, check_callable, check_value
+from zasync.storable import (
+    BadJobError,
+    callable_name,
+    check_callable,
+    check_value,
+    resolve,
+)
 
 __all__ = ["Job", "BadJobError", "CallableNotFound", "new_job_id"]
 
@@ -65,10 +70,7 @@ def resolve_reference(ref):
     if isinstance(ref, tuple):
         first, name = ref
         if isinstance(first, str):
-            target = importlib.import_module(first)
-            for part in name.split("."):
-                target = getattr(target, part)
-            return target
+            return resolve(first, name)
         if isinstance(first, Broken):
             raise ImportError(f"the class of {first!r} cannot be imported")
         return getattr(first, name)
