@@ -40,7 +40,8 @@ from zasync import clock
 from zasync.exceptions import AdminError, JobCancelled, JobNotFound, NoQueues
 from zasync.failure import Failure, failure_from
 from zasync.job import CallableNotFound, Job
-from zasync.queue import _TIME_MASK, DEFAULT_QUEUE, ROOT_KEY
+from zasync.keys import ended_before
+from zasync.queue import DEFAULT_QUEUE, ROOT_KEY
 from zasync.registry import (
     DEFAULT_AGENT_SIZE,
     FROM_BUILT_IN,
@@ -364,8 +365,7 @@ def _age_time(job):
 def _completed_threshold(cutoff):
     """The smallest completed-index key of a job that ended before
     ``cutoff`` (the indexes keep the newest first)."""
-    cutoff_us = max(clock.to_micros(cutoff), 0)
-    return (_TIME_MASK - cutoff_us + 1) << 64
+    return ended_before(clock.to_micros(cutoff))
 
 
 def _claimed(queue, statuses):

@@ -12,11 +12,12 @@ from BTrees.OOBTree import OOBTree
 from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
-from zasync import clock, wakeup
+from zasync import clock, keys, wakeup
 from zasync.exceptions import JobInterrupted, JobTimedOut
 from zasync.failure import failure_from
 from zasync.interfaces import IQueue, IQueues
 from zasync.job import Job, new_job_id
+from zasync.keys import PRIORITY_LIMIT
 from zasync.quota import Quotas
 from zasync.status import (
     ACTIVE,
@@ -31,39 +32,18 @@ from zasync.status import (
 ROOT_KEY = "zasync"
 DEFAULT_QUEUE = ""
 
-# Index keys are single integers (pickled far faster than tuples):
-# pending: priority level, begin_after µs, id; completed: newest first, id.
-_ID_BITS = 64
-_TIME_BITS = 52  # microseconds since 1970, good until the year 2112
-_LEVEL_SHIFT = _ID_BITS + _TIME_BITS
-_TIME_MASK = (1 << _TIME_BITS) - 1
-PRIORITY_LIMIT = 2**31 - 1
+# The index keys live in zasync.keys; their old names here stay importable.
+_ID_BITS = keys.ID_BITS
+_TIME_BITS = keys.TIME_BITS
+_LEVEL_SHIFT = keys.LEVEL_SHIFT
+_TIME_MASK = keys.TIME_MASK
+_pending_key = keys.run_order_key
+_key_begin = keys.begin_of
+_level_end = keys.level_end
+_next_level = keys.next_level
+_completed_key = keys.completion_key
 
 log = logging.getLogger("zasync.job")
-
-
-def _pending_key(priority, begin_us, job_id):
-    level = PRIORITY_LIMIT - priority  # higher priority, lower level, first
-    return (level << _LEVEL_SHIFT) | (max(begin_us, 0) << _ID_BITS) | job_id
-
-
-def _key_begin(key):
-    return (key >> _ID_BITS) & _TIME_MASK
-
-
-def _level_end(key, now_us):
-    """The largest key of ``key``'s priority level that is due at now_us."""
-    level = key >> _LEVEL_SHIFT
-    return (level << _LEVEL_SHIFT) | (now_us << _ID_BITS) | ((1 << _ID_BITS) - 1)
-
-
-def _next_level(key):
-    return ((key >> _LEVEL_SHIFT) + 1) << _LEVEL_SHIFT
-
-
-def _completed_key(ended_us, job_id):
-    return ((_TIME_MASK - ended_us) << _ID_BITS) | job_id
-
 
 # How many jobs an agent filter may turn down in one lane before the claim
 # moves on; bounds the cost of a claim when a filter rejects most jobs.
@@ -88,15 +68,15 @@ def _first_ready(lane, now_us, agent):
     except ValueError:
         return None
     while key is not None:
-        if _key_begin(key) <= now_us:
-            candidates = lane.items(min=key, max=_level_end(key, now_us))
+        if keys.begin_of(key) <= now_us:
+            candidates = lane.items(min=key, max=keys.level_end(key, now_us))
             for seen, (candidate, job) in enumerate(candidates, 1):
                 if agent is None or agent.accepts(job):
                     return candidate, job
                 if seen >= FILTER_SCAN_LIMIT:
                     break
         try:
-            key = lane.minKey(_next_level(key))
+            key = lane.minKey(keys.next_level(key))
         except ValueError:
             key = None
     return None
@@ -111,11 +91,12 @@ class Queue(persistent.Persistent):
         self.quotas = Quotas()
         self.dispatchers = OOBTree()
         self._jobs = LOBTree()  # id -> job, every job the queue knows
-        # quota names -> {(-priority, begin_after µs, id): job}. One lane per
-        # combination of quotas, so a claim skips a full quota's jobs at once.
+        # quota names -> {run-order key: job} (see zasync.keys: priority,
+        # begin_after, id packed in one integer). One lane per combination
+        # of quotas, so a claim skips a full quota's jobs at once.
         self._lanes = OOBTree()
         self._pending_count = Length()
-        # (-ended µs, id) -> job: newest first.
+        # completion key -> job: newest first (see zasync.keys).
         self._succeeded = OOBTree()
         self._failed = OOBTree()
         self._succeeded_count = Length()
@@ -246,7 +227,7 @@ class Queue(persistent.Persistent):
         lane = self._lanes.get(lane_key)
         if lane is None:
             lane = self._lanes[lane_key] = OOBTree()
-        key = _pending_key(job.priority, job._begin_after_us, job.id)
+        key = keys.run_order_key(job.priority, job._begin_after_us, job.id)
         lane[key] = job
         job.pending_key = key
         job.status = PENDING
@@ -517,22 +498,19 @@ class Queue(persistent.Persistent):
             except ValueError:
                 continue
             while key is not None:
-                begin = _key_begin(key)
+                begin = keys.begin_of(key)
                 if begin <= now_us:
                     # The level's first job is due: look past the due ones.
                     try:
-                        later = lane.minKey(_level_end(key, now_us) + 1)
+                        later = lane.minKey(keys.level_end(key, now_us) + 1)
                     except ValueError:
                         later = None
-                    if (
-                        later is not None
-                        and later >> _LEVEL_SHIFT == key >> _LEVEL_SHIFT
-                    ):
-                        begin = _key_begin(later)
+                    if later is not None and keys.level_of(later) == keys.level_of(key):
+                        begin = keys.begin_of(later)
                 if begin > now_us and (due is None or begin < due):
                     due = begin
                 try:
-                    key = lane.minKey(_next_level(key))
+                    key = lane.minKey(keys.next_level(key))
                 except ValueError:
                     key = None
         return None if due is None else clock.from_micros(due)
@@ -678,7 +656,7 @@ class Queue(persistent.Persistent):
 # jobs that were never queued).
 Job.pending_key = None
 Job.index_key = property(
-    lambda job: _completed_key(job._ended_us or 0, job.id),
+    lambda job: keys.completion_key(job._ended_us or 0, job.id),
     doc="The job's key in the completed indexes (derived, never stored).",
 )
 Job.lane_quota_names = property(lambda job: job.quota_names)
