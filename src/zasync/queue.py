@@ -13,8 +13,10 @@ from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
 from zasync import clock, keys, wakeup
-from zasync.exceptions import JobInterrupted, JobTimedOut
-from zasync.failure import failure_from
+
+# Failures stored by earlier versions name these here: the names stay.
+from zasync.exceptions import JobInterrupted as JobInterrupted
+from zasync.exceptions import JobTimedOut as JobTimedOut
 from zasync.interfaces import IQueue, IQueues
 from zasync.job import Job, new_job_id
 from zasync.keys import PRIORITY_LIMIT
@@ -174,23 +176,24 @@ class Queue(persistent.Persistent):
             or begin_by <= datetime.timedelta(0)
         ):
             raise ValueError(f"begin_by must be a positive timedelta, not {begin_by!r}")
-        if retry_policy is not None:
-            job.retry_policy = retry_policy
-
         if inline["on"]:
-            return self._run_inline(job, names, priority, unique_key, now)
+            return self._run_inline(job, names, priority, unique_key, retry_policy, now)
 
         # Renewed here, so that ids of queued jobs follow their arrival.
-        job.id = new_job_id()
-        while job.id in self._jobs:
-            job.id = new_job_id()
-        job.queue = self
-        job.quota_names = names
-        job.priority = priority
-        job.unique_key = unique_key
-        job.queued = now
-        job.begin_after = begin_after
-        job.begin_by = begin_by
+        job_id = new_job_id()
+        while job_id in self._jobs:
+            job_id = new_job_id()
+        job.enter_queue(
+            self,
+            job_id,
+            now,
+            begin_after,
+            begin_by,
+            names,
+            priority,
+            unique_key,
+            retry_policy,
+        )
         self._jobs[job.id] = job
         if unique_key is not None:
             self._unique[unique_key] = job
@@ -198,12 +201,18 @@ class Queue(persistent.Persistent):
         wakeup.wake_after_commit(self)
         return job
 
-    def _run_inline(self, job, names, priority, unique_key, now):
-        job.queue = self
-        job.quota_names = names
-        job.priority = priority
-        job.unique_key = unique_key
-        job.queued = job.begin_after = now
+    def _run_inline(self, job, names, priority, unique_key, retry_policy, now):
+        job.enter_queue(
+            self,
+            job.id,
+            now,
+            now,
+            job.begin_by,
+            names,
+            priority,
+            unique_key,
+            retry_policy,
+        )
         self._jobs[job.id] = job
         job()
         self._index_completed(job)
@@ -211,11 +220,9 @@ class Queue(persistent.Persistent):
 
     def put_sub_job(self, job, parent, quota_names=None):
         """Queue a callback or child of ``parent`` (see Job.sub_job_done)."""
-        job.parent = parent
         if job.queue is self:
             self._jobs.pop(job.id, None)
-            job.queue = None
-        job.status = NEW
+        job.renew(parent)
         return self.put(
             job,
             quota_names=quota_names if quota_names is not None else job.quota_names,
@@ -227,15 +234,12 @@ class Queue(persistent.Persistent):
         lane = self._lanes.get(lane_key)
         if lane is None:
             lane = self._lanes[lane_key] = OOBTree()
-        key = keys.run_order_key(job.priority, job._begin_after_us, job.id)
-        lane[key] = job
-        job.pending_key = key
-        job.status = PENDING
+        lane[job.enter_run_order()] = job
         self._pending_count.change(1)
 
     def _remove_pending(self, job):
-        del self._lanes[_lane_key(job.lane_quota_names)][job.pending_key]
-        job.pending_key = None
+        key = job.leave_run_order()
+        del self._lanes[_lane_key(job.lane_quota_names)][key]
         self._pending_count.change(-1)
 
     # -- reading -----------------------------------------------------------
@@ -349,7 +353,6 @@ class Queue(persistent.Persistent):
         status = job.status
         if status == PENDING:
             self._remove_pending(job)
-            job.status = NEW
         elif status == COMPLETED:
             index, count = self._completed_index(job)
             if index.pop(job.index_key, None) is not None:
@@ -362,7 +365,7 @@ class Queue(persistent.Persistent):
             )
         del self._jobs[job.id]
         self._forget_unique(job)
-        job.queue = None
+        job.leave_queue()
 
     def _forget_unique(self, job):
         if job.unique_key is not None and self._unique.get(job.unique_key) is job:
@@ -384,19 +387,18 @@ class Queue(persistent.Persistent):
         """Complete a pending job with ``failure`` instead of running it."""
         self._check_in_run_order(job, "cancelled")
         self._remove_pending(job)
-        job.result = failure
-        job.ended = now
+        job.fail(failure, now)
         # Its callbacks are queued (failure callbacks see the failure); it
         # is completed, indexed as failed and frees its unique key when
         # they are done, at once if it has none.
-        job.queue_pending_callbacks(self, now)
+        job.resume_callbacks(self, now)
 
     def reschedule(self, job, begin_after):
         """Move a pending job to ``begin_after`` in the run order."""
         self._check_in_run_order(job, "rescheduled")
         begin_after = clock.aware(begin_after, "begin_after")
         self._remove_pending(job)
-        job.begin_after = begin_after
+        job.reschedule(begin_after)
         self._add_pending(job)
         wakeup.wake_after_commit(self)
 
@@ -435,12 +437,9 @@ class Queue(persistent.Persistent):
                 quota = self.quotas.get(name)
                 if quota is not None:
                     quota.hold(job.id)
-            job.assignee = (uuid, agent.name)
-            deadline = job.begin_by and job.begin_after + job.begin_by
-            job.expired = bool(deadline and deadline < now)
-            job.status = ASSIGNED
+            job.assign((uuid, agent.name), now)
             if start is None or len(claimed) < start:
-                self.activate(job, now)
+                job.begin_attempt(now)
             agent.jobs[job.id] = job
             claimed.append(job)
         return claimed
@@ -482,11 +481,8 @@ class Queue(persistent.Persistent):
 
     @staticmethod
     def activate(job, now):
-        """Start an ASSIGNED job: it is about to run in a thread."""
-        job.status = ACTIVE
-        if not job.expired:  # an expired job is completed without running
-            job.started = now
-            job.attempts += 1
+        """Start an ASSIGNED job (the old name of ``job.begin_attempt``)."""
+        job.begin_attempt(now)
 
     def next_due(self, now):
         """When the earliest pending job that is not due yet becomes due."""
@@ -566,30 +562,18 @@ class Queue(persistent.Persistent):
             if job.pending_key is None:
                 self._add_pending(job)
         elif status == CALLBACKS:
-            job.queue_pending_callbacks(self, now)
+            job.resume_callbacks(self, now)
         elif status == ASSIGNED:
             # Claimed but never started: no attempt, no interruption.
-            job.expired = False
+            job.put_back()
             self._add_pending(job)
         elif status == ACTIVE:
             if job.expired or not interrupted:
-                if not job.expired:
-                    job.attempts = max(job.attempts - 1, 0)
-                job.expired = False
+                job.put_back()  # its attempt is not counted
                 self._add_pending(job)
-                return
-            job.interruptions += 1
-            delay = job.retry_policy.interrupted(job)
-            if delay is None:
-                job.result = failure_from(
-                    JobInterrupted(
-                        f"Job {job.id} ({job.callable_name}) was interrupted "
-                        f"{job.interruptions} times: its worker died or was "
-                        f"killed while running it. The retry policy "
-                        f"{job.retry_policy!r} gave up."
-                    )
-                )
-                job.ended = now
+            elif job.handle_interrupt(now):  # to be retried
+                self._add_pending(job)
+            else:
                 log.error(
                     "job %s (%s) failed: interrupted %d times (%s): %s",
                     job.id,
@@ -598,10 +582,7 @@ class Queue(persistent.Persistent):
                     job.log_context,
                     job.result,
                 )
-                job.queue_pending_callbacks(self, now)
-            else:
-                job.begin_after = now + delay
-                self._add_pending(job)
+                job.resume_callbacks(self, now)
 
     def recover_dispatcher(self, record, now, interrupted=True):
         """Recover every job claimed by the agents of ``record``."""
@@ -617,20 +598,8 @@ class Queue(persistent.Persistent):
 
     def finish(self, job, now):
         """Complete a job whose result and callbacks are all done."""
-        job.status = COMPLETED
-        if job.ended is None:
-            job.ended = now
+        job.complete(now)
         self._record_completion(job, now)
-
-    def expire(self, job, now):
-        """The failure a job gets when its begin_by deadline passed."""
-        return failure_from(
-            JobTimedOut(
-                f"Job {job.id} ({job.callable_name}) did not start by its "
-                f"deadline {job.begin_after + job.begin_by:%Y-%m-%d %H:%M:%S} UTC "
-                f"(begin_by={job.begin_by}); it was not run."
-            )
-        )
 
     def _completed_index(self, job):
         if job.failed:
@@ -650,16 +619,6 @@ class Queue(persistent.Persistent):
         self._forget_unique(job)
         if job.parent is not None:
             job.parent.sub_job_done(job, self, now)
-
-
-# Attributes kept on jobs by the queue (declared for old pickles and for
-# jobs that were never queued).
-Job.pending_key = None
-Job.index_key = property(
-    lambda job: keys.completion_key(job._ended_us or 0, job.id),
-    doc="The job's key in the completed indexes (derived, never stored).",
-)
-Job.lane_quota_names = property(lambda job: job.quota_names)
 
 
 @implementer(IQueues)
