@@ -230,3 +230,65 @@ def test_old_queue_methods_delegate_to_the_job(queue):
     job = claimed(queue, start=False)
     queue.activate(job, NOW)
     assert (job.status, job.attempts) == (Status.ACTIVE, 1)
+
+
+# -- public reads ------------------------------------------------------------
+
+
+def test_claimed_and_completed_reads(queue):
+    done = claimed(queue)
+    running = claimed(queue)
+    assert set(queue.claimed_jobs()) == {done, running}
+    done.record_outcome(3, NOW)  # committed by its worker, not yet indexed
+    assert [job for _, job in queue.completed_items()] == [done]
+    assert list(queue.indexed_completed()) == []
+    queue.reconcile(done, NOW)
+    assert list(queue.claimed_jobs()) == [running]
+    assert list(queue.indexed_completed(False)) == [(done.index_key, done)]
+    assert list(queue.indexed_completed(True)) == []
+    later = zasync.clock.to_micros(NOW + SECOND)
+    assert list(queue.completed_items(None, zasync.keys.ended_before(later))) == [
+        (done.index_key, done)
+    ]
+    earlier = zasync.clock.to_micros(NOW)
+    assert list(queue.completed_items(None, zasync.keys.ended_before(earlier))) == []
+
+
+def test_watched_objects_are_what_a_put_or_a_release_changes(queue):
+    quota = queue.quotas.create("q", size=1)
+    watched = queue.watched_objects()
+    assert queue.quotas in watched and quota in watched
+    assert queue._pending_count in watched
+    assert watched is not queue.watched_objects()  # a new list each time
+
+
+def test_own_annotations_are_read_without_creating_them():
+    job = zasync.Job(sample.add, 1, 2)
+    assert dict(job.own_annotations) == {}
+    assert job._annotations is None
+    job.annotations["k"] = "v"
+    assert job.own_annotations == {"k": "v"}
+
+
+def test_explicit_retry_policy_is_none_for_the_default():
+    job = zasync.Job(sample.add, 1, 2)
+    assert job.explicit_retry_policy is None and job.retry_policy is not None
+    policy = NeverRetry()
+    job.retry_policy = policy
+    assert job.explicit_retry_policy is policy
+
+
+def test_no_caller_reads_private_queue_or_job_attributes():
+    """admin, dispatcher and testing use the public reads."""
+    private = re.compile(
+        r"\.(_pending_count|_failed|_succeeded|_claimed_and_waiting|"
+        r"_annotations|_retry_policy)\b"
+    )
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name in ("queue.py", "job.py", "composite.py"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if private.search(line):
+                offenders.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
+    assert offenders == []

@@ -370,27 +370,14 @@ def _completed_threshold(cutoff):
 
 def _claimed(queue, statuses):
     """Jobs claimed by dispatchers or waiting for sub-jobs, by id."""
-    found = [j for j in queue._claimed_and_waiting() if j.status in statuses]
+    found = [j for j in queue.claimed_jobs() if j.status in statuses]
     return sorted(found, key=operator.attrgetter("id"))
 
 
 def _completed_items(queue, failed, older_than_key=None):
     """(index key, job) of completed jobs, newest first; completed jobs that
     their dispatcher has not indexed yet come first, as they are newest."""
-    fresh = sorted(
-        (
-            (job.index_key, job)
-            for job in queue._claimed_and_waiting()
-            if job.status == COMPLETED and (failed is None or job.failed == failed)
-        ),
-        key=operator.itemgetter(0),
-    )
-    indexes = []
-    if failed in (None, True):
-        indexes.append(queue._failed.items(min=older_than_key))
-    if failed in (None, False):
-        indexes.append(queue._succeeded.items(min=older_than_key))
-    return heapq.merge(fresh, *indexes, key=operator.itemgetter(0))
+    return queue.completed_items(failed, older_than_key)
 
 
 def _candidates(queues, status, older_cutoff, newer_cutoff):
@@ -537,7 +524,7 @@ def describe_job(job, full=False):
     result = job.result if done else None
     failure = result if isinstance(result, Failure) else None
     queue = job.home_queue
-    own_annotations = dict(job._annotations or {})
+    own_annotations = dict(job.own_annotations)
     return {
         "id": job.id,
         "queue": queue_label(queue.name) if queue is not None else None,
@@ -634,7 +621,7 @@ def _copy_job(job, environment):
     except CallableNotFound as exc:
         raise AdminError(str(exc)) from None
     copy = type(job)(func, *job.args, **dict(job.kwargs))
-    copy.retry_policy = job._retry_policy
+    copy.retry_policy = job.explicit_retry_policy
     copy.quota_names = tuple(job.quota_names)
     copy.internal = job.internal
     if environment is not None:
@@ -802,8 +789,8 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
             if queue is None:
                 abort(tm)
                 break  # removed meanwhile
-            index = queue._failed if failed else queue._succeeded
-            batch = list(itertools.islice(index.items(min=cursor), batch_size))
+            completed = queue.indexed_completed(bool(failed), cursor)
+            batch = list(itertools.islice(completed, batch_size))
             batch_removed = batch_kept = 0
             for _, job in batch:
                 parent = job.parent

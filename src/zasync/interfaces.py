@@ -176,6 +176,16 @@ class IJob(Interface):
         "committed when this job's connection last began a transaction; or "
         "None."
     )
+    own_annotations = Attribute(
+        "The job's annotations, read without creating them: the mapping "
+        "``annotations`` returns if the job has one, else an empty read-only "
+        "mapping (so reading never writes the job)."
+    )
+    explicit_retry_policy = Attribute(
+        "The retry policy set on this job (by ``retry_policy = ...`` or "
+        "``put(retry_policy=...)``), or None if it uses the default one; "
+        "what a copy of the job should be given."
+    )
     pending_key = Attribute(
         "The job's key in its queue's run order while it is in it (an "
         "integer, see zasync.keys), else None."
@@ -464,6 +474,30 @@ class IQueue(Interface):
         """How many jobs are pending, claimed or waiting for sub-jobs,
         counting completed jobs their dispatcher has not indexed yet (it
         does so in its next round, milliseconds later)."""
+
+    def claimed_jobs():
+        """An iterator over the jobs held by this queue's dispatchers
+        (ASSIGNED, ACTIVE, in CALLBACKS, or COMPLETED by their worker and not
+        indexed yet) and the jobs waiting for their sub-jobs (serial and
+        parallel parents, jobs whose callbacks were queued), in no
+        particular order."""
+
+    def indexed_completed(failed=None, min_key=None):
+        """An iterator of ``(index_key, job)`` over the completed jobs in
+        this queue's indexes, newest first: the failed ones (``failed`` is
+        True), the succeeded ones (False) or both (None), from ``min_key``
+        on (see :func:`zasync.keys.ended_before`). Read lazily from the
+        index; what ``zasync prune`` walks in batches."""
+
+    def completed_items(failed=None, min_key=None):
+        """Like ``indexed_completed``, merged with the completed jobs their
+        dispatcher has not indexed yet, all newest first."""
+
+    def watched_objects():
+        """A new list of the persistent objects whose change by another
+        process means work may have arrived: the pending count (a job was
+        queued), the quotas and each quota (room was made). A dispatcher
+        listens for invalidations of their oids."""
 
     def jobs(status=None, failed=None, start=0, limit=None):
         """Jobs of this queue with a status (any if None), as a list.

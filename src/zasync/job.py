@@ -217,6 +217,10 @@ class Job(persistent.Persistent):
         self._retry_policy = policy
 
     @property
+    def explicit_retry_policy(self):
+        return self._retry_policy
+
+    @property
     def environment(self):
         job = self
         while job is not None:
@@ -235,6 +239,12 @@ class Job(persistent.Persistent):
     def annotations(self):
         if self._annotations is None:
             self._annotations = PersistentMapping()
+        return self._annotations
+
+    @property
+    def own_annotations(self):
+        if self._annotations is None:
+            return types.MappingProxyType({})
         return self._annotations
 
     @property
@@ -265,7 +275,7 @@ class Job(persistent.Persistent):
         queue = self.home_queue
         if queue is None:
             if not create:
-                return self.annotations.get("zasync.live", {})
+                return self.own_annotations.get("zasync.live", {})
             return self.annotations.setdefault("zasync.live", PersistentMapping())
         return queue.live_annotations(self.id, create)
 

@@ -4,6 +4,7 @@ import datetime
 import heapq
 import itertools
 import logging
+import operator
 
 import persistent
 from BTrees.Length import Length
@@ -267,7 +268,9 @@ class Queue(persistent.Persistent):
     def get(self, job_id, default=None):
         return self._jobs.get(job_id, default)
 
-    def _claimed_and_waiting(self):
+    def claimed_jobs(self):
+        """The jobs held by this queue's dispatchers and those waiting for
+        their sub-jobs (see IQueue.claimed_jobs)."""
         for record in self.dispatchers.values():
             for agent in record.agents.values():
                 yield from agent.jobs.values()
@@ -276,7 +279,7 @@ class Queue(persistent.Persistent):
     def counts(self):
         counts = {status.value: 0 for status in Status if status != NEW}
         succeeded, failed = self._succeeded_count.value, self._failed_count.value
-        for job in self._claimed_and_waiting():
+        for job in self.claimed_jobs():
             # A job whose worker committed it but whose dispatcher has not
             # indexed it yet counts as what it is now.
             if job.status == COMPLETED:
@@ -295,9 +298,7 @@ class Queue(persistent.Persistent):
         stop = None if limit is None else start + limit
         if status is None:
             # Completed jobs not indexed yet are listed with the completed.
-            unsettled = (
-                j for j in self._claimed_and_waiting() if j.status != COMPLETED
-            )
+            unsettled = (j for j in self.claimed_jobs() if j.status != COMPLETED)
             found = itertools.chain(unsettled, self, self._completed_jobs(failed))
         else:
             status = Status(status)
@@ -306,7 +307,7 @@ class Queue(persistent.Persistent):
             elif status == COMPLETED:
                 found = self._completed_jobs(failed)
             else:
-                found = (j for j in self._claimed_and_waiting() if j.status == status)
+                found = (j for j in self.claimed_jobs() if j.status == status)
         return list(itertools.islice(found, start, stop))
 
     def _completed_jobs(self, failed=None):
@@ -314,22 +315,48 @@ class Queue(persistent.Persistent):
         # they are the newest.
         fresh = [
             job
-            for job in self._claimed_and_waiting()
+            for job in self.claimed_jobs()
             if job.status == COMPLETED and (failed is None or job.failed == failed)
         ]
-        if failed is True:
-            indexed = iter(self._failed.values())
-        elif failed is False:
-            indexed = iter(self._succeeded.values())
-        else:
-            merged = heapq.merge(self._failed.items(), self._succeeded.items())
-            indexed = (job for _, job in merged)
+        indexed = (job for _, job in self.indexed_completed(failed))
         return itertools.chain(fresh, indexed)
+
+    def indexed_completed(self, failed=None, min_key=None):
+        """(key, job) of the completed jobs in the indexes, newest first."""
+        if failed is True:
+            return self._failed.items(min=min_key)
+        if failed is False:
+            return self._succeeded.items(min=min_key)
+        return heapq.merge(
+            self._failed.items(min=min_key), self._succeeded.items(min=min_key)
+        )
+
+    def completed_items(self, failed=None, min_key=None):
+        """(key, job) of completed jobs, newest first, including those their
+        dispatcher has not indexed yet (see IQueue.completed_items)."""
+        fresh = sorted(
+            (
+                (job.index_key, job)
+                for job in self.claimed_jobs()
+                if job.status == COMPLETED
+                and (failed is None or job.failed == failed)
+                and (min_key is None or job.index_key >= min_key)
+            ),
+            key=operator.itemgetter(0),
+        )
+        return heapq.merge(
+            fresh, self.indexed_completed(failed, min_key), key=operator.itemgetter(0)
+        )
+
+    def watched_objects(self):
+        """The persistent objects whose change means work may have arrived
+        (see IQueue.watched_objects)."""
+        return [self._pending_count, self.quotas, *self.quotas.values()]
 
     def unsettled(self):
         """How many jobs are pending, claimed or waiting, counting completed
         jobs that their dispatcher has not indexed yet."""
-        claimed = sum(1 for _ in self._claimed_and_waiting())
+        claimed = sum(1 for _ in self.claimed_jobs())
         return self._pending_count.value + claimed
 
     def live_annotations(self, job_id, create=False):

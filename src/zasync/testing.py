@@ -81,8 +81,8 @@ def wait_for_annotation(job, name, seconds=10):
 
     def found():
         value = job.get_live_annotation(name, _MISSING)
-        if value is _MISSING and job._annotations is not None:
-            value = job.annotations.get(name, _MISSING)
+        if value is _MISSING:
+            value = job.own_annotations.get(name, _MISSING)
         return (value,) if value is not _MISSING else None
 
     return wait_for(
