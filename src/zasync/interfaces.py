@@ -275,6 +275,18 @@ class IJob(Interface):
         is not None replaces the job's. What IQueue.put calls, after
         checking the arguments; the queue then adds it to its run order."""
 
+    def forget_aborted_put():
+        """If this job was put by a transaction that was aborted, make it
+        NEW again (out of any queue) and return True; otherwise change
+        nothing and return False.
+
+        ``put`` changes a job in memory; an abort undoes the queue's side
+        only. Such a job is PENDING, was never stored (it has no
+        ``_p_jar``), and its queue does not hold it (or can no longer be
+        read: its connection was closed). A job that is really queued,
+        committed or not, is left alone. IQueue.put calls this first, so a
+        job made outside a retry loop can be put again after an abort."""
+
     def enter_run_order():
         """PENDING, out of the run order -> in it: computes and returns
         ``pending_key``, under which the queue files the job."""

@@ -10,6 +10,7 @@ import types
 import persistent
 from persistent.mapping import PersistentMapping
 from ZODB.broken import Broken
+from ZODB.POSException import ConnectionStateError
 from zope.interface import implementer
 
 from zasync import clock, keys, local
@@ -330,6 +331,26 @@ class Job(persistent.Persistent):
         self.begin_by = begin_by
         self.pending_key = None
         self._status = PENDING.value
+
+    def forget_aborted_put(self):
+        # put() changes the job in memory only; an abort undoes the queue's
+        # side but leaves the job as put() left it. Such a job was never
+        # stored (no jar) and its queue does not hold it.
+        if self._status != PENDING.value or self._p_jar is not None:
+            return False
+        queue = self.queue
+        if queue is None:
+            return False
+        try:
+            held = queue.get(self.id) is self
+        except ConnectionStateError:  # its queue's connection was closed
+            held = False
+        if held:
+            return False
+        self.queue = None
+        self.pending_key = None
+        self._status = NEW.value
+        return True
 
     def enter_run_order(self):
         self._require("enter the run order of", PENDING)

@@ -136,6 +136,8 @@ class Queue(persistent.Persistent):
         job = job_or_callable
         if not isinstance(job, Job):
             job = Job(job_or_callable)
+        # A job put by a transaction that aborted still says so in memory.
+        job.forget_aborted_put()
         if job.status != NEW or job.queue is not None:
             raise ValueError(
                 f"{job!r} is already queued (status {job.status}, queue "
