@@ -223,14 +223,28 @@ class IJob(Interface):
         began a transaction; see :func:`zasync.local.set_live_annotation`."""
 
     def setUp():
-        """Called in the worker just before the callable, inside the job's
-        transaction. Subclasses override it to restore an environment (the
-        Plone layer sets the site and user here). The return value is handed
-        to ``tearDown``."""
+        """A hook for subclasses, called just before the callable: in the
+        worker's thread, inside the job's transaction, after the job's
+        environment (IJobEnvironment, what restores a site and user) was
+        entered. Its return value is handed to ``tearDown``.
+
+        If it raises, the callable is not called and the job fails with
+        that error, as if the callable had raised it (through the retry
+        policy); ``tearDown`` is still called, with None. The default does
+        nothing and returns None."""
 
     def tearDown(setup_info):
-        """Called after the callable, whatever happened, with what ``setUp``
-        returned. It must not raise."""
+        """A hook for subclasses, called after the callable whatever
+        happened (it returned, raised, or ``setUp`` raised), before the
+        job's outcome is recorded and committed and before the environment
+        is left; ``setup_info`` is what ``setUp`` returned, or None if
+        ``setUp`` raised.
+
+        It should not raise. If it does, the error is logged (logger
+        ``zasync.job``, ERROR, with the job's ``log_context``) and the
+        job's outcome is kept: a job whose callable succeeded keeps its
+        result, one whose callable (or ``setUp``) failed keeps that
+        failure. The default does nothing."""
 
     def invoke(extra_args=(), extra_kwargs=None, conclude=None):
         """Make the call: enter the environment, ``setUp``, call, then

@@ -3,6 +3,7 @@
 import datetime
 import inspect
 import itertools
+import logging
 import random
 import threading
 import types
@@ -32,6 +33,8 @@ from zasync.storable import (
 )
 
 __all__ = ["Job", "BadJobError", "BadStatusError", "CallableNotFound", "new_job_id"]
+
+log = logging.getLogger("zasync.job")
 
 # Job ids: microseconds since 2025 shifted left 12 bits, plus a per-process
 # sequence, so ids grow with arrival and fit a signed 64-bit BTree key.
@@ -583,11 +586,28 @@ class Job(persistent.Persistent):
                     environment.exit(self, token)
 
     def _call_with_hooks(self, func, args, kwargs):
-        info = self.setUp()
+        # The contract is IJob.setUp / IJob.tearDown: tearDown always runs,
+        # and its own error never replaces the outcome of the call.
+        info = None
         try:
-            return func(*args, **kwargs)
-        finally:
+            info = self.setUp()
+            result = func(*args, **kwargs)
+        except BaseException:
+            self._tear_down(info)
+            raise
+        self._tear_down(info)
+        return result
+
+    def _tear_down(self, info):
+        try:
             self.tearDown(info)
+        except Exception:
+            log.exception(
+                "job %s (%s): tearDown raised (%s); the job's outcome is kept",
+                self.id,
+                self.callable_name,
+                self.log_context,
+            )
 
     def __call__(self, *args, **kwargs):
         # Called directly, a job runs whatever queue it is in (tests call
