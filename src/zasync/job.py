@@ -97,6 +97,12 @@ def success_or_failure(result, success, failure):
     return resolve_reference(success)(result) if success is not None else result
 
 
+def _callbacks_name(success, failure):
+    """What a job made by add_callbacks() is called in logs and displays:
+    the functions it calls, not the wrapper that chooses between them."""
+    return " or ".join(callable_name(f) for f in (success, failure) if f is not None)
+
+
 def _statuses(statuses):
     names = [str(status) for status in statuses]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
@@ -535,11 +541,13 @@ class Job(persistent.Persistent):
         for name, func in (("success", success), ("failure", failure)):
             if func is not None:
                 check_callable(func, f"the {name} callback")
-        return self.add_callback(
+        job = Job(
             success_or_failure,
             None if success is None else storable_reference(success),
             None if failure is None else storable_reference(failure),
         )
+        job.callable_name = _callbacks_name(success, failure)
+        return self.add_callback(job)
 
     addCallback = add_callback
     addCallbacks = add_callbacks

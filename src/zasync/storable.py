@@ -6,6 +6,7 @@ an error that names the argument, instead of failing later in a worker.
 Callables are stored and found again by their dotted names (:func:`resolve`).
 """
 
+import functools
 import importlib
 import inspect
 import io
@@ -153,7 +154,10 @@ def _module_of(func):
 
 
 def callable_name(func):
-    """A dotted name for a callable, for logs and displays."""
+    """A dotted name for a callable, for logs and displays: the function a
+    ``functools.partial`` wraps, not the partial."""
+    while isinstance(func, functools.partial):
+        func = func.func
     if IJob.providedBy(func):
         return f"job:{func.callable_name}"
     if inspect.ismethod(func):
