@@ -5,6 +5,7 @@ import heapq
 import itertools
 import logging
 import operator
+import threading
 
 import persistent
 from BTrees.Length import Length
@@ -52,8 +53,16 @@ log = logging.getLogger("zasync.job")
 # moves on; bounds the cost of a claim when a filter rejects most jobs.
 FILTER_SCAN_LIMIT = 200
 
-# Set by zasync.testing.inline(): put() runs jobs at once instead of queuing.
-inline = {"on": False}
+
+class _Inline(threading.local):
+    """Set by zasync.testing.inline(): put() in this thread runs jobs at
+    once instead of queuing them. Per thread, so that a test's inline block
+    does not change what a dispatcher's threads (or other tests') do."""
+
+    on = False
+
+
+inline = _Inline()
 
 
 def _lane_key(quota_names):
@@ -179,7 +188,7 @@ class Queue(persistent.Persistent):
             or begin_by <= datetime.timedelta(0)
         ):
             raise ValueError(f"begin_by must be a positive timedelta, not {begin_by!r}")
-        if inline["on"]:
+        if inline.on:
             return self._run_inline(job, names, priority, unique_key, retry_policy, now)
 
         # Renewed here, so that ids of queued jobs follow their arrival.

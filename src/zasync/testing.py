@@ -121,10 +121,12 @@ def wait_for_all_jobs(connection, seconds=30, queue_names=None):
 def inline():
     """Within the block, ``queue.put`` runs each job at once in the caller's
     transaction (with its callbacks) instead of queuing it, and returns it
-    completed. For unit tests of code that queues jobs."""
-    previous = queuemodule.inline["on"]
-    queuemodule.inline["on"] = True
+    completed. For unit tests of code that queues jobs. It applies to the
+    thread that entered the block only: dispatchers' threads, and other
+    threads putting jobs meanwhile, queue them as usual."""
+    previous = queuemodule.inline.on
+    queuemodule.inline.on = True
     try:
         yield
     finally:
-        queuemodule.inline["on"] = previous
+        queuemodule.inline.on = previous
