@@ -298,7 +298,8 @@ class IJob(Interface):
         only. Such a job is PENDING, was never stored (it has no
         ``_p_jar``), and its queue does not hold it (or can no longer be
         read: its connection was closed). A job that is really queued,
-        committed or not, is left alone. IQueue.put calls this first, so a
+        committed or not, is left alone, and so is a job that ran (in the
+        inline mode of zasync.testing). IQueue.put calls this first, so a
         job made outside a retry loop can be put again after an abort."""
 
     def enter_run_order():
