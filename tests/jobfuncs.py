@@ -123,6 +123,24 @@ class EnvironmentJob(zasync.Job):
         environment.pop("site", None)
 
 
+class HookJob(zasync.Job):
+    """A job whose setUp or tearDown raises, as told; every tearDown call
+    is recorded in ``teardowns`` (non-transactional)."""
+
+    setup_error = None
+    teardown_error = None
+
+    def setUp(self):
+        if self.setup_error:
+            raise LookupError(self.setup_error)
+        return "set up"
+
+    def tearDown(self, setup_info):
+        teardowns.append((self.id, setup_info))
+        if self.teardown_error:
+            raise RuntimeError(self.teardown_error)
+
+
 def current_site():
     return environment.get("site")
 

@@ -56,6 +56,9 @@ def test_failing_callback_keeps_the_jobs_result(queue, dispatcher, caplog):
     assert broken.result.check(KeyError)
     assert after.result == "callback got 5"
     assert job.status == COMPLETED
+    # The failed callback's attempt counts, as a succeeded one's does.
+    assert (broken.attempts, after.attempts) == (1, 1)
+    assert job.ended <= broken.started <= broken.ended <= after.started
 
 
 def test_callback_added_to_a_completed_job_runs(queue, dispatcher):

@@ -1,5 +1,7 @@
 """zasync.testing.inline(): queue.put runs jobs at once, for unit tests."""
 
+import threading
+
 import pytest
 
 import sample
@@ -115,3 +117,30 @@ def test_inline_blocks_nest(queue):
     assert inner.result == 2
     assert outer.result == 4
     assert outer.status == Status.COMPLETED
+
+
+def test_inline_is_per_thread(db, queue):
+    """inline() in one thread leaves put() in another thread queuing."""
+    entered, put_done = threading.Event(), threading.Event()
+    seen = {}
+
+    def other_thread():
+        assert entered.wait(10)
+        conn = sample.open_connection(db)
+        try:
+            job = get_queues(conn)[""].put(zasync.Job(sample.add, 1, 1))
+            seen["status"] = job.status
+            conn.transaction_manager.abort()
+        finally:
+            conn.close()
+            put_done.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with inline():
+        entered.set()
+        assert put_done.wait(10)
+        mine = queue.put(zasync.Job(sample.add, 2, 2))
+    thread.join(10)
+    assert seen["status"] == Status.PENDING
+    assert mine.status == Status.COMPLETED

@@ -3,6 +3,7 @@ a WARNING (an interrupted job's ERROR) that names the job, its callable,
 its queue and the error; a retry is INFO; a postponed conflict DEBUG."""
 
 import datetime
+import functools
 import logging
 import uuid
 
@@ -81,3 +82,27 @@ def test_a_job_that_keeps_killing_its_worker_is_an_error(
     (error,) = records(caplog, poison, logging.ERROR)
     assert "interrupted 5 times" in error.getMessage()
     assert "queue 'default'" in error.getMessage()
+
+
+def test_logs_name_the_users_function_not_a_wrapper(queue, dispatcher, caplog):
+    """A functools.partial is named by the function it wraps; the callback
+    add_callbacks() makes, by the success and failure functions."""
+    caplog.set_level(logging.DEBUG, logger="zasync")
+    partial = queue.put(zasync.Job(functools.partial(jobfuncs.add, 40), 2))
+    both = partial.add_callbacks(
+        success=jobfuncs.callback_value, failure=jobfuncs.on_failure
+    )
+    only_failure = partial.add_callbacks(failure=jobfuncs.on_failure)
+    transaction.commit()
+    assert wait_for_result(partial) == 42
+    assert wait_for_result(both) == "callback got 42"
+    assert partial.callable_name == "jobfuncs.add"
+    assert both.callable_name == "jobfuncs.callback_value or jobfuncs.on_failure"
+    assert only_failure.callable_name == "jobfuncs.on_failure"
+    for job in (partial, both, only_failure):
+        messages = [r.getMessage() for r in records(caplog, job)]
+        assert any("started" in m for m in messages), messages
+        assert all(f"({job.callable_name})" in m for m in messages), messages
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "functools.partial" not in logged
+    assert "success_or_failure" not in logged

@@ -8,12 +8,13 @@ import pytest
 import transaction
 from ZODB.POSException import ConflictError
 
+import jobfuncs
 import sample
 import zasync
 from zasync import Status
 from zasync.queue import Queue, Queues, get_queues
 from zasync.registry import Agent, DispatcherRecord
-from zasync.testing import inline
+from zasync.testing import inline, wait_for_all_jobs, wait_for_result
 
 UTC = datetime.UTC
 NOW = sample.NOW
@@ -522,3 +523,47 @@ def test_jobs_lists_a_completed_but_unindexed_job_once(queue):
     listed = queue.jobs()
     assert listed.count(claimed) == 1
     assert queue.jobs(status="completed") == [claimed]
+
+
+def test_a_job_put_by_an_aborted_transaction_can_be_put_again(db, queue, dispatcher):
+    """A job made outside a retry loop: its first put was aborted, so
+    nothing was stored; the retry puts it again and it runs once."""
+    token = f"retry-{uuid.uuid4()}"
+    made_once = zasync.Job(jobfuncs.fail_first, token, 0, "ran")
+    queue.put(made_once)
+    transaction.abort()
+    assert len(queue) == 0
+    assert queue.put(made_once) is made_once  # the retry
+    assert (made_once.status, len(queue)) == (Status.PENDING, 1)
+    transaction.commit()
+    assert wait_for_result(made_once) == "ran"
+    wait_for_all_jobs(queue._p_jar)
+    assert jobfuncs.counters[token] == 1
+    assert queue.counts()["completed"] == 1
+
+
+def test_a_job_put_again_after_its_connection_closed(db, conn, queue):
+    """The aborted put's queue may belong to a connection closed since."""
+    first = sample.open_connection(db)
+    made_once = job("made once")
+    get_queues(first)[""].put(made_once)
+    first.transaction_manager.abort()
+    first.close()
+    queue.put(made_once)
+    conn.transaction_manager.commit()
+    assert labels(queue) == ["made once"]
+
+
+def test_a_job_that_is_really_queued_cannot_be_put_again(queue):
+    """Uncommitted or committed, a job its queue holds is queued."""
+    pending = queue.put(job("once"))
+    with pytest.raises(ValueError, match="already queued"):
+        queue.put(pending)  # same transaction, not committed yet
+    transaction.commit()
+    with pytest.raises(ValueError, match="already queued"):
+        queue.put(pending)
+    other = queue.put(job("other"))
+    transaction.abort()
+    assert other.forget_aborted_put() is True
+    assert other.forget_aborted_put() is False  # NEW now: nothing to forget
+    assert labels(queue) == ["once"]

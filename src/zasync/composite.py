@@ -10,7 +10,7 @@ child's ``result`` (a Failure if it failed).
 """
 
 from zasync.job import Job
-from zasync.status import ACTIVE, COMPLETED, NEW
+from zasync.status import COMPLETED, NEW
 from zasync.storable import check_callable
 
 
@@ -38,8 +38,8 @@ class _Composite(Job):
 
     @property
     def lane_quota_names(self):
-        # The parent waits in the lane of no quota; its quota names are
-        # passed on to children that name none.
+        """The parent waits in the lane of no quota; its quota names are
+        passed on to children that name none."""
         return ()
 
     def _put_child(self, child, queue):
@@ -49,9 +49,7 @@ class _Composite(Job):
 
     def start(self, queue, now):
         """Claimed: queue the first children and wait for them."""
-        self.status = ACTIVE
-        self.started = now
-        self.attempts += 1
+        self.begin_attempt(now)
         queue.wait_for_sub_jobs(self)
         self.start_children(queue)
 
@@ -67,9 +65,8 @@ class _Composite(Job):
             else:
                 self.child_done(queue)
         elif sub_job.role == "postprocess":
-            self.result = sub_job.result
-            self.ended = now
-            self.queue_pending_callbacks(queue, now)
+            self.record_outcome(sub_job.result, now)
+            self.resume_callbacks(queue, now)
         else:
             super().sub_job_done(sub_job, queue, now)
 
@@ -79,9 +76,8 @@ class _Composite(Job):
             job.role = "postprocess"
             queue.put_sub_job(job, self, quota_names=())
         else:
-            self.result = self.children
-            self.ended = now
-            self.queue_pending_callbacks(queue, now)
+            self.record_outcome(self.children, now)
+            self.resume_callbacks(queue, now)
 
     def invoke(self, extra_args=(), extra_kwargs=None, conclude=None):
         # job() called directly: run the children here, in order.

@@ -683,7 +683,7 @@ class Dispatcher:
         """Add the oids of the objects whose change by another process means
         there may be work for us: the pending count (a job was queued), the
         quotas (room was made) and our agents (resized)."""
-        objects = [queue._pending_count, queue.quotas, *queue.quotas.values()]
+        objects = queue.watched_objects()
         objects.extend(record.agents.values())
         if queue.agent_settings is not None:  # agent sizes set for the cluster
             objects.append(queue.agent_settings)

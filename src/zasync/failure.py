@@ -1,6 +1,5 @@
 """Failure: what a job that raised keeps instead of a result."""
 
-import importlib
 import pickle
 import sys
 import traceback
@@ -9,6 +8,7 @@ from zope.interface import implementer
 
 from zasync.exceptions import UnpicklableError
 from zasync.interfaces import IFailure
+from zasync.storable import resolve
 
 # A failure is stored with its job; keep pathological tracebacks bounded.
 MAX_TRACEBACK_CHARS = 64 * 1024
@@ -17,21 +17,6 @@ MAX_TRACEBACK_CHARS = 64 * 1024
 def dotted_name(obj):
     module = getattr(obj, "__module__", None) or "builtins"
     return f"{module}.{getattr(obj, '__qualname__', obj.__name__)}"
-
-
-def _resolve(name):
-    module, _, qualname = name.rpartition(".")
-    while module:
-        try:
-            obj = importlib.import_module(module)
-        except ImportError:
-            module, _, head = module.rpartition(".")
-            qualname = f"{head}.{qualname}"
-            continue
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        return obj
-    raise ImportError(name)
 
 
 def _storable(value):
@@ -73,7 +58,7 @@ class Failure:
     def type(self):
         """The exception class; a stand-in if it cannot be imported any more."""
         try:
-            found = _resolve(self.type_name)
+            found = resolve(self.type_name)
         except (ImportError, AttributeError):
             return type(self.value)
         return found if isinstance(found, type) else type(self.value)
@@ -91,7 +76,7 @@ class Failure:
                 if candidate == self.type_name:
                     return candidate
                 try:
-                    candidate = _resolve(candidate)
+                    candidate = resolve(candidate)
                 except (ImportError, AttributeError):
                     continue
             if isinstance(candidate, type) and (

@@ -79,6 +79,27 @@ class IJob(Interface):
     A job's ZODB writes, its new status and its result are committed in one
     transaction. Status moves NEW, PENDING, (ASSIGNED), ACTIVE, (CALLBACKS),
     COMPLETED; a retried job goes from ACTIVE back to PENDING.
+
+    The job owns its life cycle. Every change of status is one of the
+    transition methods below (``enter_queue`` ... ``complete``); each checks
+    the status it starts from and raises
+    :class:`zasync.exceptions.BadStatusError`, naming the job, its status
+    and what was asked, if the job is not in one it allows. Queues,
+    dispatchers and runners call them; they do not set a job's fields::
+
+        NEW --enter_queue--> PENDING --assign--> ASSIGNED --begin_attempt-->
+        ACTIVE --record_outcome--> CALLBACKS --complete--> COMPLETED
+                                   (or COMPLETED at once, without callbacks)
+
+        ACTIVE --postpone / retry_later / handle_interrupt--> PENDING
+        ASSIGNED, ACTIVE --put_back--> PENDING
+        PENDING, ASSIGNED (not run) --fail--> CALLBACKS or COMPLETED
+
+    A pending job is *in the run order* of its queue (``pending_key`` is
+    set) or not: the queue takes it out when it claims, cancels,
+    reschedules or removes it, and puts it in (``enter_run_order``) when it
+    was queued or taken back. A job its worker took back waits out of the
+    run order until its dispatcher indexes it.
     """
 
     id = Attribute(
@@ -155,6 +176,29 @@ class IJob(Interface):
         "committed when this job's connection last began a transaction; or "
         "None."
     )
+    own_annotations = Attribute(
+        "The job's annotations, read without creating them: the mapping "
+        "``annotations`` returns if the job has one, else an empty read-only "
+        "mapping (so reading never writes the job)."
+    )
+    explicit_retry_policy = Attribute(
+        "The retry policy set on this job (by ``retry_policy = ...`` or "
+        "``put(retry_policy=...)``), or None if it uses the default one; "
+        "what a copy of the job should be given."
+    )
+    pending_key = Attribute(
+        "The job's key in its queue's run order while it is in it (an "
+        "integer, see zasync.keys), else None."
+    )
+    index_key = Attribute(
+        "The job's key in its queue's completed indexes, derived from its "
+        "end time and id (newest first, see zasync.keys); never stored."
+    )
+    lane_quota_names = Attribute(
+        "The quota names of the run-order lane the job waits in: its "
+        "``quota_names``, or none for a serial/parallel job (which takes no "
+        "quota slot)."
+    )
 
     def add_callback(callback, *args, **kwargs):
         """Have ``callback(result, *args, **kwargs)`` called after the job.
@@ -179,14 +223,28 @@ class IJob(Interface):
         began a transaction; see :func:`zasync.local.set_live_annotation`."""
 
     def setUp():
-        """Called in the worker just before the callable, inside the job's
-        transaction. Subclasses override it to restore an environment (the
-        Plone layer sets the site and user here). The return value is handed
-        to ``tearDown``."""
+        """A hook for subclasses, called just before the callable: in the
+        worker's thread, inside the job's transaction, after the job's
+        environment (IJobEnvironment, what restores a site and user) was
+        entered. Its return value is handed to ``tearDown``.
+
+        If it raises, the callable is not called and the job fails with
+        that error, as if the callable had raised it (through the retry
+        policy); ``tearDown`` is still called, with None. The default does
+        nothing and returns None."""
 
     def tearDown(setup_info):
-        """Called after the callable, whatever happened, with what ``setUp``
-        returned. It must not raise."""
+        """A hook for subclasses, called after the callable whatever
+        happened (it returned, raised, or ``setUp`` raised), before the
+        job's outcome is recorded and committed and before the environment
+        is left; ``setup_info`` is what ``setUp`` returned, or None if
+        ``setUp`` raised.
+
+        It should not raise. If it does, the error is logged (logger
+        ``zasync.job``, ERROR, with the job's ``log_context``) and the
+        job's outcome is kept: a job whose callable succeeded keeps its
+        result, one whose callable (or ``setUp``) failed keeps that
+        failure. The default does nothing."""
 
     def invoke(extra_args=(), extra_kwargs=None, conclude=None):
         """Make the call: enter the environment, ``setUp``, call, then
@@ -206,8 +264,129 @@ class IJob(Interface):
         Extra arguments are appended to the job's own. The result (or a
         Failure, which is returned, not raised) is stored and the job's
         callbacks run. This is what the inline mode of zasync.testing uses;
-        dispatchers use their own transaction handling instead.
+        dispatchers use their own transaction handling instead. A NEW,
+        PENDING or ASSIGNED job begins an attempt; an ACTIVE one (claimed
+        and started) runs the attempt begun; a job in CALLBACKS or
+        COMPLETED ran already and raises BadStatusError.
         """
+
+    # -- transitions: each raises BadStatusError from any other status ----
+
+    def enter_queue(
+        queue,
+        job_id,
+        queued,
+        begin_after,
+        begin_by=None,
+        quota_names=(),
+        priority=0,
+        unique_key=None,
+        retry_policy=None,
+    ):
+        """NEW -> PENDING (not yet in the run order): the job is put in
+        ``queue`` with the id ``job_id``, ``queued`` and ``begin_after``
+        (aware datetimes), and the other settings; a ``retry_policy`` that
+        is not None replaces the job's. What IQueue.put calls, after
+        checking the arguments; the queue then adds it to its run order."""
+
+    def forget_aborted_put():
+        """If this job was put by a transaction that was aborted, make it
+        NEW again (out of any queue) and return True; otherwise change
+        nothing and return False.
+
+        ``put`` changes a job in memory; an abort undoes the queue's side
+        only. Such a job is PENDING, was never stored (it has no
+        ``_p_jar``), and its queue does not hold it (or can no longer be
+        read: its connection was closed). A job that is really queued,
+        committed or not, is left alone, and so is a job that ran (in the
+        inline mode of zasync.testing). IQueue.put calls this first, so a
+        job made outside a retry loop can be put again after an abort."""
+
+    def enter_run_order():
+        """PENDING, out of the run order -> in it: computes and returns
+        ``pending_key``, under which the queue files the job."""
+
+    def leave_run_order():
+        """PENDING, in the run order -> out of it (still PENDING): returns
+        the ``pending_key`` it had, which is cleared."""
+
+    def reschedule(begin_after):
+        """PENDING, out of the run order: ``begin_after`` changes (the
+        queue takes the job out of the run order and puts it back)."""
+
+    def leave_queue():
+        """PENDING out of the run order -> NEW, or COMPLETED (stays
+        COMPLETED): the job forgets its queue (IQueue.remove and pull)."""
+
+    def renew(parent):
+        """Any status but COMPLETED (and not in a run order) -> NEW, as a
+        sub-job (callback, child or postprocess job) of ``parent``: out of
+        any queue, unassigned, ready to be put in its parent's queue. A
+        callback that was running in its parent's thread when the worker
+        died starts again this way."""
+
+    def assign(assignee, now):
+        """PENDING, out of the run order -> ASSIGNED: claimed by
+        ``assignee`` (dispatcher uuid, agent name) at ``now``. If the
+        ``begin_by`` deadline has passed, the job is marked expired: it
+        will be failed with a timeout instead of run."""
+
+    def begin_attempt(now):
+        """NEW, PENDING (out of the run order) or ASSIGNED -> ACTIVE: an
+        attempt starts at ``now``; ``attempts`` counts it and ``started``
+        is ``now``. An expired job becomes ACTIVE without an attempt: it is
+        about to be failed (see ``fail``), not run."""
+
+    def postpone(begin_after):
+        """ACTIVE -> PENDING (out of the run order) after repeated
+        transient errors (ConflictError): the attempt is not counted,
+        ``postponements`` grows by one, and the job waits until
+        ``begin_after``."""
+
+    def retry_later(begin_after):
+        """ACTIVE -> PENDING (out of the run order), as the retry policy
+        decided after an error: the attempt stays counted and the job runs
+        again after ``begin_after``."""
+
+    def put_back():
+        """ASSIGNED or ACTIVE -> PENDING (out of the run order) without an
+        outcome: its dispatcher stopped, or it was claimed and never
+        started. An attempt begun is not counted; ``begin_after`` stays."""
+
+    def handle_interrupt(now):
+        """ACTIVE, on a dispatcher that died: count the interruption and
+        ask the retry policy (``interrupted``). Returns True if the job was
+        taken back to PENDING (out of the run order) to run again after the
+        policy's delay; False if the policy gave up: then the job has a
+        JobInterrupted Failure as its outcome (CALLBACKS or COMPLETED, as
+        ``record_outcome``) and its callbacks are to be resumed."""
+
+    def record_outcome(result, now):
+        """ACTIVE -> CALLBACKS if the job has callbacks, else COMPLETED:
+        ``result`` (the return value, or an IFailure) and ``ended`` (now)
+        are recorded."""
+
+    def fail(failure, now):
+        """A job that has not run -> CALLBACKS if it has callbacks, else
+        COMPLETED, with ``failure`` (an IFailure) as its result: PENDING out
+        of the run order (cancelled), ASSIGNED, or ACTIVE but expired (its
+        ``begin_by`` deadline passed). A running job records its outcome
+        instead (``record_outcome``)."""
+
+    def deadline_failure():
+        """The JobTimedOut Failure of a job whose ``begin_by`` deadline
+        passed before it started (changes nothing)."""
+
+    def resume_callbacks(queue, now):
+        """CALLBACKS (or COMPLETED without callbacks), in ``queue``: the
+        callbacks that have not completed are queued as jobs of their own
+        (each ``renew``-ed) and the job waits for them in the queue; with
+        none left, the queue completes it at once (IQueue ``finish``)."""
+
+    def complete(now):
+        """CALLBACKS -> COMPLETED, once its callbacks have completed;
+        ``ended`` is set to ``now`` if it was not. A COMPLETED job stays
+        so."""
 
 
 class IQueue(Interface):
@@ -322,6 +501,30 @@ class IQueue(Interface):
         """How many jobs are pending, claimed or waiting for sub-jobs,
         counting completed jobs their dispatcher has not indexed yet (it
         does so in its next round, milliseconds later)."""
+
+    def claimed_jobs():
+        """An iterator over the jobs held by this queue's dispatchers
+        (ASSIGNED, ACTIVE, in CALLBACKS, or COMPLETED by their worker and not
+        indexed yet) and the jobs waiting for their sub-jobs (serial and
+        parallel parents, jobs whose callbacks were queued), in no
+        particular order."""
+
+    def indexed_completed(failed=None, min_key=None):
+        """An iterator of ``(index_key, job)`` over the completed jobs in
+        this queue's indexes, newest first: the failed ones (``failed`` is
+        True), the succeeded ones (False) or both (None), from ``min_key``
+        on (see :func:`zasync.keys.ended_before`). Read lazily from the
+        index; what ``zasync prune`` walks in batches."""
+
+    def completed_items(failed=None, min_key=None):
+        """Like ``indexed_completed``, merged with the completed jobs their
+        dispatcher has not indexed yet, all newest first."""
+
+    def watched_objects():
+        """A new list of the persistent objects whose change by another
+        process means work may have arrived: the pending count (a job was
+        queued), the quotas and each quota (room was made). A dispatcher
+        listens for invalidations of their oids."""
 
     def jobs(status=None, failed=None, start=0, limit=None):
         """Jobs of this queue with a status (any if None), as a list.

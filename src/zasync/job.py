@@ -1,9 +1,9 @@
 """The persistent Job."""
 
 import datetime
-import importlib
 import inspect
 import itertools
+import logging
 import random
 import threading
 import types
@@ -11,16 +11,30 @@ import types
 import persistent
 from persistent.mapping import PersistentMapping
 from ZODB.broken import Broken
+from ZODB.POSException import ConnectionStateError
 from zope.interface import implementer
 
-from zasync import clock, local
-from zasync.exceptions import CallableNotFound
-from zasync.failure import Failure
+from zasync import clock, keys, local
+from zasync.exceptions import (
+    BadStatusError,
+    CallableNotFound,
+    JobInterrupted,
+    JobTimedOut,
+)
+from zasync.failure import Failure, failure_from
 from zasync.interfaces import IJob
-from zasync.status import ACTIVE, CALLBACKS, COMPLETED, NEW, Status
-from zasync.storable import BadJobError, callable_name, check_callable, check_value
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING, Status
+from zasync.storable import (
+    BadJobError,
+    callable_name,
+    check_callable,
+    check_value,
+    resolve,
+)
 
-__all__ = ["Job", "BadJobError", "CallableNotFound", "new_job_id"]
+__all__ = ["Job", "BadJobError", "BadStatusError", "CallableNotFound", "new_job_id"]
+
+log = logging.getLogger("zasync.job")
 
 # Job ids: microseconds since 2025 shifted left 12 bits, plus a per-process
 # sequence, so ids grow with arrival and fit a signed 64-bit BTree key.
@@ -65,10 +79,7 @@ def resolve_reference(ref):
     if isinstance(ref, tuple):
         first, name = ref
         if isinstance(first, str):
-            target = importlib.import_module(first)
-            for part in name.split("."):
-                target = getattr(target, part)
-            return target
+            return resolve(first, name)
         if isinstance(first, Broken):
             raise ImportError(f"the class of {first!r} cannot be imported")
         return getattr(first, name)
@@ -76,7 +87,9 @@ def resolve_reference(ref):
 
 
 def success_or_failure(result, success, failure):
-    """The callback that add_callbacks() installs (callables by reference)."""
+    """The callback that add_callbacks() installs (callables by reference).
+
+    Stored jobs name it ``zasync.job.success_or_failure``: it stays here."""
     if isinstance(result, Failure):
         if failure is None:
             return result
@@ -84,9 +97,26 @@ def success_or_failure(result, success, failure):
     return resolve_reference(success)(result) if success is not None else result
 
 
+def _callbacks_name(success, failure):
+    """What a job made by add_callbacks() is called in logs and displays:
+    the functions it calls, not the wrapper that chooses between them."""
+    return " or ".join(callable_name(f) for f in (success, failure) if f is not None)
+
+
+def _statuses(statuses):
+    names = [str(status) for status in statuses]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 @implementer(IJob)
 class Job(persistent.Persistent):
-    """A call to make later; see :class:`zasync.interfaces.IJob`."""
+    """A call to make later; see :class:`zasync.interfaces.IJob`.
+
+    The job owns its life cycle: every change of its status is one of the
+    methods under "transitions" below, each of which checks the status it
+    starts from and raises BadStatusError otherwise. Queues, dispatchers
+    and runners ask the job; they do not set its fields.
+    """
 
     _status = NEW.value
     result = None
@@ -114,6 +144,9 @@ class Job(persistent.Persistent):
     assignee = None
     # Set at claim time when the begin_by deadline has passed.
     expired = False
+    # The job's key in its queue's run order while it is in it (see
+    # zasync.keys); None otherwise. Stored: the queue's lanes are keyed by it.
+    pending_key = None
 
     def __init__(self, callable, *args, **kwargs):
         check_callable(callable)
@@ -142,6 +175,8 @@ class Job(persistent.Persistent):
 
     @status.setter
     def status(self, value):
+        # For tests that put a job in a state by hand; the engine uses the
+        # transitions below.
         self._status = Status(value).value
 
     @property
@@ -149,6 +184,17 @@ class Job(persistent.Persistent):
         return self._status in (CALLBACKS.value, COMPLETED.value) and isinstance(
             self.result, Failure
         )
+
+    @property
+    def index_key(self):
+        """The job's key in its queue's completed indexes (derived, never
+        stored): newest first, see zasync.keys."""
+        return keys.completion_key(getattr(self, "_ended_us", None) or 0, self.id)
+
+    @property
+    def lane_quota_names(self):
+        """The quota names of the run-order lane the job waits in."""
+        return self.quota_names
 
     @property
     def callable(self):
@@ -181,6 +227,10 @@ class Job(persistent.Persistent):
         self._retry_policy = policy
 
     @property
+    def explicit_retry_policy(self):
+        return self._retry_policy
+
+    @property
     def environment(self):
         job = self
         while job is not None:
@@ -199,6 +249,12 @@ class Job(persistent.Persistent):
     def annotations(self):
         if self._annotations is None:
             self._annotations = PersistentMapping()
+        return self._annotations
+
+    @property
+    def own_annotations(self):
+        if self._annotations is None:
+            return types.MappingProxyType({})
         return self._annotations
 
     @property
@@ -229,7 +285,7 @@ class Job(persistent.Persistent):
         queue = self.home_queue
         if queue is None:
             if not create:
-                return self.annotations.get("zasync.live", {})
+                return self.own_annotations.get("zasync.live", {})
             return self.annotations.setdefault("zasync.live", PersistentMapping())
         return queue.live_annotations(self.id, create)
 
@@ -239,6 +295,222 @@ class Job(persistent.Persistent):
     @property
     def progress(self):
         return self.get_live_annotation(local.PROGRESS)
+
+    # -- transitions (see IJob) -------------------------------------------
+
+    def _require(self, action, *statuses):
+        """Raise BadStatusError unless the job is in one of ``statuses``."""
+        if self._status not in {status.value for status in statuses}:
+            raise BadStatusError(
+                f"Cannot {action} job {self.id} ({self.callable_name}): it is "
+                f"{self._status}, and only a job that is {_statuses(statuses)} "
+                f"can."
+            )
+
+    def _require_out_of_run_order(self, action):
+        if self._status == PENDING.value and self.pending_key is not None:
+            raise BadStatusError(
+                f"Cannot {action} job {self.id} ({self.callable_name}): it is "
+                f"pending in the run order of its queue; the queue takes it "
+                f"out first."
+            )
+
+    def enter_queue(
+        self,
+        queue,
+        job_id,
+        queued,
+        begin_after,
+        begin_by=None,
+        quota_names=(),
+        priority=0,
+        unique_key=None,
+        retry_policy=None,
+    ):
+        self._require("queue", NEW)
+        if retry_policy is not None:
+            self.retry_policy = retry_policy
+        self.id = job_id
+        self.queue = queue
+        self.quota_names = tuple(quota_names)
+        self.priority = priority
+        self.unique_key = unique_key
+        self.queued = queued
+        self.begin_after = begin_after
+        self.begin_by = begin_by
+        self.pending_key = None
+        self._status = PENDING.value
+
+    def forget_aborted_put(self):
+        # put() changes the job in memory only; an abort undoes the queue's
+        # side but leaves the job as put() left it. Such a job was never
+        # stored (no jar) and its queue does not hold it.
+        if self._status != PENDING.value or self._p_jar is not None:
+            return False
+        queue = self.queue
+        if queue is None:
+            return False
+        try:
+            held = queue.get(self.id) is self
+        except ConnectionStateError:  # its queue's connection was closed
+            held = False
+        if held:
+            return False
+        self.queue = None
+        self.pending_key = None
+        self._status = NEW.value
+        return True
+
+    def enter_run_order(self):
+        self._require("enter the run order of", PENDING)
+        if self.pending_key is not None:
+            raise BadStatusError(
+                f"Cannot enter job {self.id} ({self.callable_name}) in the run "
+                f"order: it is in it already (key {self.pending_key})."
+            )
+        self.pending_key = keys.run_order_key(
+            self.priority, self._begin_after_us, self.id
+        )
+        return self.pending_key
+
+    def leave_run_order(self):
+        self._require("take out of the run order", PENDING)
+        key = self.pending_key
+        if key is None:
+            raise BadStatusError(
+                f"Cannot take job {self.id} ({self.callable_name}) out of the "
+                f"run order: it is not in it."
+            )
+        self.pending_key = None
+        return key
+
+    def reschedule(self, begin_after):
+        self._require("reschedule", PENDING)
+        self._require_out_of_run_order("reschedule")
+        self.begin_after = begin_after
+
+    def leave_queue(self):
+        self._require("remove from its queue", PENDING, COMPLETED)
+        self._require_out_of_run_order("remove from its queue")
+        if self._status == PENDING.value:
+            self._status = NEW.value
+        self.queue = None
+
+    def renew(self, parent):
+        self._require(
+            "queue again as a sub-job", NEW, PENDING, ASSIGNED, ACTIVE, CALLBACKS
+        )
+        self._require_out_of_run_order("queue again as a sub-job")
+        self.parent = parent
+        self.queue = None
+        self.assignee = None
+        self.expired = False
+        self._status = NEW.value
+
+    def assign(self, assignee, now):
+        self._require("assign", PENDING)
+        self._require_out_of_run_order("assign")
+        self.assignee = assignee
+        deadline = self.begin_by and self.begin_after + self.begin_by
+        self.expired = bool(deadline and deadline < now)
+        self._status = ASSIGNED.value
+
+    def begin_attempt(self, now):
+        self._require("begin an attempt of", NEW, PENDING, ASSIGNED)
+        self._require_out_of_run_order("begin an attempt of")
+        self._begin_attempt(now)
+
+    def _begin_attempt(self, now):
+        self._status = ACTIVE.value
+        if not self.expired:  # an expired job is failed without running
+            self.started = now
+            self.attempts += 1
+
+    def postpone(self, begin_after):
+        self._require("postpone", ACTIVE)
+        self.postponements += 1
+        self.attempts = max(self.attempts - 1, 0)
+        self.begin_after = begin_after
+        self._status = PENDING.value
+
+    def retry_later(self, begin_after):
+        self._require("retry", ACTIVE)
+        self.begin_after = begin_after
+        self._status = PENDING.value
+
+    def put_back(self):
+        self._require("put back", ASSIGNED, ACTIVE)
+        if self._status == ACTIVE.value and not self.expired:
+            self.attempts = max(self.attempts - 1, 0)
+        self.expired = False
+        self._status = PENDING.value
+
+    def handle_interrupt(self, now):
+        self._require("handle the interruption of", ACTIVE)
+        self.interruptions += 1
+        policy = self.retry_policy
+        delay = policy.interrupted(self)
+        if delay is not None:
+            self.retry_later(now + delay)
+            return True
+        self._conclude(
+            failure_from(
+                JobInterrupted(
+                    f"Job {self.id} ({self.callable_name}) was interrupted "
+                    f"{self.interruptions} times: its worker died or was "
+                    f"killed while running it. The retry policy {policy!r} "
+                    f"gave up."
+                )
+            ),
+            now,
+        )
+        return False
+
+    def record_outcome(self, result, now):
+        self._require("record the outcome of", ACTIVE)
+        self._conclude(result, now)
+
+    def fail(self, failure, now):
+        if not isinstance(failure, Failure):
+            raise TypeError(f"fail() needs a zasync.Failure, not {failure!r}")
+        if self._status == ACTIVE.value and not self.expired:
+            raise BadStatusError(
+                f"Cannot fail job {self.id} ({self.callable_name}) without "
+                f"running it: it is running; record its outcome instead."
+            )
+        self._require("fail", PENDING, ASSIGNED, ACTIVE)
+        self._require_out_of_run_order("fail")
+        self._conclude(failure, now)
+
+    def deadline_failure(self):
+        return failure_from(
+            JobTimedOut(
+                f"Job {self.id} ({self.callable_name}) did not start by its "
+                f"deadline {self.begin_after + self.begin_by:%Y-%m-%d %H:%M:%S} "
+                f"UTC (begin_by={self.begin_by}); it was not run."
+            )
+        )
+
+    def _conclude(self, result, now):
+        self.result = result
+        self.ended = now
+        self._status = CALLBACKS.value if self._callbacks else COMPLETED.value
+
+    def complete(self, now):
+        self._require("complete", CALLBACKS, COMPLETED)
+        if self.ended is None:
+            self.ended = now
+        self._status = COMPLETED.value
+
+    def resume_callbacks(self, queue, now):
+        self._require("resume the callbacks of", CALLBACKS, COMPLETED)
+        pending = [cb for cb in self._callbacks if cb.status != COMPLETED]
+        if not pending:
+            queue.finish(self, now)
+            return
+        queue.wait_for_sub_jobs(self)
+        for callback in pending:
+            queue.put_sub_job(callback, self)
 
     # -- callbacks ---------------------------------------------------------
 
@@ -269,11 +541,13 @@ class Job(persistent.Persistent):
         for name, func in (("success", success), ("failure", failure)):
             if func is not None:
                 check_callable(func, f"the {name} callback")
-        return self.add_callback(
+        job = Job(
             success_or_failure,
             None if success is None else storable_reference(success),
             None if failure is None else storable_reference(failure),
         )
+        job.callable_name = _callbacks_name(success, failure)
+        return self.add_callback(job)
 
     addCallback = add_callback
     addCallbacks = add_callbacks
@@ -320,27 +594,46 @@ class Job(persistent.Persistent):
                     environment.exit(self, token)
 
     def _call_with_hooks(self, func, args, kwargs):
-        info = self.setUp()
+        # The contract is IJob.setUp / IJob.tearDown: tearDown always runs,
+        # and its own error never replaces the outcome of the call.
+        info = None
         try:
-            return func(*args, **kwargs)
-        finally:
+            info = self.setUp()
+            result = func(*args, **kwargs)
+        except BaseException:
+            self._tear_down(info)
+            raise
+        self._tear_down(info)
+        return result
+
+    def _tear_down(self, info):
+        try:
             self.tearDown(info)
+        except Exception:
+            log.exception(
+                "job %s (%s): tearDown raised (%s); the job's outcome is kept",
+                self.id,
+                self.callable_name,
+                self.log_context,
+            )
 
     def __call__(self, *args, **kwargs):
-        self.status = ACTIVE
-        self.started = clock.utcnow()
-        self.attempts += 1
+        # Called directly, a job runs whatever queue it is in (tests call
+        # queued and claimed jobs); an ACTIVE one runs the attempt its claim
+        # began. Only a job that ran already refuses.
+        if self._status != ACTIVE.value:
+            self._require("call", NEW, PENDING, ASSIGNED, ACTIVE)
+            self._begin_attempt(clock.utcnow())
         try:
             result = self.invoke(args, kwargs)
         except Exception:
             result = Failure()
-        self.result = result
-        self.ended = clock.utcnow()
-        self.status = CALLBACKS
+        self.record_outcome(result, clock.utcnow())
         for callback in self._callbacks:
             if callback.status != COMPLETED:
                 callback()
-        self.status = COMPLETED
+        if self._status == CALLBACKS.value:
+            self.complete(self.ended)
         return result
 
     # -- sub-jobs (callbacks queued as jobs, serial/parallel children) -----
@@ -353,19 +646,6 @@ class Job(persistent.Persistent):
             and all(cb.status == COMPLETED for cb in self._callbacks)
         ):
             queue.finish(self, now)
-
-    def queue_pending_callbacks(self, queue, now):
-        """Queue the callbacks that have not completed; finish if none."""
-        pending = [cb for cb in self._callbacks if cb.status != COMPLETED]
-        if not pending:
-            queue.finish(self, now)
-            return
-        self.status = CALLBACKS
-        queue.wait_for_sub_jobs(self)
-        for callback in pending:
-            callback.status = NEW
-            callback.assignee = None
-            queue.put_sub_job(callback, self)
 
     # Attributes left out of the stored state while they have their class
     # default: a job is stored several times in its life, so it pays.

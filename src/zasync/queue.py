@@ -4,6 +4,8 @@ import datetime
 import heapq
 import itertools
 import logging
+import operator
+import threading
 
 import persistent
 from BTrees.Length import Length
@@ -12,11 +14,14 @@ from BTrees.OOBTree import OOBTree
 from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
-from zasync import clock, wakeup
-from zasync.exceptions import JobInterrupted, JobTimedOut
-from zasync.failure import failure_from
+from zasync import clock, keys, wakeup
+
+# Failures stored by earlier versions name these here: the names stay.
+from zasync.exceptions import JobInterrupted as JobInterrupted
+from zasync.exceptions import JobTimedOut as JobTimedOut
 from zasync.interfaces import IQueue, IQueues
 from zasync.job import Job, new_job_id
+from zasync.keys import PRIORITY_LIMIT
 from zasync.quota import Quotas
 from zasync.status import (
     ACTIVE,
@@ -31,46 +36,33 @@ from zasync.status import (
 ROOT_KEY = "zasync"
 DEFAULT_QUEUE = ""
 
-# Index keys are single integers (pickled far faster than tuples):
-# pending: priority level, begin_after µs, id; completed: newest first, id.
-_ID_BITS = 64
-_TIME_BITS = 52  # microseconds since 1970, good until the year 2112
-_LEVEL_SHIFT = _ID_BITS + _TIME_BITS
-_TIME_MASK = (1 << _TIME_BITS) - 1
-PRIORITY_LIMIT = 2**31 - 1
+# The index keys live in zasync.keys; their old names here stay importable.
+_ID_BITS = keys.ID_BITS
+_TIME_BITS = keys.TIME_BITS
+_LEVEL_SHIFT = keys.LEVEL_SHIFT
+_TIME_MASK = keys.TIME_MASK
+_pending_key = keys.run_order_key
+_key_begin = keys.begin_of
+_level_end = keys.level_end
+_next_level = keys.next_level
+_completed_key = keys.completion_key
 
 log = logging.getLogger("zasync.job")
-
-
-def _pending_key(priority, begin_us, job_id):
-    level = PRIORITY_LIMIT - priority  # higher priority, lower level, first
-    return (level << _LEVEL_SHIFT) | (max(begin_us, 0) << _ID_BITS) | job_id
-
-
-def _key_begin(key):
-    return (key >> _ID_BITS) & _TIME_MASK
-
-
-def _level_end(key, now_us):
-    """The largest key of ``key``'s priority level that is due at now_us."""
-    level = key >> _LEVEL_SHIFT
-    return (level << _LEVEL_SHIFT) | (now_us << _ID_BITS) | ((1 << _ID_BITS) - 1)
-
-
-def _next_level(key):
-    return ((key >> _LEVEL_SHIFT) + 1) << _LEVEL_SHIFT
-
-
-def _completed_key(ended_us, job_id):
-    return ((_TIME_MASK - ended_us) << _ID_BITS) | job_id
-
 
 # How many jobs an agent filter may turn down in one lane before the claim
 # moves on; bounds the cost of a claim when a filter rejects most jobs.
 FILTER_SCAN_LIMIT = 200
 
-# Set by zasync.testing.inline(): put() runs jobs at once instead of queuing.
-inline = {"on": False}
+
+class _Inline(threading.local):
+    """Set by zasync.testing.inline(): put() in this thread runs jobs at
+    once instead of queuing them. Per thread, so that a test's inline block
+    does not change what a dispatcher's threads (or other tests') do."""
+
+    on = False
+
+
+inline = _Inline()
 
 
 def _lane_key(quota_names):
@@ -88,15 +80,15 @@ def _first_ready(lane, now_us, agent):
     except ValueError:
         return None
     while key is not None:
-        if _key_begin(key) <= now_us:
-            candidates = lane.items(min=key, max=_level_end(key, now_us))
+        if keys.begin_of(key) <= now_us:
+            candidates = lane.items(min=key, max=keys.level_end(key, now_us))
             for seen, (candidate, job) in enumerate(candidates, 1):
                 if agent is None or agent.accepts(job):
                     return candidate, job
                 if seen >= FILTER_SCAN_LIMIT:
                     break
         try:
-            key = lane.minKey(_next_level(key))
+            key = lane.minKey(keys.next_level(key))
         except ValueError:
             key = None
     return None
@@ -111,11 +103,12 @@ class Queue(persistent.Persistent):
         self.quotas = Quotas()
         self.dispatchers = OOBTree()
         self._jobs = LOBTree()  # id -> job, every job the queue knows
-        # quota names -> {(-priority, begin_after µs, id): job}. One lane per
-        # combination of quotas, so a claim skips a full quota's jobs at once.
+        # quota names -> {run-order key: job} (see zasync.keys: priority,
+        # begin_after, id packed in one integer). One lane per combination
+        # of quotas, so a claim skips a full quota's jobs at once.
         self._lanes = OOBTree()
         self._pending_count = Length()
-        # (-ended µs, id) -> job: newest first.
+        # completion key -> job: newest first (see zasync.keys).
         self._succeeded = OOBTree()
         self._failed = OOBTree()
         self._succeeded_count = Length()
@@ -152,6 +145,8 @@ class Queue(persistent.Persistent):
         job = job_or_callable
         if not isinstance(job, Job):
             job = Job(job_or_callable)
+        # A job put by a transaction that aborted still says so in memory.
+        job.forget_aborted_put()
         if job.status != NEW or job.queue is not None:
             raise ValueError(
                 f"{job!r} is already queued (status {job.status}, queue "
@@ -193,23 +188,24 @@ class Queue(persistent.Persistent):
             or begin_by <= datetime.timedelta(0)
         ):
             raise ValueError(f"begin_by must be a positive timedelta, not {begin_by!r}")
-        if retry_policy is not None:
-            job.retry_policy = retry_policy
-
-        if inline["on"]:
-            return self._run_inline(job, names, priority, unique_key, now)
+        if inline.on:
+            return self._run_inline(job, names, priority, unique_key, retry_policy, now)
 
         # Renewed here, so that ids of queued jobs follow their arrival.
-        job.id = new_job_id()
-        while job.id in self._jobs:
-            job.id = new_job_id()
-        job.queue = self
-        job.quota_names = names
-        job.priority = priority
-        job.unique_key = unique_key
-        job.queued = now
-        job.begin_after = begin_after
-        job.begin_by = begin_by
+        job_id = new_job_id()
+        while job_id in self._jobs:
+            job_id = new_job_id()
+        job.enter_queue(
+            self,
+            job_id,
+            now,
+            begin_after,
+            begin_by,
+            names,
+            priority,
+            unique_key,
+            retry_policy,
+        )
         self._jobs[job.id] = job
         if unique_key is not None:
             self._unique[unique_key] = job
@@ -217,12 +213,18 @@ class Queue(persistent.Persistent):
         wakeup.wake_after_commit(self)
         return job
 
-    def _run_inline(self, job, names, priority, unique_key, now):
-        job.queue = self
-        job.quota_names = names
-        job.priority = priority
-        job.unique_key = unique_key
-        job.queued = job.begin_after = now
+    def _run_inline(self, job, names, priority, unique_key, retry_policy, now):
+        job.enter_queue(
+            self,
+            job.id,
+            now,
+            now,
+            job.begin_by,
+            names,
+            priority,
+            unique_key,
+            retry_policy,
+        )
         self._jobs[job.id] = job
         job()
         self._index_completed(job)
@@ -230,11 +232,9 @@ class Queue(persistent.Persistent):
 
     def put_sub_job(self, job, parent, quota_names=None):
         """Queue a callback or child of ``parent`` (see Job.sub_job_done)."""
-        job.parent = parent
         if job.queue is self:
             self._jobs.pop(job.id, None)
-            job.queue = None
-        job.status = NEW
+        job.renew(parent)
         return self.put(
             job,
             quota_names=quota_names if quota_names is not None else job.quota_names,
@@ -246,15 +246,12 @@ class Queue(persistent.Persistent):
         lane = self._lanes.get(lane_key)
         if lane is None:
             lane = self._lanes[lane_key] = OOBTree()
-        key = _pending_key(job.priority, job._begin_after_us, job.id)
-        lane[key] = job
-        job.pending_key = key
-        job.status = PENDING
+        lane[job.enter_run_order()] = job
         self._pending_count.change(1)
 
     def _remove_pending(self, job):
-        del self._lanes[_lane_key(job.lane_quota_names)][job.pending_key]
-        job.pending_key = None
+        key = job.leave_run_order()
+        del self._lanes[_lane_key(job.lane_quota_names)][key]
         self._pending_count.change(-1)
 
     # -- reading -----------------------------------------------------------
@@ -282,7 +279,9 @@ class Queue(persistent.Persistent):
     def get(self, job_id, default=None):
         return self._jobs.get(job_id, default)
 
-    def _claimed_and_waiting(self):
+    def claimed_jobs(self):
+        """The jobs held by this queue's dispatchers and those waiting for
+        their sub-jobs (see IQueue.claimed_jobs)."""
         for record in self.dispatchers.values():
             for agent in record.agents.values():
                 yield from agent.jobs.values()
@@ -291,7 +290,7 @@ class Queue(persistent.Persistent):
     def counts(self):
         counts = {status.value: 0 for status in Status if status != NEW}
         succeeded, failed = self._succeeded_count.value, self._failed_count.value
-        for job in self._claimed_and_waiting():
+        for job in self.claimed_jobs():
             # A job whose worker committed it but whose dispatcher has not
             # indexed it yet counts as what it is now.
             if job.status == COMPLETED:
@@ -310,9 +309,7 @@ class Queue(persistent.Persistent):
         stop = None if limit is None else start + limit
         if status is None:
             # Completed jobs not indexed yet are listed with the completed.
-            unsettled = (
-                j for j in self._claimed_and_waiting() if j.status != COMPLETED
-            )
+            unsettled = (j for j in self.claimed_jobs() if j.status != COMPLETED)
             found = itertools.chain(unsettled, self, self._completed_jobs(failed))
         else:
             status = Status(status)
@@ -321,7 +318,7 @@ class Queue(persistent.Persistent):
             elif status == COMPLETED:
                 found = self._completed_jobs(failed)
             else:
-                found = (j for j in self._claimed_and_waiting() if j.status == status)
+                found = (j for j in self.claimed_jobs() if j.status == status)
         return list(itertools.islice(found, start, stop))
 
     def _completed_jobs(self, failed=None):
@@ -329,22 +326,48 @@ class Queue(persistent.Persistent):
         # they are the newest.
         fresh = [
             job
-            for job in self._claimed_and_waiting()
+            for job in self.claimed_jobs()
             if job.status == COMPLETED and (failed is None or job.failed == failed)
         ]
-        if failed is True:
-            indexed = iter(self._failed.values())
-        elif failed is False:
-            indexed = iter(self._succeeded.values())
-        else:
-            merged = heapq.merge(self._failed.items(), self._succeeded.items())
-            indexed = (job for _, job in merged)
+        indexed = (job for _, job in self.indexed_completed(failed))
         return itertools.chain(fresh, indexed)
+
+    def indexed_completed(self, failed=None, min_key=None):
+        """(key, job) of the completed jobs in the indexes, newest first."""
+        if failed is True:
+            return self._failed.items(min=min_key)
+        if failed is False:
+            return self._succeeded.items(min=min_key)
+        return heapq.merge(
+            self._failed.items(min=min_key), self._succeeded.items(min=min_key)
+        )
+
+    def completed_items(self, failed=None, min_key=None):
+        """(key, job) of completed jobs, newest first, including those their
+        dispatcher has not indexed yet (see IQueue.completed_items)."""
+        fresh = sorted(
+            (
+                (job.index_key, job)
+                for job in self.claimed_jobs()
+                if job.status == COMPLETED
+                and (failed is None or job.failed == failed)
+                and (min_key is None or job.index_key >= min_key)
+            ),
+            key=operator.itemgetter(0),
+        )
+        return heapq.merge(
+            fresh, self.indexed_completed(failed, min_key), key=operator.itemgetter(0)
+        )
+
+    def watched_objects(self):
+        """The persistent objects whose change means work may have arrived
+        (see IQueue.watched_objects)."""
+        return [self._pending_count, self.quotas, *self.quotas.values()]
 
     def unsettled(self):
         """How many jobs are pending, claimed or waiting, counting completed
         jobs that their dispatcher has not indexed yet."""
-        claimed = sum(1 for _ in self._claimed_and_waiting())
+        claimed = sum(1 for _ in self.claimed_jobs())
         return self._pending_count.value + claimed
 
     def live_annotations(self, job_id, create=False):
@@ -368,7 +391,6 @@ class Queue(persistent.Persistent):
         status = job.status
         if status == PENDING:
             self._remove_pending(job)
-            job.status = NEW
         elif status == COMPLETED:
             index, count = self._completed_index(job)
             if index.pop(job.index_key, None) is not None:
@@ -381,7 +403,7 @@ class Queue(persistent.Persistent):
             )
         del self._jobs[job.id]
         self._forget_unique(job)
-        job.queue = None
+        job.leave_queue()
 
     def _forget_unique(self, job):
         if job.unique_key is not None and self._unique.get(job.unique_key) is job:
@@ -403,19 +425,18 @@ class Queue(persistent.Persistent):
         """Complete a pending job with ``failure`` instead of running it."""
         self._check_in_run_order(job, "cancelled")
         self._remove_pending(job)
-        job.result = failure
-        job.ended = now
+        job.fail(failure, now)
         # Its callbacks are queued (failure callbacks see the failure); it
         # is completed, indexed as failed and frees its unique key when
         # they are done, at once if it has none.
-        job.queue_pending_callbacks(self, now)
+        job.resume_callbacks(self, now)
 
     def reschedule(self, job, begin_after):
         """Move a pending job to ``begin_after`` in the run order."""
         self._check_in_run_order(job, "rescheduled")
         begin_after = clock.aware(begin_after, "begin_after")
         self._remove_pending(job)
-        job.begin_after = begin_after
+        job.reschedule(begin_after)
         self._add_pending(job)
         wakeup.wake_after_commit(self)
 
@@ -454,12 +475,9 @@ class Queue(persistent.Persistent):
                 quota = self.quotas.get(name)
                 if quota is not None:
                     quota.hold(job.id)
-            job.assignee = (uuid, agent.name)
-            deadline = job.begin_by and job.begin_after + job.begin_by
-            job.expired = bool(deadline and deadline < now)
-            job.status = ASSIGNED
+            job.assign((uuid, agent.name), now)
             if start is None or len(claimed) < start:
-                self.activate(job, now)
+                job.begin_attempt(now)
             agent.jobs[job.id] = job
             claimed.append(job)
         return claimed
@@ -501,11 +519,8 @@ class Queue(persistent.Persistent):
 
     @staticmethod
     def activate(job, now):
-        """Start an ASSIGNED job: it is about to run in a thread."""
-        job.status = ACTIVE
-        if not job.expired:  # an expired job is completed without running
-            job.started = now
-            job.attempts += 1
+        """Start an ASSIGNED job (the old name of ``job.begin_attempt``)."""
+        job.begin_attempt(now)
 
     def next_due(self, now):
         """When the earliest pending job that is not due yet becomes due."""
@@ -517,22 +532,19 @@ class Queue(persistent.Persistent):
             except ValueError:
                 continue
             while key is not None:
-                begin = _key_begin(key)
+                begin = keys.begin_of(key)
                 if begin <= now_us:
                     # The level's first job is due: look past the due ones.
                     try:
-                        later = lane.minKey(_level_end(key, now_us) + 1)
+                        later = lane.minKey(keys.level_end(key, now_us) + 1)
                     except ValueError:
                         later = None
-                    if (
-                        later is not None
-                        and later >> _LEVEL_SHIFT == key >> _LEVEL_SHIFT
-                    ):
-                        begin = _key_begin(later)
+                    if later is not None and keys.level_of(later) == keys.level_of(key):
+                        begin = keys.begin_of(later)
                 if begin > now_us and (due is None or begin < due):
                     due = begin
                 try:
-                    key = lane.minKey(_next_level(key))
+                    key = lane.minKey(keys.next_level(key))
                 except ValueError:
                     key = None
         return None if due is None else clock.from_micros(due)
@@ -588,30 +600,18 @@ class Queue(persistent.Persistent):
             if job.pending_key is None:
                 self._add_pending(job)
         elif status == CALLBACKS:
-            job.queue_pending_callbacks(self, now)
+            job.resume_callbacks(self, now)
         elif status == ASSIGNED:
             # Claimed but never started: no attempt, no interruption.
-            job.expired = False
+            job.put_back()
             self._add_pending(job)
         elif status == ACTIVE:
             if job.expired or not interrupted:
-                if not job.expired:
-                    job.attempts = max(job.attempts - 1, 0)
-                job.expired = False
+                job.put_back()  # its attempt is not counted
                 self._add_pending(job)
-                return
-            job.interruptions += 1
-            delay = job.retry_policy.interrupted(job)
-            if delay is None:
-                job.result = failure_from(
-                    JobInterrupted(
-                        f"Job {job.id} ({job.callable_name}) was interrupted "
-                        f"{job.interruptions} times: its worker died or was "
-                        f"killed while running it. The retry policy "
-                        f"{job.retry_policy!r} gave up."
-                    )
-                )
-                job.ended = now
+            elif job.handle_interrupt(now):  # to be retried
+                self._add_pending(job)
+            else:
                 log.error(
                     "job %s (%s) failed: interrupted %d times (%s): %s",
                     job.id,
@@ -620,10 +620,7 @@ class Queue(persistent.Persistent):
                     job.log_context,
                     job.result,
                 )
-                job.queue_pending_callbacks(self, now)
-            else:
-                job.begin_after = now + delay
-                self._add_pending(job)
+                job.resume_callbacks(self, now)
 
     def recover_dispatcher(self, record, now, interrupted=True):
         """Recover every job claimed by the agents of ``record``."""
@@ -639,20 +636,8 @@ class Queue(persistent.Persistent):
 
     def finish(self, job, now):
         """Complete a job whose result and callbacks are all done."""
-        job.status = COMPLETED
-        if job.ended is None:
-            job.ended = now
+        job.complete(now)
         self._record_completion(job, now)
-
-    def expire(self, job, now):
-        """The failure a job gets when its begin_by deadline passed."""
-        return failure_from(
-            JobTimedOut(
-                f"Job {job.id} ({job.callable_name}) did not start by its "
-                f"deadline {job.begin_after + job.begin_by:%Y-%m-%d %H:%M:%S} UTC "
-                f"(begin_by={job.begin_by}); it was not run."
-            )
-        )
 
     def _completed_index(self, job):
         if job.failed:
@@ -672,16 +657,6 @@ class Queue(persistent.Persistent):
         self._forget_unique(job)
         if job.parent is not None:
             job.parent.sub_job_done(job, self, now)
-
-
-# Attributes kept on jobs by the queue (declared for old pickles and for
-# jobs that were never queued).
-Job.pending_key = None
-Job.index_key = property(
-    lambda job: _completed_key(job._ended_us or 0, job.id),
-    doc="The job's key in the completed indexes (derived, never stored).",
-)
-Job.lane_quota_names = property(lambda job: job.quota_names)
 
 
 @implementer(IQueues)

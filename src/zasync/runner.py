@@ -16,8 +16,7 @@ from ZODB.POSException import ConflictError
 
 from zasync import local, wakeup
 from zasync.failure import Failure
-from zasync.queue import Queue
-from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING
 from zasync.storable import check_value
 from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort
 
@@ -194,7 +193,7 @@ class JobRunner:
         job = self.jobs.get(self._next)
         if not self._held(job):
             return False
-        Queue.activate(job, self.clock())
+        job.begin_attempt(self.clock())
         return True
 
     def taken_next(self):
@@ -208,7 +207,7 @@ class JobRunner:
         def activate(job):
             if not self._held(job):
                 return False
-            Queue.activate(job, self.clock())
+            job.begin_attempt(self.clock())
 
         return self._small_transaction(oid, activate)
 
@@ -262,9 +261,7 @@ class JobRunner:
 
     @staticmethod
     def _set_result(job, result, now):
-        job.result = result
-        job.ended = now
-        job.status = CALLBACKS if job.callbacks else COMPLETED
+        job.record_outcome(result, now)
 
     # -- running -----------------------------------------------------------
 
@@ -308,17 +305,13 @@ class JobRunner:
                 abort(self.tm)
                 return CALLBACKS
             if not claimed:  # a callback run in its parent's thread
-                job.status = ACTIVE
-                job.started = self.clock()
-                job.attempts += 1
+                job.begin_attempt(self.clock())
             if job.expired:
-                failure = job.home_queue.expire(job, self.clock())
+                failure = job.deadline_failure()
                 abort(self.tm)
                 stored = self._small_transaction(
                     oid,
-                    lambda j, failure=failure: self._set_result(
-                        j, failure, self.clock()
-                    ),
+                    lambda j, failure=failure: j.fail(failure, self.clock()),
                     final=claimed,
                 )
                 return CALLBACKS if stored else None
@@ -381,8 +374,7 @@ class JobRunner:
                 return False
             # The pause grows with each postponement of this job, so a job
             # that always conflicts is retried forever, but ever more rarely.
-            job.postponements += 1
-            delay = min(0.05 * 2 ** (job.postponements - 1), MAX_POSTPONEMENT)
+            delay = min(0.05 * 2**job.postponements, MAX_POSTPONEMENT)
             # Conflicts are routine under load: DEBUG, not noise.
             log.debug(
                 "job %s postponed %.2fs after %d transient errors: %s",
@@ -391,9 +383,7 @@ class JobRunner:
                 conflicts,
                 exc,
             )
-            job.status = PENDING
-            job.attempts = max(job.attempts - 1, 0)
-            job.begin_after = self.clock() + datetime.timedelta(seconds=delay)
+            job.postpone(self.clock() + datetime.timedelta(seconds=delay))
 
         self._small_transaction(oid, postpone)
         return True
@@ -409,6 +399,10 @@ class JobRunner:
         def record(job):
             if job.role != "callback" and not self._mine(job):
                 return False
+            if not final and job.status == NEW:
+                # A callback run in its parent's thread: its attempt began
+                # in the transaction that was undone.
+                job.begin_attempt(self.clock() - datetime.timedelta(seconds=elapsed))
             delay = getattr(job.retry_policy, kind)(job, failure)
             if delay is None or job.role == "callback":
                 self._set_result(job, failure, self.clock())
@@ -425,8 +419,7 @@ class JobRunner:
                     failure,
                 )
             else:
-                job.status = PENDING
-                job.begin_after = self.clock() + delay
+                job.retry_later(self.clock() + delay)
                 outcome["log"] = (
                     logging.INFO,
                     "job %s (%s) %s after %.3fs and will be retried in %ss "
@@ -467,7 +460,7 @@ class JobRunner:
                 if any(cb.status != COMPLETED for cb in job.callbacks):
                     added.append(True)  # one was added meanwhile: go round
                     return False
-                job.status = COMPLETED
+                job.complete(self.clock())
 
             stored = self._small_transaction(oid, complete, final=claimed)
             if stored or not added or self.dispatcher.abandoned:

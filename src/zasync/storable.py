@@ -1,10 +1,12 @@
-"""Refuse, when a job is made, what could not be stored with it.
+"""What may be stored with a job: checks, callable names, dotted names.
 
 A job is pickled into the database and unpickled by a worker, maybe in
 another process. Whatever would not survive that trip is refused here, with
 an error that names the argument, instead of failing later in a worker.
+Callables are stored and found again by their dotted names (:func:`resolve`).
 """
 
+import functools
 import importlib
 import inspect
 import io
@@ -13,6 +15,7 @@ import pickle
 import persistent
 
 from zasync.exceptions import BadJobError
+from zasync.interfaces import IJob
 
 _FIX_CALLABLE = (
     "Use a module-level function, a method of a persistent object, or a "
@@ -51,6 +54,32 @@ def check_value(value, where):
         ) from exc
 
 
+def resolve(name, qualname=None):
+    """The object a dotted name names.
+
+    ``resolve("package.module", "Class.method")`` imports the module and
+    walks the qualified name. ``resolve("package.module.Class.method")``
+    finds where the module ends itself: the longest importable prefix.
+    Raises ImportError or AttributeError if there is no such object.
+    """
+    if qualname is None:
+        module, _, qualname = name.rpartition(".")
+        while True:
+            if not module:
+                raise ImportError(f"no module in {name!r} can be imported")
+            try:
+                target = importlib.import_module(module)
+                break
+            except ImportError:
+                module, _, head = module.rpartition(".")
+                qualname = f"{head}.{qualname}"
+    else:
+        target = importlib.import_module(name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
 def _importable(func):
     # A builtin type's method (date.fromisoformat) has no __module__: ZODB's
     # pickler cannot store it, so it is refused here.
@@ -59,9 +88,7 @@ def _importable(func):
     if not module or "<locals>" in qualname or "<lambda>" in qualname:
         return False
     try:
-        obj = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
+        obj = resolve(module, qualname)
     except (ImportError, AttributeError):
         return False
     return obj is func or getattr(obj, "__func__", None) is func
@@ -69,9 +96,7 @@ def _importable(func):
 
 def check_callable(func, where="the callable"):
     """Raise BadJobError unless ``func`` can be stored and found again."""
-    from zasync.job import Job  # a job may call another job
-
-    if isinstance(func, Job):
+    if IJob.providedBy(func):  # a job may call another job
         return
     if isinstance(func, persistent.Persistent) and not isinstance(func, type):
         if not callable(func):
@@ -129,10 +154,11 @@ def _module_of(func):
 
 
 def callable_name(func):
-    """A dotted name for a callable, for logs and displays."""
-    from zasync.job import Job
-
-    if isinstance(func, Job):
+    """A dotted name for a callable, for logs and displays: the function a
+    ``functools.partial`` wraps, not the partial."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if IJob.providedBy(func):
         return f"job:{func.callable_name}"
     if inspect.ismethod(func):
         owner = func.__self__

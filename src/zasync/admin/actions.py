@@ -76,7 +76,7 @@ def _copy_job(job, environment):
     except CallableNotFound as exc:
         raise AdminError(str(exc)) from None
     copy = type(job)(func, *job.args, **dict(job.kwargs))
-    copy.retry_policy = job._retry_policy
+    copy.retry_policy = job.explicit_retry_policy
     copy.quota_names = tuple(job.quota_names)
     copy.internal = job.internal
     if environment is not None:

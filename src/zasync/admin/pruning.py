@@ -38,8 +38,8 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
             if queue is None:
                 abort(tm)
                 break  # removed meanwhile
-            index = queue._failed if failed else queue._succeeded
-            batch = list(itertools.islice(index.items(min=cursor), batch_size))
+            completed = queue.indexed_completed(bool(failed), cursor)
+            batch = list(itertools.islice(completed, batch_size))
             batch_removed = batch_kept = 0
             for _, job in batch:
                 parent = job.parent

@@ -18,7 +18,8 @@ from zasync.admin.text import (
 )
 from zasync.exceptions import AdminError, JobNotFound, NoQueues
 from zasync.failure import Failure
-from zasync.queue import _TIME_MASK, ROOT_KEY
+from zasync.keys import ended_before
+from zasync.queue import ROOT_KEY
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 
 log = logging.getLogger("zasync.admin")
@@ -173,33 +174,19 @@ def _age_time(job):
 def _completed_threshold(cutoff):
     """The smallest completed-index key of a job that ended before
     ``cutoff`` (the indexes keep the newest first)."""
-    cutoff_us = max(clock.to_micros(cutoff), 0)
-    return (_TIME_MASK - cutoff_us + 1) << 64
+    return ended_before(clock.to_micros(cutoff))
 
 
 def _claimed(queue, statuses):
     """Jobs claimed by dispatchers or waiting for sub-jobs, by id."""
-    found = [j for j in queue._claimed_and_waiting() if j.status in statuses]
+    found = [j for j in queue.claimed_jobs() if j.status in statuses]
     return sorted(found, key=operator.attrgetter("id"))
 
 
 def _completed_items(queue, failed, older_than_key=None):
     """(index key, job) of completed jobs, newest first; completed jobs that
     their dispatcher has not indexed yet come first, as they are newest."""
-    fresh = sorted(
-        (
-            (job.index_key, job)
-            for job in queue._claimed_and_waiting()
-            if job.status == COMPLETED and (failed is None or job.failed == failed)
-        ),
-        key=operator.itemgetter(0),
-    )
-    indexes = []
-    if failed in (None, True):
-        indexes.append(queue._failed.items(min=older_than_key))
-    if failed in (None, False):
-        indexes.append(queue._succeeded.items(min=older_than_key))
-    return heapq.merge(fresh, *indexes, key=operator.itemgetter(0))
+    return queue.completed_items(failed, older_than_key)
 
 
 def _candidates(queues, status, older_cutoff, newer_cutoff):
@@ -213,13 +200,8 @@ def _candidates(queues, status, older_cutoff, newer_cutoff):
         for queue in queues:
             yield from _claimed(queue, running)
     if everything or status == "pending":
-        yield from (
-            job
-            for _, job in heapq.merge(
-                *(queue._pending_items() for queue in queues),
-                key=operator.itemgetter(0),
-            )
-        )
+        # Each queue iterates in run order; merged, all of them are.
+        yield from heapq.merge(*queues, key=operator.attrgetter("pending_key"))
     if everything or status == "set-aside":
         for queue in queues:
             for job_id in sorted(queue.set_aside_jobs):
@@ -346,7 +328,7 @@ def describe_job(job, full=False):
     result = job.result if done else None
     failure = result if isinstance(result, Failure) else None
     queue = job.home_queue
-    own_annotations = dict(job._annotations or {})
+    own_annotations = dict(job.own_annotations)
     return {
         "id": job.id,
         "queue": queue_label(queue.name) if queue is not None else None,

@@ -81,8 +81,8 @@ def wait_for_annotation(job, name, seconds=10):
 
     def found():
         value = job.get_live_annotation(name, _MISSING)
-        if value is _MISSING and job._annotations is not None:
-            value = job.annotations.get(name, _MISSING)
+        if value is _MISSING:
+            value = job.own_annotations.get(name, _MISSING)
         return (value,) if value is not _MISSING else None
 
     return wait_for(
@@ -121,10 +121,12 @@ def wait_for_all_jobs(connection, seconds=30, queue_names=None):
 def inline():
     """Within the block, ``queue.put`` runs each job at once in the caller's
     transaction (with its callbacks) instead of queuing it, and returns it
-    completed. For unit tests of code that queues jobs."""
-    previous = queuemodule.inline["on"]
-    queuemodule.inline["on"] = True
+    completed. For unit tests of code that queues jobs. It applies to the
+    thread that entered the block only: dispatchers' threads, and other
+    threads putting jobs meanwhile, queue them as usual."""
+    previous = queuemodule.inline.on
+    queuemodule.inline.on = True
     try:
         yield
     finally:
-        queuemodule.inline["on"] = previous
+        queuemodule.inline.on = previous
