@@ -220,18 +220,19 @@ def test_naive_begin_after_is_refused(queue, untouched):
         )
 
 
-def test_begin_after_of_wrong_type_is_refused(queue, untouched):
-    """begin_after is a datetime or a timedelta, not a number."""
-    with pytest.raises((TypeError, ValueError), match="begin_after"):
-        queue.put(zasync.Job(sample.add, 1, 1), begin_after=5)
+@pytest.mark.parametrize("begin_after", ["5", datetime.date(2030, 1, 1), True])
+def test_begin_after_of_wrong_type_is_refused(queue, untouched, begin_after):
+    """begin_after is a datetime or a duration (timedelta or seconds)."""
+    with pytest.raises(TypeError, match="begin_after .a datetime, or a duration"):
+        queue.put(zasync.Job(sample.add, 1, 1), begin_after=begin_after)
 
 
 @pytest.mark.parametrize(
-    "begin_by", [datetime.timedelta(0), datetime.timedelta(-1), 30]
+    "begin_by", [datetime.timedelta(0), datetime.timedelta(-1), 0, -3.5, "30"]
 )
 def test_bad_begin_by_is_refused(queue, untouched, begin_by):
-    """begin_by is a positive timedelta."""
-    with pytest.raises(ValueError, match="begin_by"):
+    """begin_by is a positive duration: a timedelta or seconds."""
+    with pytest.raises((TypeError, ValueError), match="begin_by"):
         queue.put(zasync.Job(sample.add, 1, 1), begin_by=begin_by)
 
 

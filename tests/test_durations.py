@@ -5,6 +5,8 @@ import datetime
 
 import pytest
 
+import zasync
+from jobfuncs import add
 from zasync.retry import RetryWithDelay
 
 
@@ -20,3 +22,18 @@ def test_a_retry_delay_takes_seconds_or_a_timedelta(given):
 def test_anything_else_is_refused_with_what_is_accepted(given):
     with pytest.raises(TypeError, match="timedelta or a number of seconds"):
         RetryWithDelay(delay=given)
+
+
+def test_begin_after_and_begin_by_take_seconds_as_timedeltas(queue):
+    now = queue.put(zasync.Job(add, 1, 2)).queued
+    job = queue.put(zasync.Job(add, 1, 2), begin_after=90, begin_by=30)
+    assert job.begin_by == datetime.timedelta(seconds=30)
+    assert abs(job.begin_after - now - datetime.timedelta(seconds=90)) < (
+        datetime.timedelta(seconds=5)
+    )
+    same = queue.put(
+        zasync.Job(add, 1, 2),
+        begin_after=datetime.timedelta(seconds=90),
+        begin_by=datetime.timedelta(seconds=30),
+    )
+    assert same.begin_by == job.begin_by

@@ -422,8 +422,9 @@ class IQueue(Interface):
         """Queue a job (or a callable, which is wrapped in a Job) and return it.
 
         This is part of the caller's transaction: if it aborts, no job exists.
-        ``begin_after`` is an aware datetime or a timedelta from now;
-        ``begin_by`` a timedelta. Every name in ``quota_names`` must name an
+        ``begin_after`` is an aware datetime, or a duration from now;
+        ``begin_by`` a duration after ``begin_after`` (a duration is a
+        timedelta or a number of seconds). Every name in ``quota_names`` must name an
         existing quota. If ``unique_key`` (a string) matches a job of this
         queue that is pending or running, that job is returned instead and
         nothing is added; two concurrent transactions putting the same key end

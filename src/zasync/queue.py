@@ -179,15 +179,14 @@ class Queue(persistent.Persistent):
                 return existing
         if begin_after is None:
             begin_after = now
-        elif isinstance(begin_after, datetime.timedelta):
-            begin_after = now + begin_after
-        else:
+        elif isinstance(begin_after, datetime.datetime):
             begin_after = clock.aware(begin_after, "begin_after")
-        if begin_by is not None and (
-            not isinstance(begin_by, datetime.timedelta)
-            or begin_by <= datetime.timedelta(0)
-        ):
-            raise ValueError(f"begin_by must be a positive timedelta, not {begin_by!r}")
+        else:
+            begin_after = now + clock.duration(
+                begin_after, "begin_after (a datetime, or a duration from now)"
+            )
+        if begin_by is not None:
+            begin_by = clock.duration(begin_by, "begin_by", positive=True)
         if inline.on:
             return self._run_inline(job, names, priority, unique_key, retry_policy, now)
 
