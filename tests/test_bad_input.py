@@ -14,7 +14,7 @@ import pytest
 import ZODB
 import ZODB.FileStorage
 
-import sample
+import jobfuncs
 import zasync
 from zasync.job import BadJobError, CallableNotFound
 from zasync.queue import get_queues
@@ -25,7 +25,7 @@ UTC = datetime.UTC
 
 @pytest.fixture
 def conn(db):
-    conn = sample.open_connection(db)
+    conn = jobfuncs.open_connection(db)
     yield conn
     conn.transaction_manager.abort()
     conn.close()
@@ -35,8 +35,8 @@ def conn(db):
 def queue(conn):
     """The default queue, holding two committed pending jobs."""
     queue = get_queues(conn)[""]
-    queue.put(zasync.Job(sample.add, 1, 2), priority=1)
-    queue.put(zasync.Job(sample.add, 3, 4), unique_key="existing")
+    queue.put(zasync.Job(jobfuncs.add, 1, 2), priority=1)
+    queue.put(zasync.Job(jobfuncs.add, 3, 4), unique_key="existing")
     conn.transaction_manager.commit()
     return queue
 
@@ -98,7 +98,7 @@ def test_closure_is_refused(queue, untouched):
 def test_method_of_non_persistent_object_is_refused(queue, untouched):
     """A method of a plain object could not be found again by a worker."""
     with pytest.raises(BadJobError, match="non-persistent") as info:
-        queue.put(sample.Plain().method)
+        queue.put(jobfuncs.Plain().method)
     assert "Plain.method" in str(info.value)
 
 
@@ -116,7 +116,7 @@ def test_callbacks_are_checked_like_callables(queue, untouched):
     with pytest.raises(BadJobError, match="success callback"):
         job.add_callbacks(success=lambda result: result)
     with pytest.raises(BadJobError, match="failure callback"):
-        job.add_callbacks(failure=sample.Plain().method)
+        job.add_callbacks(failure=jobfuncs.Plain().method)
     assert job.callbacks == ()
 
 
@@ -128,7 +128,7 @@ def test_open_file_argument_is_refused(queue, untouched, tmp_path):
     path = tmp_path / "data.txt"
     path.write_text("x")
     with path.open() as fp, pytest.raises(BadJobError) as info:
-        queue.put(zasync.Job(sample.echo, "fine", fp))
+        queue.put(zasync.Job(jobfuncs.echo, "fine", fp))
     message = str(info.value)
     assert "argument 2" in message
     assert "a path instead of an open file" in message
@@ -139,24 +139,24 @@ def test_open_file_keyword_argument_is_refused(queue, untouched, tmp_path):
     path = tmp_path / "data.txt"
     path.write_text("x")
     with path.open() as fp, pytest.raises(BadJobError) as info:
-        queue.put(zasync.Job(sample.echo, 1, fp=fp))
+        queue.put(zasync.Job(jobfuncs.echo, 1, fp=fp))
     assert "keyword argument 'fp'" in str(info.value)
 
 
 def test_lock_argument_is_refused(queue, untouched):
     """A lock does not pickle; the message names the argument."""
     with pytest.raises(BadJobError, match="argument 1"):
-        queue.put(zasync.Job(sample.echo, threading.Lock()))
+        queue.put(zasync.Job(jobfuncs.echo, threading.Lock()))
     with pytest.raises(BadJobError, match="keyword argument 'guard'"):
-        queue.put(zasync.Job(sample.echo, guard=threading.RLock()))
+        queue.put(zasync.Job(jobfuncs.echo, guard=threading.RLock()))
 
 
 def test_lambda_inside_a_list_is_refused(queue, untouched):
     """An unpicklable value deep inside an argument is found too."""
     with pytest.raises(BadJobError, match="argument 2"):
-        queue.put(zasync.Job(sample.echo, 1, [1, {"f": lambda: 0}]))
+        queue.put(zasync.Job(jobfuncs.echo, 1, [1, {"f": lambda: 0}]))
     with pytest.raises(BadJobError, match="keyword argument 'items'"):
-        queue.put(zasync.Job(sample.echo, items=[lambda: 0]))
+        queue.put(zasync.Job(jobfuncs.echo, items=[lambda: 0]))
 
 
 def test_instance_of_local_class_is_refused(queue, untouched):
@@ -166,13 +166,13 @@ def test_instance_of_local_class_is_refused(queue, untouched):
         pass
 
     with pytest.raises(BadJobError, match="argument 1"):
-        queue.put(zasync.Job(sample.echo, Local()))
+        queue.put(zasync.Job(jobfuncs.echo, Local()))
 
 
 def test_persistent_argument_is_accepted(conn, queue, untouched):
     """Persistent objects are stored as references, and are fine."""
-    counter = conn.root()["counter"] = sample.Counter()
-    job = zasync.Job(sample.echo, counter, c=counter)
+    counter = conn.root()["counter"] = jobfuncs.Counter()
+    job = zasync.Job(jobfuncs.echo, counter, c=counter)
     assert job.args == (counter,)
     conn.transaction_manager.abort()
 
@@ -195,7 +195,7 @@ def test_putting_a_queued_job_again_raises(conn, queue, untouched):
 
 def test_putting_a_completed_job_again_raises(queue, untouched):
     """A job that already ran (here: called directly) cannot be put."""
-    job = zasync.Job(sample.add, 1, 1)
+    job = zasync.Job(jobfuncs.add, 1, 1)
     job()
     with pytest.raises(ValueError, match="already queued"):
         queue.put(job)
@@ -204,19 +204,19 @@ def test_putting_a_completed_job_again_raises(queue, untouched):
 def test_unknown_quota_is_refused(queue, untouched):
     """Every quota name must exist; the message says how to create it."""
     with pytest.raises(ValueError) as info:
-        queue.put(zasync.Job(sample.add, 1, 1), quota_names=("nope",))
+        queue.put(zasync.Job(jobfuncs.add, 1, 1), quota_names=("nope",))
     message = str(info.value)
     assert "'nope'" in message
     assert "queue.quotas.create('nope'" in message
     with pytest.raises(ValueError, match="quotas.create\\('single'"):
-        queue.put(zasync.Job(sample.add, 1, 1), quota_names="single")
+        queue.put(zasync.Job(jobfuncs.add, 1, 1), quota_names="single")
 
 
 def test_naive_begin_after_is_refused(queue, untouched):
     """begin_after must be timezone-aware."""
     with pytest.raises(ValueError, match="begin_after must be timezone-aware"):
         queue.put(
-            zasync.Job(sample.add, 1, 1), begin_after=datetime.datetime(2030, 1, 1)
+            zasync.Job(jobfuncs.add, 1, 1), begin_after=datetime.datetime(2030, 1, 1)
         )
 
 
@@ -224,7 +224,7 @@ def test_naive_begin_after_is_refused(queue, untouched):
 def test_begin_after_of_wrong_type_is_refused(queue, untouched, begin_after):
     """begin_after is a datetime or a duration (timedelta or seconds)."""
     with pytest.raises(TypeError, match="begin_after .a datetime, or a duration"):
-        queue.put(zasync.Job(sample.add, 1, 1), begin_after=begin_after)
+        queue.put(zasync.Job(jobfuncs.add, 1, 1), begin_after=begin_after)
 
 
 @pytest.mark.parametrize(
@@ -233,14 +233,14 @@ def test_begin_after_of_wrong_type_is_refused(queue, untouched, begin_after):
 def test_bad_begin_by_is_refused(queue, untouched, begin_by):
     """begin_by is a positive duration: a timedelta or seconds."""
     with pytest.raises((TypeError, ValueError), match="begin_by"):
-        queue.put(zasync.Job(sample.add, 1, 1), begin_by=begin_by)
+        queue.put(zasync.Job(jobfuncs.add, 1, 1), begin_by=begin_by)
 
 
 @pytest.mark.parametrize("priority", [1.5, "high", None, True, 2**31, -(2**31)])
 def test_bad_priority_is_refused(queue, untouched, priority):
     """priority is an int within the signed 32-bit range (bools are not)."""
     with pytest.raises(ValueError, match="priority") as info:
-        queue.put(zasync.Job(sample.add, 1, 1), priority=priority)
+        queue.put(zasync.Job(jobfuncs.add, 1, 1), priority=priority)
     assert repr(priority) in str(info.value)
 
 
@@ -248,12 +248,12 @@ def test_bad_priority_is_refused(queue, untouched, priority):
 def test_non_string_unique_key_is_refused(queue, untouched, key):
     """unique_key must be a string."""
     with pytest.raises(ValueError, match="unique_key must be a string"):
-        queue.put(zasync.Job(sample.add, 1, 1), unique_key=key)
+        queue.put(zasync.Job(jobfuncs.add, 1, 1), unique_key=key)
 
 
 def test_refused_put_in_inline_mode_runs_nothing(queue, untouched):
     """Validation comes before the inline run: a bad put runs no job."""
-    job = zasync.Job(sample.add, 1, 1)
+    job = zasync.Job(jobfuncs.add, 1, 1)
     with inline(), pytest.raises(ValueError, match="priority"):
         queue.put(job, priority="urgent")
     assert job.status == zasync.Status.NEW
@@ -275,7 +275,7 @@ def test_composite_refuses_queued_children(make, queue, untouched):
     """A child that is already queued is refused, and stays where it is."""
     queued = queue[0]
     with pytest.raises(ValueError, match="already queued"):
-        make(zasync.Job(sample.add, 1, 1), queued)
+        make(zasync.Job(jobfuncs.add, 1, 1), queued)
     assert queued.parent is None
 
 
@@ -283,9 +283,9 @@ def test_composite_refuses_queued_children(make, queue, untouched):
 def test_composite_refuses_bad_children_and_postprocess(make):
     """Children and postprocess are checked like any callable."""
     with pytest.raises(BadJobError, match="lambda"):
-        make(sample.which_job, lambda: 1)
+        make(jobfuncs.which_job, lambda: 1)
     with pytest.raises(BadJobError, match="postprocess"):
-        make(sample.which_job, postprocess=lambda *jobs: jobs)
+        make(jobfuncs.which_job, postprocess=lambda *jobs: jobs)
 
 
 # -- a callable that disappeared before the worker runs it ---------------------------
@@ -308,7 +308,7 @@ def _queue_and_close(path, make_job):
     """Queue make_job(root) in a database at path, commit, close; the id."""
     db = ZODB.DB(ZODB.FileStorage.FileStorage(str(path)))
     try:
-        conn = sample.open_connection(db)
+        conn = jobfuncs.open_connection(db)
         job = get_queues(conn)[""].put(make_job(conn.root()))
         conn.transaction_manager.commit()
         return job.id
@@ -319,7 +319,7 @@ def _queue_and_close(path, make_job):
 def _load_job(path, job_id):
     """Open a new DB (cold cache) on the file and load the job."""
     db = ZODB.DB(ZODB.FileStorage.FileStorage(str(path)))
-    conn = sample.open_connection(db)
+    conn = jobfuncs.open_connection(db)
     return db, get_queues(conn)[""].get(job_id)
 
 

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-import sample
+import jobfuncs
 import zasync
 from zasync.failure import UnpicklableError
 
@@ -21,7 +21,7 @@ def failure_of(func, *args):
 
 def test_type_value_and_message():
     """A Failure keeps the exception class, its value and its message."""
-    failure = failure_of(sample.fail, "bad input")
+    failure = failure_of(jobfuncs.fail, "bad input")
     assert failure.type is ValueError
     assert failure.type_name == "builtins.ValueError"
     assert isinstance(failure.value, ValueError)
@@ -31,17 +31,17 @@ def test_type_value_and_message():
 
 def test_traceback_contains_the_raising_line():
     """getTraceback() is text showing where the exception was raised."""
-    failure = failure_of(sample.fail, "deep down")
+    failure = failure_of(jobfuncs.fail, "deep down")
     text = failure.getTraceback()
     assert isinstance(text, str)
     assert "raise ValueError(message)  # the raising line" in text
-    assert "sample.py" in text
+    assert "jobfuncs.py" in text
     assert "ValueError: deep down" in text
 
 
 def test_pickle_round_trip():
     """A Failure survives pickling with type, value and traceback intact."""
-    failure = failure_of(sample.fail, "pickled")
+    failure = failure_of(jobfuncs.fail, "pickled")
     clone = pickle.loads(pickle.dumps(failure))
     assert clone.type is ValueError
     assert clone.getErrorMessage() == "pickled"
@@ -52,7 +52,7 @@ def test_pickle_round_trip():
 
 def test_check_with_classes():
     """check() returns the first matching class, including base classes."""
-    failure = failure_of(sample.fail_connection)
+    failure = failure_of(jobfuncs.fail_connection)
     assert failure.check(ConnectionError) is ConnectionError
     assert failure.check(KeyError, OSError) is OSError
     assert failure.check(Exception) is Exception
@@ -60,15 +60,15 @@ def test_check_with_classes():
 
 def test_check_with_dotted_names():
     """check() accepts dotted names, of the class itself or of a base."""
-    failure = failure_of(sample.fail_connection)
+    failure = failure_of(jobfuncs.fail_connection)
     assert failure.check("builtins.ConnectionError") == "builtins.ConnectionError"
     assert failure.check("builtins.KeyError", "builtins.OSError") is OSError
-    assert failure.check("sample.LockedError") is None
+    assert failure.check("jobfuncs.LockedError") is None
 
 
 def test_check_not_matching_returns_none():
     """check() returns None when nothing matches (also unknown names)."""
-    failure = failure_of(sample.fail)
+    failure = failure_of(jobfuncs.fail)
     assert failure.check(KeyError) is None
     assert failure.check(KeyError, TypeError, "builtins.LookupError") is None
     assert failure.check("no.such.module.Error") is None
@@ -77,7 +77,7 @@ def test_check_not_matching_returns_none():
 
 def test_repr_names_type_and_message():
     """repr() is readable: it names the exception type and the message."""
-    failure = failure_of(sample.fail, "shown")
+    failure = failure_of(jobfuncs.fail, "shown")
     text = repr(failure)
     assert "builtins.ValueError" in text
     assert "shown" in text
@@ -86,7 +86,7 @@ def test_repr_names_type_and_message():
 
 def test_raise_exception_raises_the_value():
     """raiseException() raises the stored exception again."""
-    failure = failure_of(sample.fail, "again")
+    failure = failure_of(jobfuncs.fail, "again")
     with pytest.raises(ValueError, match="again"):
         failure.raiseException()
 
@@ -102,16 +102,16 @@ def test_failure_from_an_exception_object():
 def test_value_holding_a_lock_gets_a_stand_in():
     """An exception value that does not pickle is replaced by a stand-in
     with the same str; the type is still the importable original class."""
-    failure = failure_of(_raise, sample.LockedError("locked out"))
+    failure = failure_of(_raise, jobfuncs.LockedError("locked out"))
     assert isinstance(failure.value, UnpicklableError)
     assert str(failure.value) == "locked out"
-    assert failure.value.original_type == "sample.LockedError"
+    assert failure.value.original_type == "jobfuncs.LockedError"
     assert failure.getErrorMessage() == "locked out"
-    assert failure.type is sample.LockedError
-    assert failure.check(sample.LockedError) is sample.LockedError
+    assert failure.type is jobfuncs.LockedError
+    assert failure.check(jobfuncs.LockedError) is jobfuncs.LockedError
     clone = pickle.loads(pickle.dumps(failure))
     assert clone.getErrorMessage() == "locked out"
-    assert clone.type is sample.LockedError
+    assert clone.type is jobfuncs.LockedError
 
 
 def test_value_holding_a_lambda_gets_a_stand_in():
@@ -184,7 +184,7 @@ def test_huge_traceback_is_shortened_to_its_end():
 
 def test_lock_in_exception_does_not_leak_into_failure():
     """The stand-in does not keep the original object's unpicklable parts."""
-    error = sample.LockedError("held")
+    error = jobfuncs.LockedError("held")
     assert isinstance(error.lock, type(threading.Lock()))
     failure = failure_of(_raise, error)
     assert not hasattr(failure.value, "lock")

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-import sample
+import jobfuncs
 import zasync
 from zasync import Status
 from zasync.queue import get_queues
@@ -14,7 +14,7 @@ from zasync.testing import inline
 def test_put_returns_completed_job_with_result(queue):
     """Inside inline(), put runs the job and returns it completed."""
     with inline():
-        job = queue.put(zasync.Job(sample.add, 40, 2))
+        job = queue.put(zasync.Job(jobfuncs.add, 40, 2))
     assert job.status == Status.COMPLETED
     assert job.result == 42
     assert job.failed is False
@@ -27,16 +27,18 @@ def test_put_returns_completed_job_with_result(queue):
 def test_put_callable_runs_it(queue):
     """put(callable) in inline mode runs the wrapped job."""
     with inline():
-        job = queue.put(sample.which_job)
+        job = queue.put(jobfuncs.which_job)
     assert job.result is job
 
 
 def test_callbacks_ran(conn, queue):
     """Callbacks added before put run, in order, with the result."""
-    log = conn.root()["log"] = sample.Log()
-    job = zasync.Job(sample.add, 2, 3)
+    log = conn.root()["log"] = jobfuncs.Log()
+    job = zasync.Job(jobfuncs.add, 2, 3)
     first = job.add_callback(log.append, "first")
-    second = job.addCallbacks(success=sample.on_success, failure=sample.on_failure)
+    second = job.addCallbacks(
+        success=jobfuncs.tag_success, failure=jobfuncs.tag_failure
+    )
     third = job.add_callback(log.append, "third")
     with inline():
         queue.put(job)
@@ -47,8 +49,8 @@ def test_callbacks_ran(conn, queue):
 
 def test_failing_callable_gives_failure_result(queue):
     """A callable that raises completes the job with a Failure."""
-    job = zasync.Job(sample.fail, "inline boom")
-    callback = job.add_callbacks(failure=sample.on_failure)
+    job = zasync.Job(jobfuncs.fail, "inline boom")
+    callback = job.add_callbacks(failure=jobfuncs.tag_failure)
     with inline():
         returned = queue.put(job)
     assert returned is job
@@ -62,9 +64,9 @@ def test_failing_callable_gives_failure_result(queue):
 def test_counts_show_completed_jobs(queue):
     """Jobs run inline are counted as completed, succeeded or failed."""
     with inline():
-        queue.put(zasync.Job(sample.add, 1, 1))
-        queue.put(zasync.Job(sample.add, 2, 2))
-        failed = queue.put(zasync.Job(sample.fail))
+        queue.put(zasync.Job(jobfuncs.add, 1, 1))
+        queue.put(zasync.Job(jobfuncs.add, 2, 2))
+        failed = queue.put(zasync.Job(jobfuncs.fail))
     counts = queue.counts()
     assert counts["completed"] == 3
     assert counts["succeeded"] == 2
@@ -77,7 +79,7 @@ def test_counts_show_completed_jobs(queue):
 def test_inline_runs_in_callers_transaction(db, conn, queue):
     """The job's writes are part of the caller's transaction: abort and
     they are gone; commit and others see them."""
-    counter = conn.root()["counter"] = sample.Counter()
+    counter = conn.root()["counter"] = jobfuncs.Counter()
     conn.transaction_manager.commit()
     with inline():
         queue.put(zasync.Job(counter.add, 5))
@@ -89,7 +91,7 @@ def test_inline_runs_in_callers_transaction(db, conn, queue):
     with inline():
         job = queue.put(zasync.Job(counter.add, 7))
     conn.transaction_manager.commit()
-    other = sample.open_connection(db)
+    other = jobfuncs.open_connection(db)
     try:
         assert other.root()["counter"].value == 7
         assert get_queues(other)[""].get(job.id).result == 7
@@ -102,7 +104,7 @@ def test_inline_ends_with_the_block(queue):
     block raises."""
     with pytest.raises(RuntimeError), inline():
         raise RuntimeError("leave the block")
-    job = queue.put(zasync.Job(sample.add, 1, 1))
+    job = queue.put(zasync.Job(jobfuncs.add, 1, 1))
     assert job.status == Status.PENDING
     assert job.result is None
     assert len(queue) == 1
@@ -112,8 +114,8 @@ def test_inline_blocks_nest(queue):
     """A nested inline() block leaves inline mode on for the outer one."""
     with inline():
         with inline():
-            inner = queue.put(zasync.Job(sample.add, 1, 1))
-        outer = queue.put(zasync.Job(sample.add, 2, 2))
+            inner = queue.put(zasync.Job(jobfuncs.add, 1, 1))
+        outer = queue.put(zasync.Job(jobfuncs.add, 2, 2))
     assert inner.result == 2
     assert outer.result == 4
     assert outer.status == Status.COMPLETED
@@ -126,9 +128,9 @@ def test_inline_is_per_thread(db, queue):
 
     def other_thread():
         assert entered.wait(10)
-        conn = sample.open_connection(db)
+        conn = jobfuncs.open_connection(db)
         try:
-            job = get_queues(conn)[""].put(zasync.Job(sample.add, 1, 1))
+            job = get_queues(conn)[""].put(zasync.Job(jobfuncs.add, 1, 1))
             seen["status"] = job.status
             conn.transaction_manager.abort()
         finally:
@@ -140,7 +142,7 @@ def test_inline_is_per_thread(db, queue):
     with inline():
         entered.set()
         assert put_done.wait(10)
-        mine = queue.put(zasync.Job(sample.add, 2, 2))
+        mine = queue.put(zasync.Job(jobfuncs.add, 2, 2))
     thread.join(10)
     assert seen["status"] == Status.PENDING
     assert mine.status == Status.COMPLETED

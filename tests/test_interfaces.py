@@ -5,7 +5,7 @@ import uuid
 import pytest
 from zope.interface.verify import verifyClass, verifyObject
 
-import sample
+import jobfuncs
 import zasync
 from zasync import interfaces
 from zasync.dispatcher import Dispatcher
@@ -22,14 +22,14 @@ from zasync.retry import (
 
 def a_failure():
     try:
-        sample.fail("for the interface")
+        jobfuncs.fail("for the interface")
     except ValueError:
         return zasync.Failure()
 
 
 def test_job():
     """Job provides IJob (new and after a call)."""
-    job = zasync.Job(sample.add, 1, 2)
+    job = zasync.Job(jobfuncs.add, 1, 2)
     assert verifyObject(interfaces.IJob, job)
     job()
     assert verifyObject(interfaces.IJob, job)
@@ -38,14 +38,14 @@ def test_job():
 @pytest.mark.parametrize("make", [zasync.serial, zasync.parallel])
 def test_composite_jobs(make):
     """serial() and parallel() jobs are IJobs too."""
-    assert verifyObject(interfaces.IJob, make(sample.which_job, sample.which_job))
+    assert verifyObject(interfaces.IJob, make(jobfuncs.which_job, jobfuncs.which_job))
 
 
 def test_queued_job(tmp_path, db):
     """A job in a queue provides IJob."""
-    conn = sample.open_connection(db)
+    conn = jobfuncs.open_connection(db)
     try:
-        job = get_queues(conn)[""].put(zasync.Job(sample.add, 1, 2))
+        job = get_queues(conn)[""].put(zasync.Job(jobfuncs.add, 1, 2))
         assert verifyObject(interfaces.IJob, job)
     finally:
         conn.transaction_manager.abort()
@@ -59,7 +59,7 @@ def test_failure():
 
 def test_queue_and_queues(db):
     """Queue provides IQueue, Queues IQueues."""
-    conn = sample.open_connection(db)
+    conn = jobfuncs.open_connection(db)
     try:
         queues = get_queues(conn)
         assert verifyObject(interfaces.IQueues, queues)
@@ -83,12 +83,12 @@ def test_quota_and_quotas():
 def test_agent():
     """Agent provides IAgent, with and without a filter."""
     assert verifyObject(interfaces.IAgent, Agent())
-    assert verifyObject(interfaces.IAgent, Agent("filtered", 1, sample.accepts_a))
+    assert verifyObject(interfaces.IAgent, Agent("filtered", 1, jobfuncs.accepts_a))
 
 
 def test_dispatcher_record():
     """DispatcherRecord provides IDispatcherRecord."""
-    record = DispatcherRecord(uuid.uuid4(), sample.NOW)
+    record = DispatcherRecord(uuid.uuid4(), jobfuncs.NOW)
     assert verifyObject(interfaces.IDispatcherRecord, record)
     record.agents["main"] = Agent()
     assert verifyObject(interfaces.IDispatcherRecord, record)

@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-import sample
+import jobfuncs
 import zasync
 from zasync import Status
 from zasync.exceptions import BadStatusError, JobInterrupted, JobTimedOut
 from zasync.registry import Agent, DispatcherRecord
 from zasync.retry import NeverRetry, RetryWithDelay
 
-NOW = sample.NOW
+NOW = jobfuncs.NOW
 SECOND = datetime.timedelta(seconds=1)
 SRC = pathlib.Path(zasync.__file__).parent
 
@@ -29,7 +29,7 @@ def a_failure(message="cancelled"):
 
 def claimed(queue, job=None, start=True, now=NOW):
     """Put ``job`` (a new one by default) and claim it; return it."""
-    job = queue.put(job or zasync.Job(sample.add, 1, 2), now=now)
+    job = queue.put(job or zasync.Job(jobfuncs.add, 1, 2), now=now)
     if "d" not in queue.dispatchers:
         record = queue.dispatchers["d"] = DispatcherRecord("d", now)
         record.agents["main"] = Agent("main", size=5)
@@ -57,18 +57,18 @@ def test_the_queue_patches_nothing_onto_job():
     """pending_key, index_key and lane_quota_names are the Job class's own."""
     for name in ("pending_key", "index_key", "lane_quota_names"):
         assert name in vars(zasync.Job), name
-    job = zasync.Job(sample.add, 1, 2)
+    job = zasync.Job(jobfuncs.add, 1, 2)
     assert job.pending_key is None
     assert job.lane_quota_names == ()
     assert isinstance(job.index_key, int)
 
 
 def test_a_refused_transition_names_job_status_and_action():
-    job = zasync.Job(sample.add, 1, 2)
+    job = zasync.Job(jobfuncs.add, 1, 2)
     with pytest.raises(BadStatusError) as raised:
         job.record_outcome(3, NOW)
     message = str(raised.value)
-    assert str(job.id) in message and "sample.add" in message
+    assert str(job.id) in message and "jobfuncs.add" in message
     assert "record the outcome" in message
     assert "it is new" in message and "only a job that is active" in message
 
@@ -94,7 +94,7 @@ def test_an_assigned_job_begins_when_its_thread_is_free(queue):
 
 
 def test_a_job_in_the_run_order_cannot_be_assigned_or_begun(queue):
-    job = queue.put(zasync.Job(sample.add, 1, 2), now=NOW)
+    job = queue.put(zasync.Job(jobfuncs.add, 1, 2), now=NOW)
     assert job.status == Status.PENDING and job.pending_key is not None
     for action in (
         lambda: job.assign(("d", "main"), NOW),
@@ -116,8 +116,8 @@ def test_record_outcome_completes_or_waits_for_callbacks(queue):
         3,
         NOW + SECOND,
     )
-    with_callback = zasync.Job(sample.add, 1, 1)
-    with_callback.add_callback(sample.mark, "cb")
+    with_callback = zasync.Job(jobfuncs.add, 1, 1)
+    with_callback.add_callback(jobfuncs.labelled, "cb")
     claimed(queue, with_callback).record_outcome(2, NOW)
     assert with_callback.status == Status.CALLBACKS
     with_callback.complete(NOW + SECOND)
@@ -158,14 +158,14 @@ def test_put_back_takes_back_without_an_outcome(queue):
 
 
 def test_handle_interrupt_retries_or_fails(queue):
-    retried = zasync.Job(sample.add, 1, 2)
+    retried = zasync.Job(jobfuncs.add, 1, 2)
     retried.retry_policy = RetryWithDelay(jitter=0)  # at once
     claimed(queue, retried)
     assert retried.handle_interrupt(NOW + SECOND) is True
     assert (retried.status, retried.interruptions) == (Status.PENDING, 1)
     assert (retried.attempts, retried.begin_after) == (1, NOW + SECOND)
 
-    given_up = zasync.Job(sample.add, 1, 2)
+    given_up = zasync.Job(jobfuncs.add, 1, 2)
     given_up.retry_policy = NeverRetry()
     claimed(queue, given_up)
     assert given_up.handle_interrupt(NOW) is False
@@ -181,7 +181,7 @@ def test_fail_is_for_a_job_that_did_not_run(queue):
     running = claimed(queue)
     with pytest.raises(BadStatusError, match="record its outcome instead"):
         running.fail(a_failure(), NOW)
-    late = zasync.Job(sample.add, 1, 2)
+    late = zasync.Job(jobfuncs.add, 1, 2)
     queue.put(late, begin_after=NOW - 10 * SECOND, begin_by=SECOND, now=NOW)
     record = queue.dispatchers["late"] = DispatcherRecord("late", NOW)
     agent = record.agents["main"] = Agent("main", size=1)
@@ -190,11 +190,11 @@ def test_fail_is_for_a_job_that_did_not_run(queue):
     late.fail(late.deadline_failure(), NOW)
     assert late.status == Status.COMPLETED and late.result.check(JobTimedOut)
     with pytest.raises(TypeError, match="Failure"):
-        zasync.Job(sample.add, 1, 2).fail("not a failure", NOW)
+        zasync.Job(jobfuncs.add, 1, 2).fail("not a failure", NOW)
 
 
 def test_a_job_that_ran_cannot_be_called_again():
-    job = zasync.Job(sample.add, 1, 2)
+    job = zasync.Job(jobfuncs.add, 1, 2)
     assert job() == 3
     with pytest.raises(BadStatusError, match="it is completed"):
         job()
@@ -202,8 +202,8 @@ def test_a_job_that_ran_cannot_be_called_again():
 
 
 def test_renew_readies_a_callback_to_be_queued_again(queue):
-    parent = zasync.Job(sample.add, 1, 2)
-    callback = parent.add_callback(sample.mark, "cb")
+    parent = zasync.Job(jobfuncs.add, 1, 2)
+    callback = parent.add_callback(jobfuncs.labelled, "cb")
     callback.status = Status.ACTIVE  # as a dead worker left it
     callback.renew(parent)
     assert (callback.status, callback.queue, callback.assignee) == (
@@ -217,7 +217,7 @@ def test_renew_readies_a_callback_to_be_queued_again(queue):
 
 
 def test_remove_and_put_again(queue):
-    job = queue.put(zasync.Job(sample.add, 1, 2), now=NOW)
+    job = queue.put(zasync.Job(jobfuncs.add, 1, 2), now=NOW)
     queue.remove(job)
     assert (job.status, job.queue, job.pending_key) == (Status.NEW, None, None)
     with pytest.raises(BadStatusError, match="remove from its queue"):
@@ -263,7 +263,7 @@ def test_watched_objects_are_what_a_put_or_a_release_changes(queue):
 
 
 def test_own_annotations_are_read_without_creating_them():
-    job = zasync.Job(sample.add, 1, 2)
+    job = zasync.Job(jobfuncs.add, 1, 2)
     assert dict(job.own_annotations) == {}
     assert job._annotations is None
     job.annotations["k"] = "v"
@@ -271,7 +271,7 @@ def test_own_annotations_are_read_without_creating_them():
 
 
 def test_explicit_retry_policy_is_none_for_the_default():
-    job = zasync.Job(sample.add, 1, 2)
+    job = zasync.Job(jobfuncs.add, 1, 2)
     assert job.explicit_retry_policy is None and job.retry_policy is not None
     policy = NeverRetry()
     job.retry_policy = policy

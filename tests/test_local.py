@@ -6,7 +6,7 @@ dispatcher's live channel is tested with the dispatcher.
 
 import pytest
 
-import sample
+import jobfuncs
 import zasync
 from zasync import local
 from zasync.queue import get_queues
@@ -49,14 +49,14 @@ def test_in_job_tells_whether_a_job_runs():
 
 def test_get_job_is_the_running_job():
     """Inside job(), get_job() returns that job."""
-    job = zasync.Job(sample.which_job)
+    job = zasync.Job(jobfuncs.which_job)
     assert job() is job
 
 
 def test_get_job_in_nested_jobs_is_the_innermost():
     """A job calling another job: inside, get_job() is the inner one, and
     the outer one again afterwards."""
-    inner = zasync.Job(sample.which_job)
+    inner = zasync.Job(jobfuncs.which_job)
     outer = zasync.Job(inner)
     assert outer() is inner
     assert local.in_job() is False
@@ -64,11 +64,11 @@ def test_get_job_in_nested_jobs_is_the_innermost():
 
 def test_get_job_in_a_callback_is_the_callback():
     """A callback runs as its own job."""
-    job = zasync.Job(sample.add, 1, 1)
-    callback = job.add_callback(sample.echo)
+    job = zasync.Job(jobfuncs.add, 1, 1)
+    callback = job.add_callback(jobfuncs.echo)
     job()
     assert callback.result == ((2,), {})
-    probe = zasync.Job(sample.add, 1, 1)
+    probe = zasync.Job(jobfuncs.add, 1, 1)
     which = probe.add_callbacks(success=_which_job_of_callback)
     probe()
     assert which.result is which
@@ -80,7 +80,7 @@ def _which_job_of_callback(result):
 
 def test_set_progress_in_direct_call():
     """set_progress stores (fraction, message), readable as job.progress."""
-    job = zasync.Job(sample.report_progress, 0.25, "a quarter")
+    job = zasync.Job(jobfuncs.set_progress, 0.25, "a quarter")
     assert job.progress is None
     assert job() == "reported"
     assert job.progress == (0.25, "a quarter")
@@ -88,7 +88,7 @@ def test_set_progress_in_direct_call():
 
 def test_set_progress_without_message():
     """The message is optional; numbers are stored as floats."""
-    job = zasync.Job(sample.report_progress, 1)
+    job = zasync.Job(jobfuncs.set_progress, 1)
     job()
     assert job.progress == (1.0, None)
     assert isinstance(job.progress[0], float)
@@ -97,7 +97,7 @@ def test_set_progress_without_message():
 def test_live_annotation_in_direct_call():
     """set_live_annotation/get_live_annotation round trip inside a job, and
     the job shows the value afterwards."""
-    job = zasync.Job(sample.annotate_live, "rows", 1200)
+    job = zasync.Job(jobfuncs.annotate_live, "rows", 1200)
     assert job() == 1200
     assert job.get_live_annotation("rows") == 1200
     assert job.get_live_annotation("missing", "default") == "default"
@@ -105,11 +105,11 @@ def test_live_annotation_in_direct_call():
 
 def test_progress_of_direct_call_is_committed(db, conn):
     """Progress set in a direct call is stored with the transaction."""
-    job = conn.root()["job"] = zasync.Job(sample.report_progress, 0.5, "half")
+    job = conn.root()["job"] = zasync.Job(jobfuncs.set_progress, 0.5, "half")
     conn.transaction_manager.commit()
     job()
     conn.transaction_manager.commit()
-    other = sample.open_connection(db)
+    other = jobfuncs.open_connection(db)
     try:
         assert other.root()["job"].progress == (0.5, "half")
     finally:
@@ -120,7 +120,7 @@ def test_set_progress_of_queued_job_in_inline_mode(conn):
     """A queued job run inline keeps its progress too."""
     queue = get_queues(conn)[""]
     with inline():
-        job = queue.put(zasync.Job(sample.report_progress, 0.75, "most"))
+        job = queue.put(zasync.Job(jobfuncs.set_progress, 0.75, "most"))
     assert job.result == "reported"
     assert job.progress == (0.75, "most")
 
@@ -129,7 +129,7 @@ def test_live_annotation_of_queued_job_in_inline_mode(conn):
     """A queued job run inline reads back its live annotation."""
     queue = get_queues(conn)[""]
     with inline():
-        job = queue.put(zasync.Job(sample.annotate_live, "rows", 7))
+        job = queue.put(zasync.Job(jobfuncs.annotate_live, "rows", 7))
     assert job.result == 7
     assert job.get_live_annotation("rows") == 7
 
@@ -140,7 +140,7 @@ def test_live_annotation_of_queued_job_in_inline_mode(conn):
 @pytest.mark.parametrize("fraction", [-0.1, 1.01, 2, float("nan"), float("inf")])
 def test_set_progress_out_of_range(fraction):
     """Progress is a fraction from 0.0 to 1.0."""
-    job = zasync.Job(sample.report_progress, fraction)
+    job = zasync.Job(jobfuncs.set_progress, fraction)
     result = job()
     assert isinstance(result, zasync.Failure)
     assert result.check(ValueError) is ValueError
@@ -151,7 +151,7 @@ def test_set_progress_out_of_range(fraction):
 @pytest.mark.parametrize("fraction", ["half", None, [0.5]])
 def test_set_progress_not_a_number(fraction):
     """Progress must be a number."""
-    job = zasync.Job(sample.report_progress, fraction)
+    job = zasync.Job(jobfuncs.set_progress, fraction)
     result = job()
     assert result.check(ValueError) is ValueError
     assert "must be a number" in result.getErrorMessage()

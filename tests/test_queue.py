@@ -9,7 +9,6 @@ import transaction
 from ZODB.POSException import ConflictError
 
 import jobfuncs
-import sample
 import zasync
 from zasync import Status
 from zasync.queue import Queue, Queues, get_queues
@@ -17,12 +16,12 @@ from zasync.registry import Agent, DispatcherRecord
 from zasync.testing import inline, wait_for_all_jobs, wait_for_result
 
 UTC = datetime.UTC
-NOW = sample.NOW
+NOW = jobfuncs.NOW
 SECOND = datetime.timedelta(seconds=1)
 
 
 def job(*args):
-    return zasync.Job(sample.echo, *args)
+    return zasync.Job(jobfuncs.echo, *args)
 
 
 def labels(jobs):
@@ -72,7 +71,7 @@ def test_queues_are_stored_and_shared(db, conn):
     """Queues created and committed are seen by other connections."""
     get_queues(conn).create("reports")
     conn.transaction_manager.commit()
-    other = sample.open_connection(db)
+    other = jobfuncs.open_connection(db)
     try:
         assert "reports" in get_queues(other)
     finally:
@@ -147,9 +146,9 @@ def test_len_iter_and_index(queue):
 
 def test_put_callable_wraps_it_in_a_job(queue):
     """put(callable) makes a Job of it."""
-    put = queue.put(sample.which_job)
+    put = queue.put(jobfuncs.which_job)
     assert isinstance(put, zasync.Job)
-    assert put.callable is sample.which_job
+    assert put.callable is jobfuncs.which_job
     assert put.status == Status.PENDING
     assert put.queue is queue
 
@@ -208,7 +207,7 @@ def test_remove_completed_job(queue):
     """remove() of a completed job forgets it: counts and listings drop it."""
     with inline():
         ok = queue.put(job("ok"))
-        bad = queue.put(zasync.Job(sample.fail, "bad"))
+        bad = queue.put(zasync.Job(jobfuncs.fail, "bad"))
     assert queue.counts()["completed"] == 2
     queue.remove(ok)
     queue.remove(bad)
@@ -262,8 +261,8 @@ def test_counts_keys_and_values(queue):
     claim_one(queue)
     with inline():
         queue.put(job("done"))
-        queue.put(zasync.Job(sample.fail))
-        queue.put(zasync.Job(sample.fail))
+        queue.put(zasync.Job(jobfuncs.fail))
+        queue.put(zasync.Job(jobfuncs.fail))
     assert queue.counts() == {
         "pending": 2,
         "assigned": 0,
@@ -292,7 +291,7 @@ def test_jobs_failed_filter_newest_first(queue):
     """For completed jobs, failed=True/False filters, newest first."""
     with inline():
         made = [
-            queue.put(zasync.Job(sample.fail, str(i)) if i % 2 else job(i))
+            queue.put(zasync.Job(jobfuncs.fail, str(i)) if i % 2 else job(i))
             for i in range(6)
         ]
     failed = [made[5], made[3], made[1]]
@@ -311,7 +310,7 @@ def test_jobs_paging(queue):
     assert queue.jobs(status="pending", start=9, limit=3) == []
     assert queue.jobs(status="pending", start=2) == pending[2:]
     with inline():
-        failed = [queue.put(zasync.Job(sample.fail, str(i))) for i in range(5)]
+        failed = [queue.put(zasync.Job(jobfuncs.fail, str(i))) for i in range(5)]
     newest_first = list(reversed(failed))
     assert (
         queue.jobs(status="completed", failed=True, start=1, limit=2)
@@ -425,7 +424,7 @@ def test_put_then_abort_leaves_no_job(db):
         transaction.abort()
         conn.close()
 
-    other = sample.open_connection(db)
+    other = jobfuncs.open_connection(db)
     try:
         again = get_queues(other)[""]
         assert labels(again) == ["kept"]
@@ -436,7 +435,7 @@ def test_put_then_abort_leaves_no_job(db):
 
 def test_put_is_invisible_to_others_until_commit(db, conn, queue):
     """Another connection sees a put only after it committed."""
-    other = sample.open_connection(db)
+    other = jobfuncs.open_connection(db)
     try:
         seen = get_queues(other)[""]
         queue.put(job("x"))
@@ -449,8 +448,8 @@ def test_put_is_invisible_to_others_until_commit(db, conn, queue):
 
 
 def _two_connections(db):
-    one = sample.open_connection(db)
-    two = sample.open_connection(db)
+    one = jobfuncs.open_connection(db)
+    two = jobfuncs.open_connection(db)
     return one, two
 
 
@@ -544,7 +543,7 @@ def test_a_job_put_by_an_aborted_transaction_can_be_put_again(db, queue, dispatc
 
 def test_a_job_put_again_after_its_connection_closed(db, conn, queue):
     """The aborted put's queue may belong to a connection closed since."""
-    first = sample.open_connection(db)
+    first = jobfuncs.open_connection(db)
     made_once = job("made once")
     get_queues(first)[""].put(made_once)
     first.transaction_manager.abort()

@@ -7,14 +7,14 @@ import uuid
 import pytest
 from ZODB.POSException import ConflictError
 
-import sample
+import jobfuncs
 import zasync
 from zasync import Status
 from zasync.queue import get_queues
 from zasync.quota import Quota
 from zasync.registry import Agent, DispatcherRecord
 
-NOW = sample.NOW
+NOW = jobfuncs.NOW
 
 
 def register(queue, name="main", size=10, filter=None):
@@ -26,7 +26,7 @@ def register(queue, name="main", size=10, filter=None):
 
 
 def put(queue, label, quotas=()):
-    return queue.put(zasync.Job(sample.tag, label), quota_names=quotas)
+    return queue.put(zasync.Job(jobfuncs.tag, label), quota_names=quotas)
 
 
 def labels(jobs):
@@ -170,7 +170,7 @@ def test_claim_respects_limit_and_agent_filter(queue):
     filter accepts."""
     for label in ("a", "b", "a", "b", "a"):
         put(queue, label)
-    agent, uid = register(queue, filter=sample.accepts_a)
+    agent, uid = register(queue, filter=jobfuncs.accepts_a)
     claimed = queue.claim(agent, uid, 2, NOW)
     assert labels(claimed) == ["a", "a"]
     assert dict(agent.jobs) == {job.id: job for job in claimed}
@@ -185,7 +185,7 @@ def test_quota_limit_in_committed_state(db, conn, queue):
     agent, uid = register(queue)
     queue.claim(agent, uid, 10, NOW)
     conn.transaction_manager.commit()
-    other = sample.open_connection(db)
+    other = jobfuncs.open_connection(db)
     try:
         queue2 = get_queues(other)[""]
         agent2 = queue2.dispatchers[uid].agents["main"]
@@ -212,8 +212,8 @@ def _setup_two_dispatchers(conn, size):
         quotas = ("q",)
     for label in ("c", "a", "b"):
         put(queue, label, quotas)
-    uuid_a = register(queue, filter=sample.accepts_a)[1]
-    uuid_b = register(queue, filter=sample.accepts_b)[1]
+    uuid_a = register(queue, filter=jobfuncs.accepts_a)[1]
+    uuid_b = register(queue, filter=jobfuncs.accepts_b)[1]
     conn.transaction_manager.commit()
     return uuid_a, uuid_b
 
@@ -221,7 +221,7 @@ def _setup_two_dispatchers(conn, size):
 @contextlib.contextmanager
 def two_connections(db):
     """Two connections with their own transaction managers, as two processes."""
-    one, two = sample.open_connection(db), sample.open_connection(db)
+    one, two = jobfuncs.open_connection(db), jobfuncs.open_connection(db)
     try:
         yield one, two
     finally:

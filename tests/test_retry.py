@@ -7,7 +7,7 @@ import random
 import pytest
 from ZODB.POSException import ReadConflictError
 
-import sample
+import jobfuncs
 import zasync
 from zasync.retry import (
     DEFAULT_POLICY,
@@ -30,7 +30,7 @@ def failure(exc):
 
 
 def job(attempts=1, interruptions=0):
-    job = zasync.Job(sample.add, 1, 2)
+    job = zasync.Job(jobfuncs.add, 1, 2)
     job.attempts = attempts
     job.interruptions = interruptions
     return job
@@ -61,7 +61,7 @@ def test_never_retry_gives_up_on_everything():
 
 def test_default_policy_is_retry_common_four_times():
     """A job's retry_policy is RetryCommonFourTimes unless set."""
-    policy = zasync.Job(sample.add, 1, 2).retry_policy
+    policy = zasync.Job(jobfuncs.add, 1, 2).retry_policy
     assert isinstance(policy, RetryCommonFourTimes)
     assert policy is DEFAULT_POLICY
 
@@ -187,9 +187,9 @@ def test_retry_with_delay_retry_on_classes():
 
 def test_retry_with_delay_retry_on_dotted_names():
     """retry_on may name classes by dotted name."""
-    policy = RetryWithDelay(retry_on=("builtins.KeyError", "sample.LockedError"))
+    policy = RetryWithDelay(retry_on=("builtins.KeyError", "jobfuncs.LockedError"))
     assert policy.job_error(job(1), KEY) is not None
-    assert policy.job_error(job(1), failure(sample.LockedError("held"))) is not None
+    assert policy.job_error(job(1), failure(jobfuncs.LockedError("held"))) is not None
     assert policy.job_error(job(1), BUG) is None
     assert (
         RetryWithDelay(retry_on=("builtins.LookupError",)).job_error(job(1), KEY)
