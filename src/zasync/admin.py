@@ -37,6 +37,7 @@ import re
 import transaction
 
 from zasync import clock
+from zasync.config import queue_label, queue_name
 from zasync.exceptions import AdminError, JobCancelled, JobNotFound, NoQueues
 from zasync.failure import Failure, failure_from
 from zasync.job import CallableNotFound, Job
@@ -202,16 +203,6 @@ def parse_job_id(text):
             f"'zasync jobs' lists them"
         )
     return int(compact)
-
-
-def queue_label(name):
-    """How a queue is named to people: the default queue ('') is 'default'."""
-    return "default" if name == DEFAULT_QUEUE else name
-
-
-def queue_name(label):
-    """The queue name for what a person typed: 'default' is ''."""
-    return DEFAULT_QUEUE if label in ("default", DEFAULT_QUEUE) else label
 
 
 def _shorten(text, limit):

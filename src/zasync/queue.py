@@ -13,6 +13,7 @@ from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
 from zasync import clock, wakeup
+from zasync.config import DEFAULT_QUEUE
 from zasync.exceptions import JobInterrupted, JobTimedOut
 from zasync.failure import failure_from
 from zasync.interfaces import IQueue, IQueues
@@ -29,7 +30,6 @@ from zasync.status import (
 )
 
 ROOT_KEY = "zasync"
-DEFAULT_QUEUE = ""
 
 # Index keys are single integers (pickled far faster than tuples):
 # pending: priority level, begin_after µs, id; completed: newest first, id.

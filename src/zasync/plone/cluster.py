@@ -22,11 +22,11 @@ import subprocess
 import sys
 import time
 
+from zasync.config import WORKER_READY
 from zasync.connect import CommandError, wait_until
 from zasync.plone import instance
 from zasync.plone.serve import READY as WEB_READY
 
-WORKER_READY = "zasync worker ready"
 SETTINGS = "cluster.json"
 # The settings that shape the files; a later start must not change them.
 LAYOUT = ("multi_db", "relstorage", "queues_dsn", "workers", "zeo_port", "port")

@@ -16,13 +16,11 @@ import dataclasses
 import os
 import textwrap
 
+from zasync.identity import UUID_FILENAME
+
 #: The database that holds the queues in multi-database mode, and where
 #: Zope mounts it.
 QUEUES_DATABASE = "zasync_queues"
-
-#: The dispatcher's UUID file in an instance's var/ when ZASYNC_UUID names
-#: none (zasync.plone.startup keeps it there).
-UUID_FILENAME = "zasync-uuid.txt"
 
 EMBEDDED = "embedded"
 INSTANCE = "instance"
