@@ -20,10 +20,12 @@ default queue and its label, the agent's name, the line a worker prints
 when it is up).
 """
 
+import contextlib
 import dataclasses
 import datetime
 import math
 import typing
+import uuid as uuidlib
 
 from zasync import clock as clocklib
 from zasync.exceptions import ZasyncError
@@ -76,7 +78,6 @@ COMMAND_LINE = {
     "queues": "--queue",
     "agent_size": "--agent-size",
     "poll_interval": "--poll-interval",
-    "uuid": "--uuid-file",
     "ping_interval": "--ping-interval",
     "death_interval": "--death-interval",
 }
@@ -140,6 +141,9 @@ class DispatcherConfig:
             object.__setattr__(self, "queues", (self.queues,))
         else:
             object.__setattr__(self, "queues", tuple(self.queues))
+        if self.uuid is not None:
+            with contextlib.suppress(ValueError):  # validate() names it
+                object.__setattr__(self, "uuid", str(uuidlib.UUID(str(self.uuid))))
         if self.agent_size is None:
             object.__setattr__(self, "agent_size_source", None)
         elif self.agent_size_source is None:
@@ -163,6 +167,11 @@ class DispatcherConfig:
                 fail(f"{name('queues')} must be queue names (str), not {queue!r}")
         if not self.queues:
             fail(f"{name('queues')} must name at least one queue")
+        if self.uuid is not None:
+            try:
+                uuidlib.UUID(str(self.uuid))
+            except ValueError:
+                fail(f"{name('uuid')} must be a UUID, not {self.uuid!r}")
         if self.agent_size is not None:
             try:
                 check_agent_size(self.agent_size, name("agent_size"))
