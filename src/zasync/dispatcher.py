@@ -154,10 +154,6 @@ class Dispatcher:
     clock = property(lambda self: self.config.clock)
     database = property(lambda self: self.config.database)
 
-    @property
-    def _stopping(self):
-        return self.pool.stopping
-
     def __repr__(self):
         return f"<Dispatcher {self.uuid} queues={list(self.queue_names)}>"
 
