@@ -19,8 +19,9 @@ def test_defaults_are_the_documented_ones():
     defaults = DispatcherConfig()
     assert defaults == config.DEFAULTS
     assert defaults.queues == ("",)
-    assert (defaults.poll_interval, defaults.ping_interval) == (1.0, 30.0)
-    assert defaults.death_interval == 300.0
+    assert (defaults.poll_interval, defaults.ping_interval) == (1.0, 30)
+    # Whole numbers, as stored in dispatcher records (and shown by commands).
+    assert repr(defaults.death_interval) == "300"
     assert (defaults.agent_size, defaults.agent_size_source) == (None, None)
     assert defaults.uuid is None and defaults.database is None
 

@@ -115,10 +115,10 @@ class DispatcherConfig:
     #: module-level function); None takes every job.
     agent_filter: typing.Callable | None = None
     #: Seconds between heartbeats.
-    ping_interval: float = 30.0
+    ping_interval: float = 30
     #: Heartbeat age (seconds) after which live peers declare the
     #: dispatcher dead and recover its jobs; longer than ping_interval.
-    death_interval: float = 300.0
+    death_interval: float = 300
     #: ``clock()``: the time now, timezone-aware (tests give their own).
     clock: typing.Callable[[], datetime.datetime] = clocklib.utcnow
     #: In a multi-database setup, the name of the database holding the

@@ -61,8 +61,8 @@ class ProcessConfig:
     default_quota_size: int | None = None
     dispatcher: bool | None = None
     queues: tuple = DEFAULTS.queues
-    ping_interval: float = DEFAULTS.ping_interval
-    death_interval: float = DEFAULTS.death_interval
+    ping_interval: float = float(DEFAULTS.ping_interval)
+    death_interval: float = float(DEFAULTS.death_interval)
     #: Where ``threads`` came from (FROM_ZOPE_CONF, FROM_COMMAND_LINE), or
     #: None when it is not set.
     threads_from: str | None = None
