@@ -154,10 +154,11 @@ def test_the_pool_reuses_its_threads(queue, start_dispatcher):
         job = queue.put(zasync.Job(jobfuncs.add, n, n))
         transaction.commit()
         assert wait_for_result(job) == 2 * n
-    wait_for(
-        lambda: dispatcher.pool.in_flight == 0,
-        5,
-        lambda: None,
-        lambda: f"{dispatcher.pool.in_flight} jobs in flight",
-    )
+        # Its thread is idle again (counted so before the job is out of flight).
+        wait_for(
+            lambda: dispatcher.pool.in_flight == 0,
+            5,
+            lambda: None,
+            lambda: f"{dispatcher.pool.in_flight} jobs in flight",
+        )
     assert len(dispatcher.pool._threads) == 1
