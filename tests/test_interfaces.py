@@ -7,7 +7,7 @@ from zope.interface.verify import verifyClass, verifyObject
 
 import jobfuncs
 import zasync
-from zasync import interfaces
+from zasync import interfaces, worker
 from zasync.dispatcher import Dispatcher
 from zasync.queue import Queue, Queues, get_queues
 from zasync.quota import Quota, Quotas
@@ -130,3 +130,19 @@ def test_classes_declare_their_interfaces():
     for cls, iface in pairs:
         assert iface.implementedBy(cls), (cls, iface)
         assert verifyClass(iface, cls)
+
+
+def test_dispatcher_documents_its_counters_and_sizes(db):
+    """IDispatcher documents stats (each counter zasync worker logs) and
+    agent_sizes; a started dispatcher has both."""
+    stats = interfaces.IDispatcher["stats"].getDoc()
+    for name in worker.STATS:
+        assert f"'{name}'" in stats, name
+    assert "agent_sizes" in interfaces.IDispatcher
+    dispatcher = zasync.start(db, uuid=str(uuid.uuid4()), poll_interval=0.05)
+    try:
+        assert verifyObject(interfaces.IDispatcher, dispatcher)
+        assert list(dispatcher.agent_sizes) == [""]
+        assert dispatcher.stats["rounds"] >= 0
+    finally:
+        dispatcher.stop(5)

@@ -18,6 +18,7 @@ MOVED = {
     "zasync.connect": "zasync.cli.connect",
     "zasync.demo": "zasync.cli.demo",
     "zasync.processes": "zasync.testing.processes",
+    "zasync.signals": "zasync.remote_wakeup",
     "zasync.worker": "zasync.cli.worker",
     "zasync.plone.cluster": "zasync.deploy.cluster",
     "zasync.plone.instance": "zasync.deploy.instance",

@@ -9,171 +9,150 @@ manager (see zasync.runner).
 """
 
 import collections
+import dataclasses
+import datetime
 import logging
 import os
-import random
 import socket
 import threading
 import time
-import uuid as uuidlib
 
 import transaction
 from zope.interface import implementer
 
-from zasync import clock as clocklib
-from zasync import signals, wakeup
+from zasync import remote_wakeup, transact, wakeup
+from zasync.config import MAIN_AGENT, DispatcherConfig
+from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
+from zasync.pool import WorkerPool
 from zasync.queue import get_queues
-from zasync.registry import (
-    Agent,
-    DispatcherRecord,
-    check_agent_size,
-    configured_agent_size,
-    threads_text,
-)
-from zasync.runner import JobRunner, jobs_connection
+from zasync.registry import Agent, DispatcherRecord, configured_agent_size, threads_text
+from zasync.runner import JobRunner, RunnerContext, jobs_connection
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS
 from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort
 
 log = logging.getLogger("zasync.dispatcher")
 
-UUID_ENVIRONMENT = ("ZASYNC_UUID", "ZC_ASYNC_UUID")
+# UUID_ENVIRONMENT, read_uuid_file and dispatcher_uuid live in
+# zasync.identity; they stay importable from here, their old home.
+__all__ = [
+    "UUID_ENVIRONMENT",
+    "Dispatcher",
+    "Round",
+    "dispatcher_uuid",
+    "read_uuid_file",
+    "start",
+]
+
+# Tries of the dispatcher's own small transactions (register, deregister,
+# set a job aside) when they conflict, and the back-off between them.
+TRANSACTION_TRIES = 100
+TRANSACTION_BACKOFF = {"base": 0.01, "cap": 0.2}
+# The loop's pause after a round lost to a conflict or to a lost server
+# (capped by the poll interval), and after a round that failed otherwise.
+ROUND_CONFLICT_BASE = 0.002
+ROUND_ERROR_BACKOFF = {"base": 0.1, "cap": 10.0}
+# How many jobs _claim_carefully claims or sets aside per queue at most.
+CAREFUL_CLAIMS = 1000
 
 
-def read_uuid_file(path):
-    """The UUID kept in ``path``, creating the file with a new one if missing.
+@dataclasses.dataclass
+class Round:
+    """What one round of the loop found to do, gathered while its
+    transaction runs: done once it commits, undone if it does not."""
 
-    The format is zc.async's: comment lines start with '#', the first other
-    line is the UUID, so files of old deployments keep working.
-    """
-    try:
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    try:
-                        return str(uuidlib.UUID(line))
-                    except ValueError:
-                        raise ValueError(
-                            f"{path} should hold a UUID, but has {line!r}; "
-                            f"delete the file to get a new one"
-                        ) from None
-    except FileNotFoundError:
-        pass
-    value = str(uuidlib.uuid4())
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(
-            "# The zasync dispatcher UUID of this process. Keep it: a process\n"
-            "# restarted with the same UUID recovers its unfinished jobs at once.\n"
-            "# Give every process its own file.\n"
-            f"{value}\n"
-        )
-    return value
+    #: The time the round runs at.
+    now: datetime.datetime
+    #: Jobs whose threads committed their outcome before the round began
+    #: (a later commit, reconciled from an older snapshot, would conflict).
+    finished: list
+    #: Whether the round looks for jobs held without knowing it (after a
+    #: lost server, and with each heartbeat).
+    audit: bool = False
+    #: Whether the round heartbeats (and looks for dead peers).
+    pinged: bool = False
+    #: (key, oid) taken from the held jobs to start: put back on failure.
+    taken: list = dataclasses.field(default_factory=list)
+    #: (key, oid) to hand to threads once committed.
+    to_start: list = dataclasses.field(default_factory=list)
+    #: (key, oid) claimed to hold for threads once committed.
+    to_hold: list = dataclasses.field(default_factory=list)
+    #: When the first pending job of the served queues becomes due, if any.
+    due: datetime.datetime | None = None
 
+    def note_due(self, when):
+        if when is not None and (self.due is None or when < self.due):
+            self.due = when
 
-def dispatcher_uuid(value=None):
-    """The UUID for this process's dispatcher.
-
-    In order: ``value``; the file named by ``ZASYNC_UUID`` (or, for old
-    deployments, ``ZC_ASYNC_UUID``), created if missing; else a new random
-    UUID, which means a restarted process cannot recognise its own jobs and
-    they are recovered only when its old heartbeat expires.
-    """
-    if value is not None:
-        return str(uuidlib.UUID(str(value)))
-    for name in UUID_ENVIRONMENT:
-        path = os.environ.get(name)
-        if path:
-            return read_uuid_file(path)
-    log.info("no ZASYNC_UUID file set: using a new dispatcher UUID for this process")
-    return str(uuidlib.uuid4())
+    def starting(self, key):
+        """How many jobs of agent ``key`` the round starts so far."""
+        return sum(1 for k, _ in self.to_start if k == key)
 
 
 @implementer(IDispatcher)
 class Dispatcher:
-    """See IDispatcher. Use :func:`zasync.start` to make one."""
+    """See IDispatcher. Use :func:`zasync.start` to make one.
 
-    def __init__(
-        self,
-        db,
-        uuid=None,
-        queues=("",),
-        agent_size=None,
-        agent_filter=None,
-        poll_interval=1.0,
-        ping_interval=30,
-        death_interval=300,
-        clock=clocklib.utcnow,
-        batch_window=0.005,
-        prefetch=16,
-        prefetch_below=0.05,
-        database=None,
-        agent_size_source=None,
-    ):
-        if isinstance(queues, str):
-            queues = (queues,)
-        if death_interval <= ping_interval:
-            raise ValueError(
-                f"death_interval ({death_interval}s) must be longer than "
-                f"ping_interval ({ping_interval}s), or live dispatchers would "
-                f"be declared dead"
+    Its options are a :class:`zasync.config.DispatcherConfig`, given as
+    ``config`` or as keyword arguments (its fields), or both (the keyword
+    arguments win).
+    """
+
+    def __init__(self, db, *, config=None, **options):
+        if config is None:
+            config = DispatcherConfig(**options)
+        elif not isinstance(config, DispatcherConfig):
+            raise TypeError(
+                f"config must be a zasync.config.DispatcherConfig, not {config!r}; "
+                f"give the options as keyword arguments"
             )
+        elif options:
+            config = config.replace(**options)
+        config = config.replace(uuid=dispatcher_uuid(config.uuid))
+        self.config = config
         self.db = db
-        self.database = database
-        self.uuid = dispatcher_uuid(uuid)
-        self.queue_names = tuple(queues)
-        # An explicit size wins over the database's settings, and says
-        # where it came from; None follows the settings (zasync.registry).
-        if agent_size is not None:
-            check_agent_size(agent_size)  # refused now, not in the loop
-            agent_size_source = agent_size_source or "agent_size argument"
-        else:
-            agent_size_source = None
-        self.agent_size = agent_size
-        self.agent_size_source = agent_size_source
+        self.uuid = config.uuid
+        self.queue_names = config.queues
         # {queue name: (size, source)} of the agents as registered and
         # followed since; read by other threads for display only.
         self.agent_sizes = {}
-        self.agent_filter = agent_filter
-        self.poll_interval = poll_interval
-        self.ping_interval = ping_interval
-        self.death_interval = death_interval
-        self.clock = clock
         self.running = False
         self.abandoned = False
-        self.batch_window = batch_window
-        self.batch_size = max(1, prefetch // 2)
-        self.prefetch = prefetch
-        self.prefetch_below = prefetch_below
-        # Until a job has been timed, assume jobs are not short: a new worker
-        # then claims no more than it can start, and long jobs spread out.
-        self._job_seconds = prefetch_below
-        self._buffers = collections.defaultdict(collections.deque)
-        self._running = collections.Counter()
-        # Oids handed to a thread, or taken from a buffer by one, until they
-        # are finished or put back: with the buffers and the finished, what
-        # this process knows it holds (see _adopt_unknown).
-        self._running_oids = set()
-        self._track = threading.Lock()
-        self._audit_due = False
         self.stats = collections.Counter()
         self._stats_lock = threading.Lock()
-        self._stopping = False
+        self._audit_due = False
         self._wake = threading.Event()
-        self._finished = collections.deque()
-        self._in_flight = 0
-        self._idle = threading.Condition()
-        self._tasks = collections.deque()
-        self._task_ready = threading.Condition()
-        self._threads = []
-        self._idle_threads = 0
+        self.pool = WorkerPool(
+            make_runner=lambda: JobRunner(self._runner_context),
+            wake=self._wake.set,
+            name=self.uuid,
+            prefetch=config.prefetch,
+            prefetch_below=config.prefetch_below,
+        )
+        self._runner_context = RunnerContext(
+            db=db,
+            database=config.database,
+            uuid=self.uuid,
+            clock=config.clock,
+            abandoned=lambda: self.abandoned,
+            count=self.count,
+            transient_error=self.transient_error,
+        )
         self._loop_thread = None
         self._last_ping = None
         self._tm = transaction.TransactionManager(explicit=True)
         self._conn = None
         self._listening = None
+
+    # The options, as IDispatcher names them (see DispatcherConfig).
+    agent_size = property(lambda self: self.config.agent_size)
+    agent_size_source = property(lambda self: self.config.agent_size_source)
+    agent_filter = property(lambda self: self.config.agent_filter)
+    poll_interval = property(lambda self: self.config.poll_interval)
+    ping_interval = property(lambda self: self.config.ping_interval)
+    death_interval = property(lambda self: self.config.death_interval)
+    clock = property(lambda self: self.config.clock)
+    database = property(lambda self: self.config.database)
 
     def __repr__(self):
         return f"<Dispatcher {self.uuid} queues={list(self.queue_names)}>"
@@ -205,8 +184,8 @@ class Dispatcher:
         self.running = True
         wakeup.register(self)
         # Commits of other processes wake us through the storage (ZEO
-        # invalidations, PostgreSQL NOTIFY); see zasync.signals.
-        self._listening = signals.listen(self._jobs_connection().db(), self.wake)
+        # invalidations, PostgreSQL NOTIFY); see zasync.remote_wakeup.
+        self._listening = remote_wakeup.listen(self._jobs_connection().db(), self.wake)
         self._loop_thread = threading.Thread(
             target=self._loop, name=f"zasync-dispatcher-{self.uuid[:8]}", daemon=True
         )
@@ -245,9 +224,9 @@ class Dispatcher:
         size, source = self._agent_size_for(queue)
         if record.agent_size_source != self.agent_size_source:
             record.agent_size_source = self.agent_size_source
-        agent = record.agents.get("main")
+        agent = record.agents.get(MAIN_AGENT)
         if agent is None:
-            record.agents["main"] = Agent("main", size, self.agent_filter)
+            record.agents[MAIN_AGENT] = Agent(MAIN_AGENT, size, self.agent_filter)
         else:
             if agent.size != size:
                 agent.size = size
@@ -263,7 +242,7 @@ class Dispatcher:
         if self.agent_size is not None:
             return
         size, source = configured_agent_size(queue, self.uuid)
-        agent = record.agents.get("main")
+        agent = record.agents.get(MAIN_AGENT)
         if agent is not None and agent.size != size:
             agent.size = size
             log.info(
@@ -323,20 +302,20 @@ class Dispatcher:
                 del queue.dispatchers[uuid]
 
     def _retry_transaction(self, work):
-        for attempt in range(100):
-            self._tm.begin()
-            try:
-                result = work(self.clock())
-                self._tm.commit()
-                return result
-            except TRANSIENT_ERRORS:
-                abort(self._tm)
-                self.count("conflicts")
-                threading.Event().wait(random.uniform(0, 0.01 * min(attempt + 1, 20)))
-            except BaseException:
-                abort(self._tm)
-                raise
-        raise RuntimeError("zasync: could not commit after 100 conflicts")
+        """``work(now)`` in a transaction of the loop's connection, retried
+        (TRANSACTION_TRIES) when it conflicts; every try lost is counted."""
+        try:
+            return transact.run(
+                self._tm,
+                lambda: work(self.clock()),
+                tries=TRANSACTION_TRIES,
+                on_error=lambda exc, attempt: self.count("conflicts"),
+                **TRANSACTION_BACKOFF,
+            )
+        except TRANSIENT_ERRORS as exc:
+            raise RuntimeError(
+                f"zasync: could not commit after {TRANSACTION_TRIES} conflicts"
+            ) from exc
 
     def wake(self):
         self._wake.set()
@@ -344,15 +323,14 @@ class Dispatcher:
     def stop(self, timeout=30):
         if not self.running:
             return True
-        self._stopping = True
+        self.pool.stopping = True
         self._wake.set()
-        with self._idle:
-            finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+        finished = self.pool.wait_idle(timeout)
         if not finished:
             log.warning(
                 "dispatcher %s: %d jobs still running after %ss; putting them back",
                 self.uuid,
-                self._in_flight,
+                self.pool.in_flight,
                 timeout,
             )
             self.abandoned = True
@@ -373,11 +351,7 @@ class Dispatcher:
                 self._retry_transaction(self._deregister)
             except Exception:
                 log.exception("dispatcher %s could not deregister", self.uuid)
-        with self._task_ready:
-            self._tasks.extend([None] * len(self._threads))
-            self._task_ready.notify_all()
-        for thread in self._threads:
-            thread.join(0.5 if self.abandoned else 5)
+        self.pool.stop(0.5 if self.abandoned else 5)
         if not loop_stuck:
             abort(self._tm)
             self._conn.close()
@@ -390,7 +364,7 @@ class Dispatcher:
         return finished
 
     def _deregister(self, now):
-        self._reconcile(list(self._finished), now)
+        self._reconcile(self.pool.finished(), now)
         queues = get_queues(self._conn, self.database)
         for name in self.queue_names:
             queue = queues.get(name)
@@ -404,7 +378,8 @@ class Dispatcher:
 
     def _loop(self):
         failures = 0
-        while not self._stopping or (self._in_flight and not self.abandoned):
+        pool = self.pool
+        while not pool.stopping or (pool.in_flight and not self.abandoned):
             try:
                 wait = self._round()
                 failures = 0
@@ -419,13 +394,13 @@ class Dispatcher:
                         exc,
                     )
                 failures += 1
-                wait = random.uniform(
-                    0, min(0.002 * 2 ** min(failures, 20), self.poll_interval)
+                wait = transact.backoff(
+                    failures, base=ROUND_CONFLICT_BASE, cap=self.poll_interval
                 )
             except Exception:
                 abort(self._tm)
                 failures += 1
-                wait = min(0.1 * 2 ** min(failures, 20), 10.0)
+                wait = transact.backoff(failures, **ROUND_ERROR_BACKOFF)
                 log.exception(
                     "dispatcher %s: round failed; retrying in %.1fs", self.uuid, wait
                 )
@@ -433,9 +408,9 @@ class Dispatcher:
                     # Maybe one job cannot be stored any more: find it and
                     # set it aside, so that it does not stop all the others.
                     self._claim_carefully()
-            if self._stopping and not self._in_flight:
+            if pool.stopping and not pool.in_flight:
                 break
-            if wait > 0 and not self._finished:
+            if wait > 0 and not pool.finished_count:
                 self._wake.wait(wait)
             self._wake.clear()
             self._gather_finished()
@@ -448,13 +423,14 @@ class Dispatcher:
         idle dispatcher (nothing running) never waits here, so pickup
         latency is unaffected.
         """
-        if not self._finished or self.batch_window <= 0:
+        pool = self.pool
+        if not pool.finished_count or self.config.batch_window <= 0:
             return
-        deadline = time.monotonic() + self.batch_window
+        deadline = time.monotonic() + self.config.batch_window
         while (
-            self._in_flight
-            and len(self._finished) < self.batch_size
-            and all(self._buffers.values())  # no thread is about to run dry
+            pool.in_flight
+            and pool.finished_count < pool.batch_size
+            and pool.every_agent_has_held_jobs()  # no thread is about to run dry
         ):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -468,59 +444,51 @@ class Dispatcher:
         now = self.clock()
         # Only jobs whose workers committed before this transaction begins:
         # reconciling a later commit from an older snapshot would conflict.
-        finished = self._take_finished()
-        taken = []  # (key, oid) taken from the buffers, to restore on failure
+        round = Round(now=now, finished=self.pool.take_finished())
         self._tm.begin()
         try:
-            self._reconcile(finished, now)
+            self._reconcile(round.finished, now)
             queues = get_queues(self._conn, self.database)
-            audit = self._audit_due
-            pinged = self._last_ping is None or (
+            round.audit = self._audit_due
+            round.pinged = self._last_ping is None or (
                 (now - self._last_ping).total_seconds() >= self.ping_interval
             )
-            if pinged:
+            if round.pinged:
                 self._heartbeat(queues, now)
-                audit = True
+                round.audit = True
             self._audit_due = False
-            to_start, to_hold = [], []
-            due = None
-            if not self._stopping:
+            if not self.pool.stopping:
                 for name in self.queue_names:
-                    queue = queues[name]
-                    record = queue.dispatchers[self.uuid]
-                    self._follow_settings(queue, record)
-                    if audit:
-                        self._adopt_unknown(
-                            queue, record, finished, now, to_start, to_hold
-                        )
-                    for agent in record.agents.values():
-                        key = (name, agent.name)
-                        self._claim_for(
-                            queue, agent, key, now, taken, to_start, to_hold
-                        )
-                    next_due = queue.next_due(now)
-                    if next_due is not None and (due is None or next_due < due):
-                        due = next_due
+                    self._claim(queues[name], round)
             self._tm.commit()
         except BaseException:
-            self._finished.extendleft(reversed(finished))
-            for key, oid in reversed(taken):
-                self._buffers[key].appendleft(oid)
-            if audit:
-                self._audit_due = True
+            self._undo(round)
             raise
         self.count("rounds")
-        if pinged:
+        if round.pinged:
             # Only once stored: a heartbeat lost to a conflict is retried in
             # the next round, not a whole ping interval later.
             self._last_ping = now
-        for key, oid in to_hold:
-            self._buffers[key].append(oid)
-        for key, oid in to_start:
-            self._hand_over(oid, key)
+        for key, oid in round.to_hold:
+            self.pool.hold(key, oid)
+        for key, oid in round.to_start:
+            self.pool.hand_over(oid, key)
+        return self._wait_after(round)
+
+    def _undo(self, round):
+        """Put back what a round that did not commit took."""
+        self.pool.restore_finished(round.finished)
+        for key, oid in reversed(round.taken):
+            self.pool.put_back(key, oid)
+        if round.audit:
+            self._audit_due = True
+
+    def _wait_after(self, round):
+        """Seconds to wait after ``round``: the poll interval, or less if a
+        job becomes due or a heartbeat is due sooner."""
         wait = self.poll_interval
-        if due is not None:
-            wait = min(wait, max((due - self.clock()).total_seconds(), 0.001))
+        if round.due is not None:
+            wait = min(wait, max((round.due - self.clock()).total_seconds(), 0.001))
         if self._last_ping is not None:
             until_ping = (
                 self.ping_interval - (self.clock() - self._last_ping).total_seconds()
@@ -528,46 +496,57 @@ class Dispatcher:
             wait = min(wait, max(until_ping, 0.001))
         return wait
 
-    def _claim_for(self, queue, agent, key, now, taken, to_start, to_hold):
+    def _claim(self, queue, round):
+        """The round's work for one queue: follow the agent settings, take
+        up jobs held without knowing (when auditing), start and claim jobs
+        for each agent, and note when the next job is due."""
+        record = queue.dispatchers[self.uuid]
+        self._follow_settings(queue, record)
+        if round.audit:
+            self._adopt_unknown(queue, record, round)
+        for agent in record.agents.values():
+            self._claim_for(queue, agent, (queue.name, agent.name), round)
+        round.note_due(queue.next_due(round.now))
+
+    def _claim_for(self, queue, agent, key, round):
         """Start jobs for the agent's idle threads, held ones first, and
         claim more to hold for threads that are about to finish."""
-        buffer = self._buffers[key]
-        idle = agent.size - self._running[key]
-        idle -= sum(1 for k, _ in to_start if k == key)  # adopted ones
-        while idle > 0 and buffer:
-            oid = buffer.popleft()
-            taken.append((key, oid))
+        idle = self.pool.idle_threads(key, agent.size)
+        idle -= round.starting(key)  # adopted ones
+        while idle > 0:
+            oid = self.pool.pop_held(key)
+            if oid is None:
+                break
+            round.taken.append((key, oid))
             job = self._jobs_connection().get(oid)
             if job.assignee is None or job.assignee[0] != self.uuid:
                 continue  # taken back by a peer meanwhile
             if job.status == ASSIGNED:
-                queue.activate(job, now)
+                queue.activate(job, round.now)
             elif job.status not in (ACTIVE, CALLBACKS):
                 continue
             # An ACTIVE one was started by a commit whose answer was lost:
             # it is ours, and runs now, its attempt counted already.
-            to_start.append((key, oid))
+            round.to_start.append((key, oid))
             idle -= 1
-        held = self.prefetch if self._job_seconds < self.prefetch_below else 0
-        wanted = agent.size + held - len(agent.jobs)
+        wanted = agent.size + self.pool.jobs_to_hold() - len(agent.jobs)
         if wanted <= 0:
             return
         start = max(idle, 0)
-        for index, job in enumerate(queue.claim(agent, self.uuid, wanted, now, start)):
-            (to_start if index < start else to_hold).append((key, job._p_oid))
+        claimed = queue.claim(agent, self.uuid, wanted, round.now, start)
+        for index, job in enumerate(claimed):
+            (round.to_start if index < start else round.to_hold).append(
+                (key, job._p_oid)
+            )
 
-    def _adopt_unknown(self, queue, record, finished, now, to_start, to_hold):
+    def _adopt_unknown(self, queue, record, round):
         """Take up the jobs the database says this dispatcher holds but this
         process does not know of: claimed or started by a commit that
         reached the server but whose answer was lost (ZEO disconnected in
         tpc_finish), so the process thinks it failed. Without this they
         would wait for a restart with this UUID."""
-        with self._track:
-            known = set(self._running_oids)
-            known.update(finished)
-            known.update(self._finished)
-            for buffer in self._buffers.values():
-                known.update(buffer)
+        known = self.pool.known_oids()
+        known.update(round.finished)
         adopted = 0
         for agent in record.agents.values():
             key = (queue.name, agent.name)
@@ -577,11 +556,11 @@ class Dispatcher:
                     continue
                 adopted += 1
                 if job.status == ASSIGNED:
-                    to_hold.append((key, oid))
+                    round.to_hold.append((key, oid))
                 elif job.status in (ACTIVE, CALLBACKS):
-                    to_start.append((key, oid))
+                    round.to_start.append((key, oid))
                 else:  # its outcome is stored; only the indexes lag
-                    queue.reconcile(job, now)
+                    queue.reconcile(job, round.now)
         if adopted:
             log.warning(
                 "dispatcher %s: took up %d jobs of queue %r that it held without "
@@ -595,30 +574,40 @@ class Dispatcher:
         """Claim one job per transaction; set aside a job whose claim cannot
         be committed for another reason than a conflict."""
         for name in self.queue_names:
-            for _ in range(1000):
-                now = self.clock()
-                self._tm.begin()
-                queue = get_queues(self._conn, self.database)[name]
-                agent = queue.dispatchers[self.uuid].agents["main"]
-                job = queue.peek(agent, now)
-                if job is None:
-                    abort(self._tm)
-                    break
-                oid = job._p_oid
+            for _ in range(CAREFUL_CLAIMS):
+                peeked = []
                 try:
-                    queue.claim(agent, self.uuid, 1, now, start=0)
-                    self._tm.commit()
+                    oid = transact.run(
+                        self._tm, lambda n=name, p=peeked: self._claim_one(n, p)
+                    )
                 except TRANSIENT_ERRORS:
-                    abort(self._tm)
-                    continue
+                    break  # the next round tries again
                 except Exception as exc:
-                    abort(self._tm)
+                    if not peeked:
+                        raise
                     reason = f"{type(exc).__name__}: {exc}"
                     self._retry_transaction(
-                        lambda now, q=name, o=oid, r=reason: self._set_aside(q, o, r)
+                        lambda now, q=name, o=peeked[0], r=reason: self._set_aside(
+                            q, o, r
+                        )
                     )
                     continue
-                self._buffers[(name, agent.name)].append(oid)
+                if oid is None:
+                    break
+                self.pool.hold((name, MAIN_AGENT), oid)
+
+    def _claim_one(self, queue_name, peeked):
+        """Claim the next job of the queue alone (its oid is put in
+        ``peeked`` first); None if there is none."""
+        now = self.clock()
+        queue = get_queues(self._conn, self.database)[queue_name]
+        agent = queue.dispatchers[self.uuid].agents[MAIN_AGENT]
+        job = queue.peek(agent, now)
+        if job is None:
+            return None
+        peeked[:] = [job._p_oid]
+        queue.claim(agent, self.uuid, 1, now, start=0)
+        return job._p_oid
 
     def _set_aside(self, queue_name, oid, reason):
         queue = get_queues(self._conn, self.database)[queue_name]
@@ -632,18 +621,12 @@ class Dispatcher:
             reason,
         )
 
-    def _take_finished(self):
-        finished = []
-        while self._finished:
-            finished.append(self._finished.popleft())
-        return finished
-
     def _reconcile(self, finished, now):
         for oid in finished:
             job = self._jobs_connection().get(oid)
             if job.assignee is None or job.assignee[0] != self.uuid:
                 continue  # taken back by a peer meanwhile: not ours to index
-            if oid in self._running_oids:
+            if self.pool.is_running(oid):
                 continue  # claimed again since, and running now
             job.queue.reconcile(job, now)
 
@@ -689,114 +672,16 @@ class Dispatcher:
             objects.append(queue.agent_settings)
         watched.update(obj._p_oid for obj in objects)
 
-    # -- worker threads ----------------------------------------------------
 
-    def _hand_over(self, oid, key):
-        with self._track:
-            self._running_oids.add(oid)
-        with self._idle:
-            self._in_flight += 1
-            self._running[key] += 1
-        with self._task_ready:
-            self._tasks.append((oid, key))
-            if self._idle_threads < len(self._tasks):
-                thread = threading.Thread(
-                    target=self._work,
-                    name=f"zasync-worker-{self.uuid[:8]}-{len(self._threads)}",
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                self._idle_threads += 1
-                thread.start()
-            self._task_ready.notify()
-
-    def _take_held(self, key):
-        """The next job held for this agent's threads, unless stopping."""
-        if self._stopping:
-            return None
-        with self._track:
-            try:
-                oid = self._buffers[key].popleft()
-            except IndexError:
-                return None
-            self._running_oids.add(oid)
-            return oid
-
-    def _work(self):
-        runner = JobRunner(self)
-        try:
-            while True:
-                with self._task_ready:
-                    while not self._tasks:
-                        self._task_ready.wait()
-                    task = self._tasks.popleft()
-                    self._idle_threads -= 1
-                if task is None:
-                    return
-                try:
-                    self._run_chain(runner, *task)
-                finally:
-                    with self._task_ready:
-                        self._idle_threads += 1
-                    with self._idle:
-                        self._in_flight -= 1
-                        self._running[task[1]] -= 1
-                        self._idle.notify_all()
-                    self._wake.set()
-        finally:
-            runner.close()
-
-    def _run_chain(self, runner, oid, key):
-        """Run a job, then the jobs held for its agent, while there are any."""
-        while oid is not None:
-            started = time.monotonic()
-            try:
-                next_oid, activated = runner.run(oid, lambda: self._take_held(key))
-            except Exception:
-                log.exception("dispatcher %s: worker failed on job %r", self.uuid, oid)
-                abort(runner.tm)
-                # A job it took to run next is still ours to run or put back.
-                next_oid, activated = runner.taken_next()
-            # A moving average of job run times decides whether to hold
-            # jobs for threads: worth it for short jobs only.
-            self._job_seconds = 0.9 * self._job_seconds + 0.1 * (
-                time.monotonic() - started
-            )
-            with self._track:
-                self._finished.append(oid)
-                self._running_oids.discard(oid)
-            if len(self._finished) >= self.batch_size or not self._buffers[key]:
-                self._wake.set()
-            if (
-                next_oid is not None
-                and not activated
-                and not runner.activate_alone(next_oid)
-            ):
-                with self._track:
-                    if not self._stopping:
-                        self._buffers[key].appendleft(next_oid)
-                    self._running_oids.discard(next_oid)
-                next_oid = None
-            oid = next_oid
-
-
-def start(
-    db,
-    poll_interval=1.0,
-    agent_size=None,
-    queues=("",),
-    uuid=None,
-    agent_filter=None,
-    ping_interval=30,
-    death_interval=300,
-    clock=clocklib.utcnow,
-    database=None,
-    agent_size_source=None,
-):
+def start(db, *, config=None, **options):
     """Start a dispatcher for ``db`` in this process and return it.
 
     Installs the queues (and any named in ``queues``) if missing, registers
     the dispatcher with an agent in each queue, and starts its threads.
+    The options are those of :class:`zasync.config.DispatcherConfig`
+    (where each is documented, with its default), as keyword arguments or
+    as ``config``; among them:
+
     ``agent_size`` (threads per queue), when given, wins over the sizes set
     in the database, and ``agent_size_source`` says where it came from (for
     ``zasync settings``: "zope.conf", "command line"; default "agent_size
@@ -811,16 +696,4 @@ def start(
     the queues (default: the main one). Stop it with
     ``dispatcher.stop(timeout)``.
     """
-    return Dispatcher(
-        db,
-        uuid=uuid,
-        queues=queues,
-        agent_size=agent_size,
-        agent_filter=agent_filter,
-        poll_interval=poll_interval,
-        ping_interval=ping_interval,
-        death_interval=death_interval,
-        clock=clock,
-        database=database,
-        agent_size_source=agent_size_source,
-    ).start()
+    return Dispatcher(db, config=config, **options).start()

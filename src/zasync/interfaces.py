@@ -706,6 +706,23 @@ class IDispatcher(Interface):
         "Where agent_size came from ('zope.conf', 'command line', "
         "'agent_size argument'), or None."
     )
+    agent_sizes = Attribute(
+        "{queue name: (size, source)}: the size of its agent in each queue it "
+        "serves and where that size comes from (its process, a dispatcher or "
+        "cluster setting, the built-in default), as registered and followed "
+        "since. For display; empty until it started."
+    )
+    config = Attribute(
+        "Its options: a zasync.config.DispatcherConfig (with the UUID in use)."
+    )
+    stats = Attribute(
+        "Counters since it was made (a collections.Counter, read-only for "
+        "others): 'completed', 'failed' and 'retried' jobs, 'conflicts' and "
+        "'disconnects' (transactions lost to a conflict or to a lost storage "
+        "server, and tried again), 'rounds' (loop transactions committed). "
+        "A counter that never counted is missing (0). zasync worker logs "
+        "them when it stops."
+    )
 
     def wake():
         """Make an idle dispatcher look for work now (called after commits

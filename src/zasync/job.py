@@ -15,6 +15,7 @@ from ZODB.POSException import ConnectionStateError
 from zope.interface import implementer
 
 from zasync import clock, keys, local
+from zasync.config import queue_label
 from zasync.exceptions import (
     BadStatusError,
     CallableNotFound,
@@ -23,6 +24,7 @@ from zasync.exceptions import (
 )
 from zasync.failure import Failure, failure_from
 from zasync.interfaces import IJob
+from zasync.retry import DEFAULT_POLICY
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING, Status
 from zasync.storable import (
     BadJobError,
@@ -215,8 +217,6 @@ class Job(persistent.Persistent):
     @property
     def retry_policy(self):
         if self._retry_policy is None:
-            from zasync.retry import DEFAULT_POLICY
-
             return DEFAULT_POLICY
         return self._retry_policy
 
@@ -276,7 +276,7 @@ class Job(persistent.Persistent):
         """Where and as whom the job runs, for log lines: its queue, and its
         environment's ``str()`` if it has one."""
         queue = self.home_queue
-        where = "no queue" if queue is None else f"queue {queue.name or 'default'!r}"
+        where = "no queue" if queue is None else f"queue {queue_label(queue.name)!r}"
         environment = self.environment
         return where if environment is None else f"{where}, {environment}"
 

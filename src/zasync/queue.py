@@ -15,6 +15,7 @@ from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
 from zasync import clock, keys, wakeup
+from zasync.config import DEFAULT_QUEUE
 
 # Failures stored by earlier versions name these here: the names stay.
 from zasync.exceptions import JobInterrupted as JobInterrupted
@@ -34,7 +35,6 @@ from zasync.status import (
 )
 
 ROOT_KEY = "zasync"
-DEFAULT_QUEUE = ""
 
 # The index keys live in zasync.keys; their old names here stay importable.
 _ID_BITS = keys.ID_BITS

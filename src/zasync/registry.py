@@ -28,12 +28,9 @@ from BTrees.OOBTree import OOBTree
 from zope.interface import implementer
 
 from zasync import clock
+from zasync.config import DEFAULT_AGENT_SIZE, MAIN_AGENT, check_agent_size
 from zasync.interfaces import IAgent, IAgentSettings, IDispatcherRecord
 from zasync.storable import check_callable
-
-#: The agent size of a dispatcher that neither its process nor the
-#: database gives one.
-DEFAULT_AGENT_SIZE = 3
 
 #: Where an agent's size comes from, when not from its process (whose
 #: records name the source themselves: "zope.conf", "command line", ...).
@@ -47,18 +44,12 @@ def threads_text(size):
     return f"{size} thread{'' if size == 1 else 's'}"
 
 
-def check_agent_size(value, what="agent size"):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} must be a whole number >= 0, not {value!r}")
-    return value
-
-
 @implementer(IAgent)
 class Agent(persistent.Persistent):
     """See IAgent. Only its own dispatcher writes it, except a peer
     recovering the jobs of a dead dispatcher."""
 
-    def __init__(self, name="main", size=3, filter=None):
+    def __init__(self, name=MAIN_AGENT, size=DEFAULT_AGENT_SIZE, filter=None):
         self.name = name
         self.size = size
         self.filter = filter

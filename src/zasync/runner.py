@@ -4,17 +4,20 @@ The job's own writes, its new status and its result are committed together,
 in a transaction that touches nothing shared but the job, so it conflicts
 only with writes to the job itself. The dispatcher updates the queue's
 indexes afterwards (see Queue.reconcile).
+
+A runner knows of its dispatcher only its RunnerContext.
 """
 
+import dataclasses
 import datetime
 import logging
-import random
 import time
+import typing
 
 import transaction
 from ZODB.POSException import ConflictError
 
-from zasync import local, wakeup
+from zasync import local, transact, wakeup
 from zasync.failure import Failure
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING
 from zasync.storable import check_value
@@ -29,6 +32,15 @@ MAX_POSTPONEMENT = 60.0
 # How long a worker keeps a job's outcome in hand while the storage server
 # is unreachable (ZEO restarting) before leaving the job to recovery.
 DISCONNECTED_PATIENCE = 600.0
+# Tries of the small transactions that record a job's outcome, and of a
+# live annotation, when they conflict.
+OUTCOME_TRIES = 50
+LIVE_ANNOTATION_TRIES = 20
+# The back-off between those tries (transact.backoff): short, since the
+# other writer is another job's thread that is done in milliseconds; and
+# the pause between tries while the storage server is gone (a restart).
+CONFLICT_BACKOFF = {"base": 0.002, "cap": 0.1}
+DISCONNECTED_BACKOFF = {"base": 0.05, "cap": 0.5}
 
 # The old names of these, kept for code that imported them from here.
 POSTPONE = TRANSIENT_ERRORS
@@ -42,9 +54,63 @@ def jobs_connection(connection, database=None):
     return connection.get_connection(database)
 
 
-def _backoff(conflicts):
-    """A short random pause so that conflicting workers fall out of step."""
-    time.sleep(random.uniform(0, min(0.002 * 2**conflicts, 0.1)))
+@dataclasses.dataclass(frozen=True)
+class RunnerContext:
+    """What a JobRunner needs of its dispatcher, and nothing more."""
+
+    #: The database to open the runner's connections on.
+    db: typing.Any
+    #: In multi-database mode, the name of the database holding the queues.
+    database: str | None
+    #: The dispatcher's UUID: the jobs assigned to it are the runner's.
+    uuid: str
+    #: ``clock()``: the time now, as the dispatcher tells it.
+    clock: typing.Callable
+    #: ``abandoned()``: true once the stopping dispatcher gave up on its
+    #: running jobs (they were put back): commit nothing more for them.
+    abandoned: typing.Callable[[], bool]
+    #: ``count(what)``: add one to the dispatcher's counter ``what``
+    #: ("completed", "failed", "retried"; see IDispatcher.stats).
+    count: typing.Callable[[str], None]
+    #: ``transient_error(exc)``: a transaction was aborted by a conflict or
+    #: a lost server (counted; a lost server makes the next round audit).
+    transient_error: typing.Callable[[BaseException], None]
+
+
+class _Unchanged(Exception):
+    """Raised in a small transaction that has nothing to commit."""
+
+
+class _Patience:
+    """How long a small transaction of a runner keeps trying: until
+    OUTCOME_TRIES conflicts, or while the storage server has been gone for
+    less than DISCONNECTED_PATIENCE (a restart) and the dispatcher still
+    wants the outcome; and how long it pauses between tries (for
+    transact.run's should_stop and wait)."""
+
+    def __init__(self, abandoned):
+        self.abandoned = abandoned
+        self.conflicts = 0
+        self.disconnects = 0
+        self.disconnected_since = None
+
+    def exhausted(self, exc, attempt):
+        if isinstance(exc, ClientDisconnected):
+            # Not a conflict: the server is gone for a while (a restart).
+            # Keep the outcome in hand until it is back, unless stopping.
+            self.disconnects += 1
+            now = time.monotonic()
+            if self.disconnected_since is None:
+                self.disconnected_since = now
+            gone_for = now - self.disconnected_since
+            return self.abandoned() or gone_for > DISCONNECTED_PATIENCE
+        self.conflicts += 1
+        return self.conflicts >= OUTCOME_TRIES
+
+    def pause(self, exc, attempt):
+        if isinstance(exc, ClientDisconnected):
+            return transact.backoff(self.disconnects - 1, **DISCONNECTED_BACKOFF)
+        return transact.backoff(self.conflicts - 1, **CONFLICT_BACKOFF)
 
 
 class LiveChannel:
@@ -68,20 +134,25 @@ class LiveChannel:
                 "live annotations need a job that is stored in the database"
             )
         conn = self._connection()
-        for attempt in range(20):
-            self.tm.begin()
-            try:
-                stored = conn.get(job._p_oid)
-                queue = stored.home_queue
-                queue.live_annotations(stored.id, create=True)[name] = value
-                self.tm.commit()
-            except ConflictError:
-                abort(self.tm)
-                _backoff(attempt)
-                continue
-            wakeup.notify_changed()
-            return
-        raise ConflictError(f"could not store live annotation {name!r}")
+
+        def store():
+            stored = conn.get(job._p_oid)
+            queue = stored.home_queue
+            queue.live_annotations(stored.id, create=True)[name] = value
+
+        try:
+            transact.run(
+                self.tm,
+                store,
+                tries=LIVE_ANNOTATION_TRIES,
+                # Only conflicts are worth trying again here: the job's own
+                # transaction hears of a lost server.
+                should_stop=lambda exc, attempt: not isinstance(exc, ConflictError),
+                **CONFLICT_BACKOFF,
+            )
+        except ConflictError as exc:
+            raise ConflictError(f"could not store live annotation {name!r}") from exc
+        wakeup.notify_changed()
 
     def read(self, job, name, default=None):
         if job._p_oid is None:
@@ -130,23 +201,24 @@ class _Commit:
 
 
 class JobRunner:
-    """Runs jobs claimed by ``dispatcher`` in one thread's connection."""
+    """Runs the jobs its dispatcher claimed in one thread's connection;
+    ``context`` (a RunnerContext) is all it knows of the dispatcher."""
 
     _take_next = None
     _next = None
     _next_activated = False
 
-    def __init__(self, dispatcher):
-        self.dispatcher = dispatcher
-        self.clock = dispatcher.clock
+    def __init__(self, context):
+        self.context = context
+        self.clock = context.clock
         # The thread's own manager (the one transaction.get() returns in
         # this thread), so that code in a job that joins "the" transaction
         # (MailHost, after-commit hooks, savepoints, a batch commit of its
         # own) joins the job's transaction.
         self.tm = transaction.manager.manager
-        self.conn = dispatcher.db.open(transaction_manager=self.tm)
-        self.jobs = jobs_connection(self.conn, dispatcher.database)
-        self.live = LiveChannel(dispatcher.db, dispatcher.database)
+        self.conn = context.db.open(transaction_manager=self.tm)
+        self.jobs = jobs_connection(self.conn, context.database)
+        self.live = LiveChannel(context.db, context.database)
 
     def close(self):
         abort(self.tm)
@@ -157,13 +229,13 @@ class JobRunner:
 
     def _held(self, job):
         """True if ``job`` is held (ASSIGNED) by this dispatcher."""
-        return job.status == ASSIGNED and job.assignee[0] == self.dispatcher.uuid
+        return job.status == ASSIGNED and job.assignee[0] == self.context.uuid
 
     def _mine(self, job):
         return (
             job.status in (ACTIVE, CALLBACKS)
             and job.assignee is not None
-            and job.assignee[0] == self.dispatcher.uuid
+            and job.assignee[0] == self.context.uuid
         )
 
     def _commit(self, final=False):
@@ -173,7 +245,7 @@ class JobRunner:
         next job the dispatcher holds for this thread rides on it, which
         saves that job a commit of its own.
         """
-        if self.dispatcher.abandoned:
+        if self.context.abandoned():
             abort(self.tm)
             return False
         activating = final and self._activate_next()
@@ -212,45 +284,45 @@ class JobRunner:
         return self._small_transaction(oid, activate)
 
     def _small_transaction(self, oid, change, final=False):
-        """Run ``change(job)`` in a transaction of its own, retrying conflicts
-        and waiting out a lost storage server (up to DISCONNECTED_PATIENCE)."""
-        attempt = 0
-        disconnected_since = None
-        while attempt < 50:
-            self.tm.begin()
-            try:
-                job = self.jobs.get(oid)
-                if change(job) is False:
-                    abort(self.tm)
-                    return False
-                return self._commit(final and job.status in (COMPLETED, PENDING))
-            except ClientDisconnected as exc:
-                abort(self.tm)
-                self.dispatcher.transient_error(exc)
-                # Not a conflict: the server is gone for a while (a restart).
-                # Keep the outcome in hand until it is back, unless stopping.
-                now = time.monotonic()
-                disconnected_since = disconnected_since or now
-                if (
-                    self.dispatcher.abandoned
-                    or now - disconnected_since > DISCONNECTED_PATIENCE
-                ):
-                    break
-                time.sleep(random.uniform(0.05, 0.5))
-            except TRANSIENT_ERRORS as exc:
-                abort(self.tm)
-                self.dispatcher.transient_error(exc)
-                _backoff(min(attempt, 6))
-                attempt += 1
-            except Exception:
-                abort(self.tm)
-                log.exception("could not record the outcome of job %r", oid)
-                return False
-        log.error("gave up recording the outcome of job %r", oid)
-        return False
+        """Run ``change(job)`` in a transaction of its own (nothing is
+        committed if it returns False), retrying conflicts (OUTCOME_TRIES)
+        and waiting out a lost storage server (up to DISCONNECTED_PATIENCE).
+        True if committed."""
+        activating = []
+        patience = _Patience(self.context.abandoned)
+
+        def work():
+            job = self.jobs.get(oid)
+            if change(job) is False or self.context.abandoned():
+                raise _Unchanged
+            activating[:] = [
+                final and job.status in (COMPLETED, PENDING) and self._activate_next()
+            ]
+
+        try:
+            transact.run(
+                self.tm,
+                work,
+                tries=None,
+                on_error=lambda exc, attempt: self.context.transient_error(exc),
+                should_stop=patience.exhausted,
+                wait=patience.pause,
+            )
+        except _Unchanged:
+            return False
+        except TRANSIENT_ERRORS:
+            log.error("gave up recording the outcome of job %r", oid)
+            return False
+        except Exception:
+            log.exception("could not record the outcome of job %r", oid)
+            return False
+        if activating[0]:
+            self._next_activated = True
+        wakeup.notify_changed()
+        return True
 
     def _count_transient(self, exc, oid=None):
-        self.dispatcher.transient_error(exc)
+        self.context.transient_error(exc)
         if isinstance(exc, ClientDisconnected):
             log.warning(
                 "job %r: lost the storage server (%s); the job's outcome is "
@@ -295,10 +367,10 @@ class JobRunner:
                     conflicts
                     and job.status == COMPLETED
                     and job.assignee is not None
-                    and job.assignee[0] == self.dispatcher.uuid
+                    and job.assignee[0] == self.context.uuid
                 ):
                     # Our commit went through; only its answer was lost.
-                    self.dispatcher.count("completed")
+                    self.context.count("completed")
                 abort(self.tm)  # else taken back, by stop() or a peer's recovery
                 return None
             if job.status == CALLBACKS:
@@ -349,7 +421,7 @@ class JobRunner:
                 )
             if not commit.committed:
                 return None
-            self.dispatcher.count("completed")
+            self.context.count("completed")
             log.log(
                 level,
                 "job %s (%s) succeeded in %.3fs",
@@ -363,10 +435,10 @@ class JobRunner:
         """Retry a transient error at once a few times, then put the job
         back for later without counting the attempt. True if put back."""
         if conflicts <= IMMEDIATE_CONFLICT_RETRIES:
-            _backoff(conflicts)
+            transact.pause(conflicts, **CONFLICT_BACKOFF)
             return False
         if not claimed:
-            _backoff(6)
+            transact.pause(6, **CONFLICT_BACKOFF)
             return False
 
         def postpone(job):
@@ -436,7 +508,7 @@ class JobRunner:
 
         stored = self._small_transaction(oid, record, final=final)
         if stored:
-            self.dispatcher.count("failed" if "status" in outcome else "retried")
+            self.context.count("failed" if "status" in outcome else "retried")
             log.log(*outcome["log"])
         return outcome.get("status") if stored else None
 
@@ -463,5 +535,5 @@ class JobRunner:
                 job.complete(self.clock())
 
             stored = self._small_transaction(oid, complete, final=claimed)
-            if stored or not added or self.dispatcher.abandoned:
+            if stored or not added or self.context.abandoned():
                 return

@@ -45,17 +45,36 @@ def pause(attempt, base=0.005, cap=0.5):
     time.sleep(backoff(attempt, base, cap))
 
 
-def run(tm, work, tries=DEFAULT_TRIES, base=0.005, cap=0.5, on_retry=None):
+def run(
+    tm,
+    work,
+    tries=DEFAULT_TRIES,
+    base=0.005,
+    cap=0.5,
+    on_error=None,
+    should_stop=None,
+    wait=None,
+):
     """Begin a transaction of the explicit manager ``tm``, call ``work()``,
-    commit and return what it returned.
+    commit and return what it returned: the one retrying call of zasync.
 
     A transient error (:data:`TRANSIENT_ERRORS`, at the call or the commit)
-    aborts and tries again after a :func:`backoff` pause, at most ``tries``
-    times in all; the last one is raised. ``on_retry(exc, attempt)``, if
-    given, hears of each one first (to count or log it). Any other error
-    aborts and is raised at once.
+    aborts and tries again after a pause, at most ``tries`` times in all
+    (``None``: no limit, until ``should_stop`` says so); the last one is
+    raised. Any other error aborts and is raised at once, so ``work`` can
+    leave without committing by raising an exception of its own.
+
+    ``on_error(exc, attempt)``, if given, hears of every transient error
+    first, the last one too (to count or log it; ``attempt`` counts from 0).
+    ``should_stop(exc, attempt)``, if given, is asked after each one: true
+    gives up at once and raises it (a stopping dispatcher, a server gone
+    for too long). ``wait(exc, attempt)`` gives the seconds to pause before
+    the next try; by default a :func:`backoff` shaped by ``base`` and ``cap``.
     """
-    for attempt in range(tries):
+    if tries is not None and tries < 1:
+        raise ValueError(f"tries must be at least 1 or None, not {tries!r}")
+    attempt = 0
+    while True:
         tm.begin()
         try:
             result = work()
@@ -63,15 +82,20 @@ def run(tm, work, tries=DEFAULT_TRIES, base=0.005, cap=0.5, on_retry=None):
             return result
         except TRANSIENT_ERRORS as exc:
             abort(tm)
-            if attempt + 1 == tries:
+            if on_error is not None:
+                on_error(exc, attempt)
+            if tries is not None and attempt + 1 >= tries:
                 raise
-            if on_retry is not None:
-                on_retry(exc, attempt)
-            pause(attempt, base, cap)
+            if should_stop is not None and should_stop(exc, attempt):
+                raise
+            if wait is None:
+                time.sleep(backoff(attempt, base, cap))
+            else:
+                time.sleep(wait(exc, attempt))
+            attempt += 1
         except BaseException:
             abort(tm)
             raise
-    raise ValueError(f"tries must be at least 1, not {tries!r}")
 
 
 def in_own_transaction(db, work, attempts=DEFAULT_TRIES):

@@ -1,11 +1,14 @@
-"""In-process signals: wake idle dispatchers after a commit that queued work,
+"""In-process wake-ups: wake idle dispatchers after a commit that queued work,
 and let waiters (zasync.testing) block until some job transaction committed.
+Commits of other processes wake dispatchers through zasync.remote_wakeup.
 """
 
 import threading
 import weakref
 
-from zasync import signals
+import transaction
+
+from zasync import remote_wakeup
 
 _dispatchers = weakref.WeakSet()
 _lock = threading.Lock()
@@ -37,7 +40,7 @@ def wake(db=None):
 def _after_commit(success, db):
     if success:
         wake(db)
-        signals.notify_other_processes(db)
+        remote_wakeup.notify_other_processes(db)
 
 
 _MARK = object()
@@ -46,8 +49,6 @@ _MARK = object()
 def wake_after_commit(persistent_object):
     """Arrange for :func:`wake` when the transaction that changed
     ``persistent_object`` commits (once per transaction)."""
-    import transaction
-
     jar = persistent_object._p_jar
     txn = jar.transaction_manager.get() if jar is not None else transaction.get()
     try:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from zasync.config import WORKER_READY
 from zasync.testing import processes
 
 
@@ -58,4 +59,4 @@ def test_worker_explains_a_bad_zodb_conf(make, tmp_path):
     assert "zasync worker: error: " in result.stderr, result.stderr
     for text in expected:
         assert text in result.stderr, result.stderr
-    assert "zasync worker ready" not in result.stdout + result.stderr
+    assert WORKER_READY not in result.stdout + result.stderr

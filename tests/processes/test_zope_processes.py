@@ -20,6 +20,7 @@ from zope_process_support import (
 )
 
 import zasync
+from zasync.config import WORKER_READY
 from zasync.status import PENDING
 from zasync.testing import wait_for_result, wait_for_start
 
@@ -268,7 +269,7 @@ def test_zasync_worker_command_boots_zope_without_http(tmp_path, zeo, client, zo
     home.start_worker(
         "--agent-size", "2", "--uuid-file", str(uuid_file), "--poll-interval", "5"
     )
-    home.wait_for_output("zasync worker ready")
+    home.wait_for_output(WORKER_READY)
     assert "Serving on" not in home.text()
     wanted = uuid_file.read_text().split()[-1]
     record = queue_of(fresh(client)).dispatchers.get(wanted)

@@ -13,6 +13,7 @@ from test_zope_processes import FAST, client, main_db, zeo, zeo_server, zope
 from zope_process_support import BIN, READY, put, queue_of, record_of, zodb_db
 
 import zasync
+from zasync.config import WORKER_READY
 from zasync.testing import wait_for_result
 
 __all__ = ["client", "zeo", "zeo_server", "zope"]  # fixtures, used by name
@@ -152,7 +153,7 @@ def test_agent_sizes_are_cluster_wide_and_say_where_they_come_from(
     # The command line wins too, and says so.
     command = zope("command", "single_db_instance.zcml", main_db(zeo))
     command.start_worker("--agent-size", "4")
-    command.wait_for_output("zasync worker ready")
+    command.wait_for_output(WORKER_READY)
     assert "4 threads each" in command.text()
 
     shown = zasync_command("settings", "--zodb-conf", conf, "--json")

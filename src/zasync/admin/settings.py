@@ -6,8 +6,8 @@ import logging
 from zasync import clock
 from zasync.admin.reports import select_queues
 from zasync.admin.text import queue_label
+from zasync.config import DEFAULT_QUEUE, MAIN_AGENT
 from zasync.exceptions import AdminError
-from zasync.queue import DEFAULT_QUEUE
 from zasync.registry import (
     DEFAULT_AGENT_SIZE,
     FROM_BUILT_IN,
@@ -47,7 +47,7 @@ def _queue_settings(queue, now):
     own = {} if settings is None else settings.dispatcher_sizes()
     dispatchers = []
     for uuid, record in queue.dispatchers.items():
-        agent = record.agents.get("main")
+        agent = record.agents.get(MAIN_AGENT)
         configured, configured_source = configured_agent_size(queue, uuid)
         explicit = record.agent_size_source
         dispatchers.append(
@@ -166,7 +166,7 @@ def set_agent_size(queues, size, queue=None, dispatcher=None):
         uuid = _dispatcher_uuid(target, dispatcher)
         record = target.dispatchers.get(uuid)
         if record is not None and record.agent_size_source is not None:
-            agent = record.agents.get("main")
+            agent = record.agents.get(MAIN_AGENT)
             raise AdminError(
                 f"dispatcher {uuid} ({record.host}:{record.pid}) takes its "
                 f"agent size ({agent.size if agent else '?'} threads) from its "
@@ -190,7 +190,7 @@ def set_agent_size(queues, size, queue=None, dispatcher=None):
             settings.set_dispatcher_size(uuid, size)
     resized, overridden = [], []
     for record_uuid, record in target.dispatchers.items():
-        agent = record.agents.get("main")
+        agent = record.agents.get(MAIN_AGENT)
         if agent is None:
             continue
         if record.agent_size_source is not None:

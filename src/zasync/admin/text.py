@@ -4,7 +4,7 @@ ids, queue labels, JSON-ready data, shortened reprs."""
 import datetime
 import re
 
-from zasync.queue import DEFAULT_QUEUE
+from zasync.config import queue_label, queue_name  # noqa: F401 (part of admin)
 
 # Reprs longer than these are shortened, unless full=True.
 ARGUMENT_REPR_LIMIT = 200
@@ -98,16 +98,6 @@ def parse_job_id(text):
             f"'zasync jobs' lists them"
         )
     return int(compact)
-
-
-def queue_label(name):
-    """How a queue is named to people: the default queue ('') is 'default'."""
-    return "default" if name == DEFAULT_QUEUE else name
-
-
-def queue_name(label):
-    """The queue name for what a person typed: 'default' is ''."""
-    return DEFAULT_QUEUE if label in ("default", DEFAULT_QUEUE) else label
 
 
 def _shorten(text, limit):

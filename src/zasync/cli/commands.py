@@ -21,6 +21,7 @@ import transaction
 
 from zasync import admin, clock
 from zasync.cli import connect
+from zasync.config import DEFAULT_QUEUE_LABEL
 from zasync.registry import threads_text
 from zasync.transact import abort
 
@@ -480,7 +481,7 @@ def _settings(args):
 
 def _print_queue_settings(queue):
     label = queue["label"]
-    option = "" if label == "default" else f" --queue {label}"
+    option = "" if label == DEFAULT_QUEUE_LABEL else f" --queue {label}"
     print()
     print(f"queue {label}")
     _print_quotas(queue["quotas"])

@@ -15,11 +15,21 @@ import threading
 
 import zasync
 from zasync.cli import connect, zope
-from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
+from zasync.config import (
+    COMMAND_LINE,
+    DEFAULT_AGENT_SIZE,
+    DEFAULTS,
+    WORKER_READY,
+    ConfigurationError,
+    DispatcherConfig,
+    queue_name,
+)
+from zasync.identity import UUID_ENVIRONMENT, environment_uuid_file, read_uuid_file
 
 log = logging.getLogger("zasync.worker")
 
-READY = "zasync worker ready"
+# The line logged once the worker is up (zasync.config.WORKER_READY).
+READY = WORKER_READY
 # The counters logged when a worker stops (see Dispatcher.stats).
 STATS = ("completed", "failed", "retried", "conflicts", "disconnects", "rounds")
 
@@ -40,14 +50,15 @@ def add_arguments(parser):
         metavar="N",
         help="jobs run at once by this worker, per queue; wins over the sizes "
         "set for the cluster with 'zasync agents set' (default: those, else "
-        "3; with --zope-conf, <product-config zasync> threads if set)",
+        f"{DEFAULT_AGENT_SIZE}; with --zope-conf, <product-config zasync> "
+        "threads if set)",
     )
     parser.add_argument(
         "--poll-interval",
         type=_positive_float,
         metavar="SECONDS",
         help="how often an idle worker looks for work it was not woken for "
-        "(default: 1.0)",
+        f"(default: {DEFAULTS.poll_interval:g})",
     )
     parser.add_argument(
         "--uuid-file",
@@ -60,14 +71,14 @@ def add_arguments(parser):
         "--ping-interval",
         type=_positive_float,
         metavar="SECONDS",
-        help="seconds between heartbeats (default: 30)",
+        help=f"seconds between heartbeats (default: {DEFAULTS.ping_interval:g})",
     )
     parser.add_argument(
         "--death-interval",
         type=_positive_float,
         metavar="SECONDS",
         help="heartbeat age after which live peers recover this worker's jobs "
-        "(default: 300)",
+        f"(default: {DEFAULTS.death_interval:g})",
     )
     parser.add_argument(
         "--grace",
@@ -103,16 +114,12 @@ _positive_float.__name__ = "positive number"
 def _queue_names(args):
     if not args.queues:
         return None
-    return tuple("" if name == "default" else name for name in args.queues)
+    return tuple(queue_name(name) for name in args.queues)
 
 
 def _uuid(args):
-    path = args.uuid_file
-    if path is None:
-        for name in UUID_ENVIRONMENT:
-            if os.environ.get(name):
-                path = os.environ[name]
-                break
+    """(UUID, file) from --uuid-file or the environment, or (None, None)."""
+    path = args.uuid_file or environment_uuid_file()
     if path is None:
         return None, None
     try:
@@ -140,6 +147,7 @@ class _Stop:
 
 
 def run(args):
+    options = _dispatcher_options(args)  # refused before opening anything
     uuid, uuid_file = _uuid(args)
     if uuid_file is None and not args.zope_conf:
         log.warning(
@@ -150,18 +158,17 @@ def run(args):
     stop = _Stop()
     stop.install()  # before opening: a signal during start-up stops cleanly
     if args.zope_conf:
-        dispatcher, opened, uuid_file = _start_in_zope(args, uuid_file)
+        dispatcher, opened, uuid_file = _start_in_zope(args, options, uuid_file)
     else:
         opened = connect.open_from_args(args)
-        options = _dispatcher_options(args)
-        if "agent_size" in options:
-            options["agent_size_source"] = "command line"
-        dispatcher = zasync.start(
-            opened.db,
+        config = DispatcherConfig(
             uuid=uuid,
             database=opened.database,
+            agent_size_source="command line",
+            names=COMMAND_LINE,
             **options,
         )
+        dispatcher = zasync.start(opened.db, config=config)
     log.info(
         "%s: dispatcher %s (UUID file %s), queues %s, %s, database %s",
         READY,
@@ -206,6 +213,8 @@ def _threads(dispatcher):
 
 
 def _dispatcher_options(args):
+    """The DispatcherConfig options given on the command line, checked
+    (CommandError names the option to fix)."""
     options = {
         "queues": _queue_names(args),
         "agent_size": args.agent_size,
@@ -214,20 +223,16 @@ def _dispatcher_options(args):
         "death_interval": args.death_interval,
     }
     options = {k: v for k, v in options.items() if v is not None}
-    ping = options.get("ping_interval", 30)
-    death = options.get("death_interval", 300)
-    if death <= ping:
-        raise connect.CommandError(
-            f"--death-interval ({death:g}) must be longer than --ping-interval "
-            f"({ping:g}), or live workers would be declared dead"
-        )
+    try:
+        DispatcherConfig(names=COMMAND_LINE, **options)
+    except ConfigurationError as exc:
+        raise connect.CommandError(str(exc)) from None
     return options
 
 
-def _start_in_zope(args, uuid_file):
+def _start_in_zope(args, options, uuid_file):
     if uuid_file:
         os.environ[UUID_ENVIRONMENT[0]] = os.path.abspath(uuid_file)
-    options = _dispatcher_options(args)
     overrides = {
         "queues": options.get("queues"),
         "threads": options.get("agent_size"),

@@ -59,7 +59,7 @@ def started_dispatcher(zope_conf):
         )
     # Without --uuid-file, the Plone integration chose the file (ZASYNC_UUID,
     # or var/zasync-uuid.txt of the instance).
-    return dispatcher, startup.dispatcher_uuid()[1]
+    return dispatcher, startup.process_uuid()[1]
 
 
 def stop_dispatcher(grace):

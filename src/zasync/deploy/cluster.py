@@ -23,11 +23,11 @@ import sys
 import time
 
 from zasync.clock import wait_until
+from zasync.config import WORKER_READY
 from zasync.deploy import instance
 from zasync.deploy.serve import READY as WEB_READY
 from zasync.exceptions import CommandError
 
-WORKER_READY = "zasync worker ready"
 SETTINGS = "cluster.json"
 # The settings that shape the files; a later start must not change them.
 LAYOUT = ("multi_db", "relstorage", "queues_dsn", "workers", "zeo_port", "port")

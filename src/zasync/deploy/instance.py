@@ -16,6 +16,7 @@ import dataclasses
 import os
 import textwrap
 
+from zasync.identity import UUID_FILENAME
 from zasync.plone.rolefiles import (  # noqa: F401 (importable here, as before)
     EMBEDDED,
     INSTANCE,
@@ -24,10 +25,6 @@ from zasync.plone.rolefiles import (  # noqa: F401 (importable here, as before)
     WORKER,
     role_zcml,
 )
-
-#: The dispatcher's UUID file in an instance's var/ when ZASYNC_UUID names
-#: none (zasync.plone.startup keeps it there).
-UUID_FILENAME = "zasync-uuid.txt"
 
 
 @dataclasses.dataclass(frozen=True)

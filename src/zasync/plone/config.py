@@ -21,19 +21,29 @@ size the 'default' quota gets when it is created; after that its size in
 the database is in force (``zasync quota set default N``, the control
 panel). The public URL of a site in its registry (``zasync.public_url``)
 wins over ``public-url``.
+
+The dispatcher's options and their defaults are zasync.config's
+(DispatcherConfig), which also checks them: ProcessConfig only reads them
+from zope.conf.
 """
 
 import dataclasses
 import os
 
-from zasync.exceptions import ZasyncError
+from zasync.config import DEFAULTS, ConfigurationError, DispatcherConfig, queue_name
 
 SECTION = "zasync"
 DISPATCHER_ENVIRONMENT = "ZASYNC_DISPATCHER"
 
-
-class ConfigurationError(ZasyncError, ValueError):
-    """A product-config value that cannot be used."""
+#: How <product-config zasync> spells the dispatcher's options.
+PRODUCT_CONFIG = {
+    "agent_size": "threads",
+    "poll_interval": "poll-interval",
+    "queues": "queues",
+    "ping_interval": "ping-interval",
+    "death_interval": "death-interval",
+    "database": "database",
+}
 
 
 #: Where a value of ProcessConfig came from.
@@ -45,14 +55,14 @@ FROM_COMMAND_LINE = "command line"
 class ProcessConfig:
     database: str = "zasync_queues"
     #: None: not set, the dispatcher follows the cluster's agent settings.
-    threads: int | None = None
-    poll_interval: float = 1.0
+    threads: int | None = DEFAULTS.agent_size
+    poll_interval: float = DEFAULTS.poll_interval
     public_url: str | None = None
     default_quota_size: int | None = None
     dispatcher: bool | None = None
-    queues: tuple = ("",)
-    ping_interval: float = 30.0
-    death_interval: float = 300.0
+    queues: tuple = DEFAULTS.queues
+    ping_interval: float = float(DEFAULTS.ping_interval)
+    death_interval: float = float(DEFAULTS.death_interval)
     #: Where ``threads`` came from (FROM_ZOPE_CONF, FROM_COMMAND_LINE), or
     #: None when it is not set.
     threads_from: str | None = None
@@ -60,6 +70,22 @@ class ProcessConfig:
     #: cluster does (see startup.check_queues_location). Only a command line
     #: turns it off (``zasync mode``, which changes the record).
     check_location: bool = True
+
+    def dispatcher_config(self, **more):
+        """The DispatcherConfig of this process's dispatcher (``more``: the
+        options zope.conf does not give, such as ``uuid``, ``database``);
+        ConfigurationError names the product-config key to fix."""
+        return DispatcherConfig(
+            agent_size=self.threads,
+            agent_size_source=self.threads_from,
+            poll_interval=self.poll_interval,
+            queues=self.queues,
+            ping_interval=self.ping_interval,
+            death_interval=self.death_interval,
+            names=PRODUCT_CONFIG,
+            where=f"<product-config {SECTION}>",
+            **more,
+        )
 
 
 # Values a command line sets for this process (``zasync worker
@@ -161,7 +187,7 @@ def process_config(raw=None):
     if "queues" in raw:
         names = raw["queues"].split()
         # "default" is the default queue, whose name is the empty string.
-        values["queues"] = tuple("" if n == "default" else n for n in names)
+        values["queues"] = tuple(queue_name(n) for n in names)
     if "ping-interval" in raw:
         values["ping_interval"] = _number(raw, "ping-interval", float, 0.1)
     if "death-interval" in raw:
@@ -177,10 +203,5 @@ def process_config(raw=None):
     if _overrides.get("threads") is not None:
         values["threads_from"] = FROM_COMMAND_LINE
     config = ProcessConfig(**values)
-    if config.death_interval <= config.ping_interval:
-        raise ConfigurationError(
-            f"<product-config {SECTION}> death-interval ({config.death_interval}) "
-            f"must be longer than ping-interval ({config.ping_interval}), or "
-            f"live dispatchers would be declared dead"
-        )
+    config.dispatcher_config()  # checked now, not when the dispatcher starts
     return config

@@ -28,7 +28,7 @@ from zope.processlifetime import IDatabaseOpenedWithRoot
 
 import zasync
 from zasync import admin
-from zasync.dispatcher import UUID_ENVIRONMENT, read_uuid_file
+from zasync.identity import UUID_FILENAME, uuid_and_file
 from zasync.plone import roles
 from zasync.plone.config import (
     ConfigurationError,
@@ -42,7 +42,6 @@ from zasync.transact import in_own_transaction
 
 log = logging.getLogger("zasync.plone")
 
-UUID_FILENAME = "zasync-uuid.txt"  # merged into zasync.identity next
 
 #: Seconds that running jobs get to finish when the process stops; jobs
 #: still running then go back to the queue.
@@ -280,31 +279,14 @@ def _mismatch(mine, theirs, where):
     return problem + fix + switch
 
 
-def dispatcher_uuid():
-    """This process's dispatcher UUID and the file it is kept in.
+def process_uuid():
+    """(UUID, file) of this process's dispatcher (see zasync.identity).
 
     The file is named by ZASYNC_UUID (or ZC_ASYNC_UUID), else it is
     ``zasync-uuid.txt`` in the Zope client home. (None, None) when there is
     no such file: the dispatcher then gets a new UUID each start.
     """
-    for name in UUID_ENVIRONMENT:
-        path = os.environ.get(name)
-        if path:
-            return read_uuid_file(path), path
-    path = _client_home_file()
-    if path is None:
-        return None, None
-    try:
-        return read_uuid_file(path), path
-    except OSError as exc:
-        log.warning(
-            "zasync: cannot keep the dispatcher UUID in %s (%s); set ZASYNC_UUID "
-            "to a writable file, or a restart will not recover this process's jobs "
-            "at once",
-            path,
-            exc,
-        )
-        return None, None
+    return uuid_and_file(default=_client_home_file())
 
 
 def _client_home_file():
@@ -325,7 +307,7 @@ def start_dispatcher(db, config=None):
     global _dispatcher
     config = config or process_config()
     database = roles.queues_database(config)
-    uuid, uuid_file = dispatcher_uuid()
+    uuid, uuid_file = process_uuid()
     with _lock:
         if _dispatcher is not None:
             raise RuntimeError(
@@ -333,15 +315,7 @@ def start_dispatcher(db, config=None):
                 f"stop it with stop_dispatcher() first"
             )
         _dispatcher = zasync.start(
-            db,
-            poll_interval=config.poll_interval,
-            agent_size=config.threads,
-            agent_size_source=config.threads_from,
-            uuid=uuid,
-            database=database,
-            queues=config.queues,
-            ping_interval=config.ping_interval,
-            death_interval=config.death_interval,
+            db, config=config.dispatcher_config(uuid=uuid, database=database)
         )
     _install_hooks(db)
     sizes = [size for size, _ in _dispatcher.agent_sizes.values()]

@@ -16,7 +16,9 @@ import threading
 import time
 
 from zasync.clock import wait_until
+from zasync.config import WORKER_READY
 from zasync.exceptions import ProcessError
+from zasync.identity import read_uuid_file
 
 LOOPBACK = "127.0.0.1"
 POSTGRES_DSN = os.environ.get(
@@ -257,7 +259,7 @@ class PostgresDatabase:
         return path
 
 
-READY = "zasync worker ready"
+READY = WORKER_READY
 STATS = re.compile(r"zasync worker stats: (?P<pairs>.*)$", re.MULTILINE)
 
 
@@ -306,8 +308,6 @@ class Worker(_Logged):
 
     @property
     def uuid(self):
-        from zasync.dispatcher import read_uuid_file
-
         return read_uuid_file(self.uuid_file)
 
     def stats(self):

@@ -1,4 +1,4 @@
-"""Waking idle dispatchers on commits made by other processes.
+"""Remote wake-ups: waking idle dispatchers on commits made by other processes.
 
 In one process, a commit that queues work wakes the dispatchers at once
 (zasync.wakeup). Other processes learn of it through their storage:
@@ -21,7 +21,7 @@ import select
 import threading
 import weakref
 
-log = logging.getLogger("zasync.signals")
+log = logging.getLogger("zasync.remote_wakeup")
 
 CHANNEL = "zasync_wakeup"
 

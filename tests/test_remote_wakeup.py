@@ -1,4 +1,4 @@
-"""Cross-process wake-up signals: ZEO's pushed invalidations and
+"""Remote wake-ups (zasync.remote_wakeup): ZEO's pushed invalidations and
 PostgreSQL's NOTIFY reach a watcher in another database client, and only
 changes to watched objects wake it."""
 
@@ -9,7 +9,7 @@ import pytest
 import transaction
 import ZODB
 
-from zasync import signals
+from zasync import remote_wakeup
 
 
 class Thing(persistent.Persistent):
@@ -44,7 +44,7 @@ def test_zeo_invalidations_of_watched_objects_wake(zeo):
         # A second watch on "flag" tells when the watcher has received every
         # invalidation committed before a change to "flag" (ZEO keeps order).
         flagged = threading.Event()
-        flag_watch = signals.listen(watcher, flagged.set)
+        flag_watch = remote_wakeup.listen(watcher, flagged.set)
         flag_watch.watch([oid["flag"]])
 
         def flush():
@@ -54,7 +54,7 @@ def test_zeo_invalidations_of_watched_objects_wake(zeo):
 
         flush()
         woken = threading.Event()
-        listening = signals.listen(watcher, woken.set)
+        listening = remote_wakeup.listen(watcher, woken.set)
         assert listening.kind == "zeo-invalidations"
         listening.watch([oid["watched"]])
 
@@ -77,7 +77,7 @@ def test_zeo_invalidations_of_watched_objects_wake(zeo):
 
 
 def test_other_storages_need_no_listener(db):
-    assert signals.listen(db, lambda: None) is None
+    assert remote_wakeup.listen(db, lambda: None) is None
 
 
 @pytest.mark.postgres
@@ -89,26 +89,35 @@ def test_postgresql_notify_after_commit_wakes_listeners(postgres, tmp_path):
     putting_db = ZODB.config.databaseFromURL(conf)
     try:
         woken = threading.Event()
-        listening = signals.listen(listening_db, woken.set)
+        listening = remote_wakeup.listen(listening_db, woken.set)
         assert listening.kind == "postgresql-notify"
         assert listening.wait_ready(10)
         woken.clear()  # it wakes once when it starts listening
 
-        signals.notify_other_processes(putting_db)
+        remote_wakeup.notify_other_processes(putting_db)
         assert woken.wait(10)
 
         listening.stop()
         woken.clear()
-        signals.notify_other_processes(putting_db)
+        remote_wakeup.notify_other_processes(putting_db)
         # Prove the NOTIFY went out by a second listener hearing it.
         heard = threading.Event()
-        second = signals.listen(listening_db, heard.set)
+        second = remote_wakeup.listen(listening_db, heard.set)
         assert second.wait_ready(10)
         heard.clear()
-        signals.notify_other_processes(putting_db)
+        remote_wakeup.notify_other_processes(putting_db)
         assert heard.wait(10)
         second.stop()
         assert not woken.is_set()
     finally:
         listening_db.close()
         putting_db.close()
+
+
+def test_the_old_module_name_is_the_same_module():
+    """zasync.signals, the old name, is zasync.remote_wakeup itself (so a
+    change made through either is seen through both)."""
+    import zasync.signals
+
+    assert zasync.signals is remote_wakeup
+    assert zasync.signals.listen is remote_wakeup.listen

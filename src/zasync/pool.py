@@ -1,0 +1,239 @@
+"""A dispatcher's worker threads and the jobs it holds for them.
+
+The dispatcher's loop thread claims jobs and hands each to a thread of the
+pool; a thread runs it (zasync.runner) and reports it finished, so that the
+next round reconciles it. When jobs are short, the loop also claims jobs
+ahead, held in a buffer per agent (*prefetch*): a thread that finishes a
+job takes the next one from there and starts it in the commit of the one
+it finished, without waiting for a round.
+
+Keys are (queue name, agent name). Only the loop thread claims, holds and
+hands over; worker threads take held jobs, report finished ones and put
+back a held job they could not start.
+"""
+
+import collections
+import logging
+import threading
+import time
+
+from zasync.transact import abort
+
+log = logging.getLogger("zasync.dispatcher")
+
+
+class WorkerPool:
+    """Threads that run claimed jobs, made as needed, one job at a time each.
+
+    ``make_runner()`` gives each new thread its JobRunner; ``wake()`` is
+    called when a thread finished a job the loop should see soon. ``name``
+    (the dispatcher's UUID) names the threads and the log lines. Jobs are
+    held ahead (up to ``prefetch`` per agent) while the average job takes
+    less than ``prefetch_below`` seconds.
+    """
+
+    def __init__(self, make_runner, wake, name, prefetch=16, prefetch_below=0.05):
+        self.make_runner = make_runner
+        self.wake = wake
+        self.name = name
+        self.prefetch = prefetch
+        self.prefetch_below = prefetch_below
+        #: A round reconciles at once when this many jobs finished.
+        self.batch_size = max(1, prefetch // 2)
+        #: Set once the dispatcher stops: no held job is taken any more.
+        self.stopping = False
+        # Until a job has been timed, assume jobs are not short: a new worker
+        # then claims no more than it can start, and long jobs spread out.
+        self._job_seconds = prefetch_below
+        self._buffers = collections.defaultdict(collections.deque)
+        self._running = collections.Counter()
+        # Oids handed to a thread, or taken from a buffer by one, until they
+        # are finished or put back: with the buffers and the finished, what
+        # this process knows it holds (see known_oids).
+        self._running_oids = set()
+        self._track = threading.Lock()
+        self._finished = collections.deque()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._tasks = collections.deque()
+        self._task_ready = threading.Condition()
+        self._threads = []
+        self._idle_threads = 0
+
+    # -- what the loop thread asks ------------------------------------------
+
+    @property
+    def in_flight(self):
+        """How many jobs threads are running (or about to)."""
+        return self._in_flight
+
+    def idle_threads(self, key, size):
+        """How many of the ``size`` threads of agent ``key`` run no job. The
+        pool serves that agent from then on (every_agent_has_held_jobs)."""
+        self._buffers.setdefault(key, collections.deque())
+        return size - self._running[key]
+
+    def is_running(self, oid):
+        return oid in self._running_oids
+
+    def jobs_to_hold(self):
+        """How many jobs to hold ahead per agent: ``prefetch`` while jobs
+        are short, else none."""
+        return self.prefetch if self._job_seconds < self.prefetch_below else 0
+
+    def known_oids(self):
+        """The oids this process knows it holds: running, held or finished
+        but not reconciled yet."""
+        with self._track:
+            known = set(self._running_oids)
+            known.update(self._finished)
+            for buffer in self._buffers.values():
+                known.update(buffer)
+        return known
+
+    def every_agent_has_held_jobs(self):
+        """True unless an agent served has no job held for its threads."""
+        return all(self._buffers.values())
+
+    # -- held jobs -------------------------------------------------------------
+
+    def hold(self, key, oid):
+        """Hold the claimed (ASSIGNED) job ``oid`` for agent ``key``."""
+        self._buffers[key].append(oid)
+
+    def pop_held(self, key):
+        """The oldest job held for agent ``key``, for the loop to start, or
+        None."""
+        buffer = self._buffers[key]
+        return buffer.popleft() if buffer else None
+
+    def put_back(self, key, oid):
+        """Hold ``oid`` again, first (a round that took it failed)."""
+        self._buffers[key].appendleft(oid)
+
+    def _take_held(self, key):
+        """The next job held for this agent's threads, unless stopping."""
+        if self.stopping:
+            return None
+        with self._track:
+            try:
+                oid = self._buffers[key].popleft()
+            except IndexError:
+                return None
+            self._running_oids.add(oid)
+            return oid
+
+    # -- finished jobs ---------------------------------------------------------
+
+    @property
+    def finished_count(self):
+        return len(self._finished)
+
+    def take_finished(self):
+        """The jobs finished since the last call, oldest first."""
+        finished = []
+        while self._finished:
+            finished.append(self._finished.popleft())
+        return finished
+
+    def restore_finished(self, oids):
+        """Give back what take_finished gave (a round that failed)."""
+        self._finished.extendleft(reversed(oids))
+
+    def finished(self):
+        """The jobs finished and not taken yet (they stay)."""
+        return list(self._finished)
+
+    # -- threads ---------------------------------------------------------------
+
+    def hand_over(self, oid, key):
+        """Run the job ``oid`` of agent ``key`` in a thread (a new one if
+        none is idle)."""
+        with self._track:
+            self._running_oids.add(oid)
+        with self._idle:
+            self._in_flight += 1
+            self._running[key] += 1
+        with self._task_ready:
+            self._tasks.append((oid, key))
+            if self._idle_threads < len(self._tasks):
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"zasync-worker-{self.name[:8]}-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                self._idle_threads += 1
+                thread.start()
+            self._task_ready.notify()
+
+    def wait_idle(self, timeout):
+        """Wait up to ``timeout`` seconds until no job runs; True if none does."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def stop(self, join_timeout):
+        """End the threads once they are done with their jobs; wait up to
+        ``join_timeout`` seconds for each."""
+        with self._task_ready:
+            self._tasks.extend([None] * len(self._threads))
+            self._task_ready.notify_all()
+        for thread in self._threads:
+            thread.join(join_timeout)
+
+    def _work(self):
+        runner = self.make_runner()
+        try:
+            while True:
+                with self._task_ready:
+                    while not self._tasks:
+                        self._task_ready.wait()
+                    task = self._tasks.popleft()
+                    self._idle_threads -= 1
+                if task is None:
+                    return
+                try:
+                    self._run_chain(runner, *task)
+                finally:
+                    with self._task_ready:
+                        self._idle_threads += 1
+                    with self._idle:
+                        self._in_flight -= 1
+                        self._running[task[1]] -= 1
+                        self._idle.notify_all()
+                    self.wake()
+        finally:
+            runner.close()
+
+    def _run_chain(self, runner, oid, key):
+        """Run a job, then the jobs held for its agent, while there are any."""
+        while oid is not None:
+            started = time.monotonic()
+            try:
+                next_oid, activated = runner.run(oid, lambda: self._take_held(key))
+            except Exception:
+                log.exception("dispatcher %s: worker failed on job %r", self.name, oid)
+                abort(runner.tm)
+                # A job it took to run next is still ours to run or put back.
+                next_oid, activated = runner.taken_next()
+            # A moving average of job run times decides whether to hold
+            # jobs for threads: worth it for short jobs only.
+            self._job_seconds = 0.9 * self._job_seconds + 0.1 * (
+                time.monotonic() - started
+            )
+            with self._track:
+                self._finished.append(oid)
+                self._running_oids.discard(oid)
+            if len(self._finished) >= self.batch_size or not self._buffers[key]:
+                self.wake()
+            if (
+                next_oid is not None
+                and not activated
+                and not runner.activate_alone(next_oid)
+            ):
+                with self._track:
+                    if not self.stopping:
+                        self._buffers[key].appendleft(next_oid)
+                    self._running_oids.discard(next_oid)
+                next_oid = None
+            oid = next_oid
