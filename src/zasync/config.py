@@ -13,7 +13,7 @@ it::
     ...                  names=COMMAND_LINE)
     Traceback (most recent call last):
     ...
-    zasync.config.ConfigurationError: --death-interval (20) must be longer ...
+    zasync.exceptions.ConfigurationError: --death-interval (20) must be longer ...
 
 Also here: the few names that zasync and its tools must spell alike (the
 default queue and its label, the agent's name, the line a worker prints
@@ -28,7 +28,7 @@ import typing
 import uuid as uuidlib
 
 from zasync import clock as clocklib
-from zasync.exceptions import ZasyncError
+from zasync.exceptions import ConfigurationError
 
 #: The name of the default queue: the empty string.
 DEFAULT_QUEUE = ""
@@ -56,13 +56,6 @@ def queue_label(name):
 def queue_name(label):
     """The queue name for what a person typed: 'default' (or '') is ''."""
     return DEFAULT_QUEUE if label in (DEFAULT_QUEUE_LABEL, DEFAULT_QUEUE) else label
-
-
-class ConfigurationError(ZasyncError, ValueError):
-    """A dispatcher option (an argument of ``zasync.start``, a ``zasync
-    worker`` option, a ``<product-config zasync>`` key) has a value that
-    cannot be used. The message names the option as it was given and what
-    to change."""
 
 
 def check_agent_size(value, what="agent size"):

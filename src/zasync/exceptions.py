@@ -79,6 +79,13 @@ class UnpicklableError(ZasyncError):
 # -- operating ---------------------------------------------------------------
 
 
+class ConfigurationError(ZasyncError, ValueError):
+    """A dispatcher option (an argument of ``zasync.start``, a ``zasync
+    worker`` option, a ``<product-config zasync>`` key) has a value that
+    cannot be used. The message names the option as it was given and what
+    to change."""
+
+
 class AdminError(ZasyncError):
     """An operation cannot be done as asked; the message says why and what
     to do instead. Nothing was changed."""

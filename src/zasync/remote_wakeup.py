@@ -21,6 +21,8 @@ import select
 import threading
 import weakref
 
+from zasync import transact
+
 log = logging.getLogger("zasync.remote_wakeup")
 
 CHANNEL = "zasync_wakeup"
@@ -222,7 +224,7 @@ class PostgreSQLListener:
                 failures += 1
                 if failures == 1:
                     log.warning("zasync: cannot LISTEN for new jobs yet: %s", exc)
-                self._stop.wait(min(0.1 * 2 ** min(failures, 10), 5.0))
+                self._stop.wait(transact.backoff(failures, base=0.1, cap=5.0))
                 continue
             failures = 0
             # Something may have been queued while we were not listening.

@@ -116,7 +116,7 @@ def set_quota_size(queues, name, size, queue=None):
     return {"queue": queue_label(target.name), "quota": name, "size": size, "was": was}
 
 
-def _dispatcher_uuid(queue, text):
+def _find_dispatcher(queue, text):
     """The UUID of a dispatcher of ``queue`` (registered, or with a size of
     its own) that ``text`` names in full or by a unique prefix."""
     settings = queue.agent_settings
@@ -163,7 +163,7 @@ def set_agent_size(queues, size, queue=None, dispatcher=None):
     label = queue_label(target.name)
     uuid = None
     if dispatcher is not None:
-        uuid = _dispatcher_uuid(target, dispatcher)
+        uuid = _find_dispatcher(target, dispatcher)
         record = target.dispatchers.get(uuid)
         if record is not None and record.agent_size_source is not None:
             agent = record.agents.get(MAIN_AGENT)
