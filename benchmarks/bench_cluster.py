@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import datetime
 import importlib.metadata
-import inspect
 import json
 import os
 import platform
@@ -57,7 +56,7 @@ sys.path.insert(0, HERE)
 import jobs  # noqa: E402
 
 import zasync  # noqa: E402
-from zasync.dispatcher import Dispatcher  # noqa: E402
+from zasync.config import DEFAULTS  # noqa: E402
 from zasync.queue import get_queues  # noqa: E402
 from zasync.status import ACTIVE, ASSIGNED  # noqa: E402
 from zasync.testing import processes  # noqa: E402
@@ -65,9 +64,7 @@ from zasync.testing import processes  # noqa: E402
 TARGET_PICKUP_P50_MS = 25.0
 LABEL = 48  # width of the label column of the report
 WARNINGS = []  # anything that makes a figure doubtful, printed at the end
-DEFAULT_PING = (
-    inspect.signature(Dispatcher.__init__).parameters["ping_interval"].default
-)
+DEFAULT_PING = DEFAULTS.ping_interval
 RAW_CLIENT = os.path.join(HERE, "cluster_raw.py")
 
 
