@@ -140,3 +140,19 @@ def test_the_engine_imports_nothing_of_zope_or_plone(name):
             continue  # from zope.interface import implementer
         foreign.append(target)
     assert not foreign, f"the engine module {name} imports {sorted(foreign)}"
+
+
+TRANSACT_NAMES = {"abort", "POSTPONE", "TRANSIENT_ERRORS", "ClientDisconnected"}
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_transaction_helpers_come_from_transact_not_the_runner(name):
+    tree = ast.parse(modules()[name].read_text())
+    wrong = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "zasync.runner"
+        for alias in node.names
+        if alias.name in TRANSACT_NAMES
+    ]
+    assert not wrong, f"{name} imports {wrong} from zasync.runner: use zasync.transact"
