@@ -53,7 +53,7 @@ from ZODB.utils import get_pickle_metadata
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import jobs  # noqa: E402
+import jobs as bench_jobs  # noqa: E402
 
 import zasync  # noqa: E402
 from zasync.config import DEFAULTS  # noqa: E402
@@ -269,7 +269,7 @@ def throughput(backend, workers, jobs, agent_size, timeout):
         def put(root):
             queue = backend.client.queue(name)
             for i in range(jobs):
-                queue.put(zasync.Job(jobs.noop, i))
+                queue.put(zasync.Job(bench_jobs.noop, i))
 
         pids = [w.pid for w in started_workers] + [backend.server_pid, os.getpid()]
         cpu_before = cpu_snapshot(pids)
@@ -374,7 +374,7 @@ def pickup_section(backend, samples, warmup=5):
         for index in range(warmup + samples):
 
             def put(root):
-                return client.queue(name).put(zasync.Job(jobs.stamp))
+                return client.queue(name).put(zasync.Job(bench_jobs.stamp))
 
             before = time.time()
             job = client.write(put)
@@ -527,7 +527,7 @@ def recovery_section(backend, jobs, job_seconds, ping=1, death=5):
     def queue_jobs(root):
         queue = client.queue(name)
         for _ in range(jobs):
-            queue.put(zasync.Job(jobs.sleep, job_seconds))
+            queue.put(zasync.Job(bench_jobs.sleep, job_seconds))
 
     try:
         # The victim starts alone and fills its threads (a new worker holds
