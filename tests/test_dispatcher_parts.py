@@ -78,6 +78,37 @@ def test_a_round_that_fails_gives_back_what_it_took(db):
     assert dispatcher._audit_due is True
 
 
+def run_claimed(db, conn, job, abandoned=False):
+    """Claim ``job`` for a dispatcher record of its own and run it with a
+    JobRunner given a hand-made RunnerContext (no Dispatcher at all).
+    Returns the job, what run() returned and what the context counted."""
+    me = str(uuid.uuid4())
+    queue = zasync.get_queues(conn)[""]
+    record = queue.dispatchers[me] = DispatcherRecord(me, clock.utcnow(), 30, 300)
+    agent = record.agents[config.MAIN_AGENT] = Agent(size=1)
+    queue.put(job)
+    (claimed,) = queue.claim(agent, me, 1, clock.utcnow(), start=1)
+    assert claimed is job and job.status == ACTIVE
+    transaction.commit()
+    counted = []
+    context = RunnerContext(
+        db=db,
+        database=None,
+        uuid=me,
+        clock=clock.utcnow,
+        abandoned=lambda: abandoned,
+        count=counted.append,
+        transient_error=counted.append,
+    )
+    runner = JobRunner(context)
+    try:
+        outcome = runner.run(job._p_oid)
+    finally:
+        runner.close()
+    transaction.abort()
+    return job, outcome, counted
+
+
 def test_the_runner_needs_only_its_context(db, conn):
     """A JobRunner runs a claimed job with a hand-made RunnerContext: no
     dispatcher at all."""
@@ -90,30 +121,8 @@ def test_the_runner_needs_only_its_context(db, conn):
         "count",
         "transient_error",
     ]
-    me = str(uuid.uuid4())
-    queue = zasync.get_queues(conn)[""]
-    record = queue.dispatchers[me] = DispatcherRecord(me, clock.utcnow(), 30, 300)
-    agent = record.agents[config.MAIN_AGENT] = Agent(size=1)
-    job = queue.put(zasync.Job(jobfuncs.add, 20, 22))
-    (claimed,) = queue.claim(agent, me, 1, clock.utcnow(), start=1)
-    assert claimed is job and job.status == ACTIVE
-    transaction.commit()
-    counted = []
-    context = RunnerContext(
-        db=db,
-        database=None,
-        uuid=me,
-        clock=clock.utcnow,
-        abandoned=lambda: False,
-        count=counted.append,
-        transient_error=counted.append,
-    )
-    runner = JobRunner(context)
-    try:
-        assert runner.run(job._p_oid) == (None, False)
-    finally:
-        runner.close()
-    transaction.abort()
+    job, outcome, counted = run_claimed(db, conn, zasync.Job(jobfuncs.add, 20, 22))
+    assert outcome == (None, False)
     assert job.status == COMPLETED and job.result == 42
     assert counted == ["completed"]
 
@@ -121,29 +130,9 @@ def test_the_runner_needs_only_its_context(db, conn):
 def test_an_abandoned_context_commits_nothing(db, conn):
     """Once the context says the dispatcher abandoned its jobs, the runner
     records no outcome (the job was put back for another)."""
-    me = str(uuid.uuid4())
-    queue = zasync.get_queues(conn)[""]
-    record = queue.dispatchers[me] = DispatcherRecord(me, clock.utcnow(), 30, 300)
-    agent = record.agents[config.MAIN_AGENT] = Agent(size=1)
-    job = queue.put(zasync.Job(jobfuncs.fail, "no"))
-    queue.claim(agent, me, 1, clock.utcnow(), start=1)
-    transaction.commit()
-    counted = []
-    context = RunnerContext(
-        db=db,
-        database=None,
-        uuid=me,
-        clock=clock.utcnow,
-        abandoned=lambda: True,
-        count=counted.append,
-        transient_error=counted.append,
+    job, _, counted = run_claimed(
+        db, conn, zasync.Job(jobfuncs.fail, "no"), abandoned=True
     )
-    runner = JobRunner(context)
-    try:
-        runner.run(job._p_oid)
-    finally:
-        runner.close()
-    transaction.abort()
     assert job.status == ACTIVE and counted == []
 
 
