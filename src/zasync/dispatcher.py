@@ -510,7 +510,15 @@ class Dispatcher:
 
     def _claim_for(self, queue, agent, key, round):
         """Start jobs for the agent's idle threads, held ones first, and
-        claim more to hold for threads that are about to finish."""
+        claim more to hold for threads that are about to finish.
+
+        Jobs are held ahead only while no live peer of this queue has a
+        free thread: held jobs must not wait here while a peer could run
+        them, so when one has room the held jobs go back to the queue. An
+        agent of size 0 claims nothing and gives back what it held."""
+        if agent.size == 0:
+            self._give_back_held(queue, key, round)
+            return
         idle = self.pool.idle_threads(key, agent.size)
         idle -= round.starting(key)  # adopted ones
         while idle > 0:
@@ -529,7 +537,11 @@ class Dispatcher:
             # it is ours, and runs now, its attempt counted already.
             round.to_start.append((key, oid))
             idle -= 1
-        wanted = agent.size + self.pool.jobs_to_hold() - len(agent.jobs)
+        hold = self.pool.jobs_to_hold()
+        if hold and self._a_peer_has_room(queue, round.now):
+            hold = 0
+            self._give_back_held(queue, key, round)
+        wanted = agent.size + hold - len(agent.jobs)
         if wanted <= 0:
             return
         start = max(idle, 0)
@@ -538,6 +550,24 @@ class Dispatcher:
             (round.to_start if index < start else round.to_hold).append(
                 (key, job._p_oid)
             )
+
+    def _a_peer_has_room(self, queue, now):
+        """Whether another live dispatcher of ``queue`` has a free thread."""
+        for uuid, record in queue.dispatchers.items():
+            if uuid == self.uuid or record.is_dead(now):
+                continue
+            if any(len(agent.jobs) < agent.size for agent in record.agents.values()):
+                return True
+        return False
+
+    def _give_back_held(self, queue, key, round):
+        """Put the jobs held for agent ``key`` back in the queue, unstarted
+        and with no attempt counted, for any dispatcher to claim."""
+        while (oid := self.pool.pop_held(key)) is not None:
+            round.taken.append((key, oid))
+            job = self._jobs_connection().get(oid)
+            if job.status == ASSIGNED and job.assignee[0] == self.uuid:
+                queue.recover_job(job, round.now, interrupted=False)
 
     def _adopt_unknown(self, queue, record, round):
         """Take up the jobs the database says this dispatcher holds but this
