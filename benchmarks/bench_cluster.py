@@ -26,6 +26,10 @@ through a connection of its own. It measures:
 4. Recovery after ``kill -9`` over ZEO: (a) by a live peer once the dead
    worker's heartbeat expired, (b) by the same worker restarted with its
    UUID file, with no death interval to wait for.
+5. Fairness over ZEO: two idle worker processes of one thread each, warmed
+   up on short jobs (so they hold jobs ahead), are given 18 jobs of one
+   second in one transaction; the time to all done against the 9 s two
+   threads need, and how the jobs split between the workers.
 """
 
 import argparse
@@ -62,6 +66,9 @@ from zasync.status import ACTIVE, ASSIGNED  # noqa: E402
 from zasync.testing import processes  # noqa: E402
 
 TARGET_PICKUP_P50_MS = 25.0
+# Fairness: the makespan of the jobs on two workers, at most this many
+# times the ideal (jobs * seconds / 2).
+TARGET_FAIRNESS_RATIO = 1.2
 LABEL = 48  # width of the label column of the report
 WARNINGS = []  # anything that makes a figure doubtful, printed at the end
 DEFAULT_PING = DEFAULTS.ping_interval
@@ -623,6 +630,67 @@ def recovery_section(backend, jobs, job_seconds, ping=1, death=5):
 # -- the report ----------------------------------------------------------------
 
 
+def fairness_section(backend, jobs=18, job_seconds=1.0, warmup=50):
+    """Two warmed-up workers of one thread each on ``jobs`` jobs of
+    ``job_seconds``: makespan and split."""
+    name = "fairness"
+    backend.create_queue(name)
+    workers = [
+        backend.worker(f"{name}-{i}", ["--queue", name, "--agent-size", "1"])
+        for i in range(2)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+
+        def put(func, *args, count):
+            def write(root):
+                queue = backend.client.queue(name)
+                for _ in range(count):
+                    queue.put(zasync.Job(func, *args))
+
+            return write
+
+        # Short jobs first: each worker learns that jobs are short, which is
+        # when it holds jobs ahead.
+        backend.client.write(put(bench_jobs.noop, count=warmup))
+        processes.wait_for(
+            lambda: _completed(backend, name)["completed"] >= warmup,
+            60,
+            "the warm-up jobs",
+        )
+        backend.client.write(put(bench_jobs.sleep, job_seconds, count=jobs))
+        committed = time.monotonic()
+        processes.wait_for(
+            lambda: _completed(backend, name)["completed"] >= warmup + jobs,
+            jobs * job_seconds + 60,
+            f"{jobs} jobs of {job_seconds:g} s",
+            interval=0.05,
+        )
+        seen = time.monotonic() - committed
+    finally:
+        for worker in workers:
+            worker.terminate(60)
+
+    def split(root):
+        queue = backend.client.queue(name)
+        by_worker = {}
+        for job in queue.jobs(status="completed"):
+            if job.callable_name.endswith("sleep"):
+                by_worker[job.assignee[0]] = by_worker.get(job.assignee[0], 0) + 1
+        return sorted(by_worker.values(), reverse=True)
+
+    ideal = jobs * job_seconds / 2
+    return {
+        "jobs": jobs,
+        "job_s": job_seconds,
+        "seconds": seen,
+        "ideal_s": ideal,
+        "ratio": seen / ideal,
+        "split": backend.client.read(split),
+    }
+
+
 def machine_facts(directory, pg_version):
     try:
         load = "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
@@ -855,6 +923,20 @@ def report(results, args):
             + "; no death interval involved"
         )
         w("")
+    f = results.get("fairness")
+    if f:
+        w(
+            f"5. Fairness over ZEO: {f['jobs']} jobs of {f['job_s']:g} s on 2 idle, "
+            "warmed-up workers of 1 thread each"
+        )
+        w(f"  {'commit to all done (s)':{LABEL}}{f['seconds']:>14.1f}")
+        w(f"  {'ideal: 2 threads busy throughout (s)':{LABEL}}{f['ideal_s']:>14.1f}")
+        w(f"  {'ratio':{LABEL}}{f['ratio']:>14.2f}")
+        w(f"  {'jobs per worker':{LABEL}}{'/'.join(map(str, f['split'])):>14}")
+        met = f["ratio"] <= TARGET_FAIRNESS_RATIO
+        label = f"target: ratio <= {TARGET_FAIRNESS_RATIO:g}"
+        w(f"  {label:{LABEL}}{'MET' if met else 'MISSED':>14}")
+        w("")
     for warning in results.get("warnings", ()):
         w(f"WARNING: {warning}")
     w(f"total time {results['seconds']:.0f} s")
@@ -898,6 +980,8 @@ def run_all(stack, args, skip, pg_ok, directory, results):
         results["recovery"] = recovery_section(
             backends[0][0], args.recovery_jobs, args.recovery_job_seconds
         )
+    if "fairness" not in skip:
+        results["fairness"] = fairness_section(backends[0][0])
 
 
 def main(argv=None):
@@ -933,7 +1017,14 @@ def main(argv=None):
         "--skip",
         action="append",
         default=[],
-        choices=["throughput", "pickup", "heartbeat", "recovery", "postgres"],
+        choices=[
+            "throughput",
+            "pickup",
+            "heartbeat",
+            "recovery",
+            "fairness",
+            "postgres",
+        ],
         help="leave out a part (repeatable)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
