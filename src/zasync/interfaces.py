@@ -302,9 +302,14 @@ class IJob(Interface):
         inline mode of zasync.testing). IQueue.put calls this first, so a
         job made outside a retry loop can be put again after an abort."""
 
-    def enter_run_order():
+    def enter_run_order(front=False):
         """PENDING, out of the run order -> in it: computes and returns
-        ``pending_key``, under which the queue files the job."""
+        ``pending_key``, under which the queue files the job.
+
+        With ``front``, the key puts the job before every other job of its
+        priority (as if it were due since 1970): the queue does so for a
+        job it takes back from a dispatcher that died or stopped, once the
+        job is due."""
 
     def leave_run_order():
         """PENDING, in the run order -> out of it (still PENDING): returns
