@@ -340,7 +340,10 @@ class Queue(persistent.Persistent):
 
     def _shard(self, job_id):
         inbox = self._inbox
-        return inbox[job_id % len(inbox)] if inbox else None
+        if not inbox:
+            return None
+        # Fibonacci hashing: ids of one process step by one or two.
+        return inbox[((job_id * 0x9E3779B97F4A7C15) >> 32) % len(inbox)]
 
     def _in_inbox(self, job_id):
         shard = self._shard(job_id)
