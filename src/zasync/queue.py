@@ -108,13 +108,19 @@ class Inbox(persistent.Persistent):
     order, unsorted.
 
     ``entries`` is a tuple of ``(pending_key, lane key, job)`` in arrival
-    order. A put appends one entry; a dispatcher's claim takes them all
-    (and files them in the lanes). The state is this one tuple, so that
-    concurrent changes merge (``_p_resolveConflict``): appends and takes
-    combine, unless both transactions took the same entry (two dispatchers
-    filing the same job: one of them must try again) or appended the same
-    one. Entries are told apart by their key, an integer that includes the
-    job's id: no persistent reference is compared.
+    order. A put appends one entry; a claim takes the entries of the jobs
+    it claims; a dispatcher's round files a shard that grew (next_due), and
+    a put a full one, in the lanes, taking all its entries. The state is
+    this one tuple, so that concurrent changes merge
+    (``_p_resolveConflict``, after zc.queue): appends and takes combine,
+    unless both transactions took the same entry (two dispatchers claiming
+    or filing the same job: one of them must try again) or appended the
+    same one. Entries are told apart by their key, an integer that includes
+    the job's id, never by comparing persistent references. A queue's
+    shards are fixed when it is made and never replaced, so emptying one
+    changes no parent object (unlike zc.queue's CompositeQueue buckets, and
+    unlike a BTree bucket, which cannot merge an insert while it is emptied
+    or split).
     """
 
     entries = ()
@@ -294,7 +300,8 @@ class Queue(persistent.Persistent):
             self._unique[unique_key] = job
         # Only the job (new), an inbox shard and the pending count (both
         # merge concurrent changes) are written: the lanes and _jobs, whose
-        # keys grow with time, are left to the dispatcher's claim.
+        # keys grow with time (every put would land in their last bucket),
+        # are left to the dispatchers.
         self._pending_count.change(1)
         self._to_inbox(job)
         wakeup.wake_after_commit(self)
