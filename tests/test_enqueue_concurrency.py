@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import transaction
+import ZODB
 from BTrees.Length import Length
 from ZODB.POSException import ConflictError
 
@@ -372,3 +373,34 @@ def test_the_inbox_refuses_two_takes_or_two_puts_of_one_job():
         resolve(entries(1, 2), entries(2), entries(2, 3))
     with pytest.raises(ConflictError, match="put the same job"):
         resolve(entries(), entries(7), entries(7))
+
+
+def test_puts_and_a_claim_of_two_zeo_clients_merge_on_the_server(zeo):
+    """Over ZEO the server resolves the conflicts (zasync importable there):
+    two clients, as two web instances and a worker, put and claim at once."""
+    web = ZODB.DB(zeo.client_storage())
+    worker = ZODB.DB(zeo.client_storage())
+    try:
+        with contextlib.closing(jobfuncs.open_connection(worker)) as conn:
+            (uid,) = setup_queue(conn, dispatchers=1)
+            for label in range(40):
+                put(conn, f"old-{label}")
+            conn.transaction_manager.commit()
+        conflicts = []
+        with contextlib.ExitStack() as stack:
+            opened = [
+                stack.enter_context(contextlib.closing(jobfuncs.open_connection(db)))
+                for db in (web, web, worker)
+            ]
+            *requests, dispatcher = opened
+            for round in range(20):
+                for conn in opened:
+                    conn.transaction_manager.begin()
+                for number, request in enumerate(requests):
+                    put(request, f"{round}-{number}")
+                claim(dispatcher, uid, limit=3)
+                conflicts += commit_all([requests[0], dispatcher, requests[1]])
+        assert conflicts == []
+    finally:
+        web.close()
+        worker.close()
