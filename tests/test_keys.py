@@ -4,6 +4,8 @@ import datetime
 
 import pytest
 
+import jobfuncs
+import zasync
 from zasync import clock, keys, queue
 
 NOW_US = clock.to_micros(datetime.datetime(2030, 1, 2, tzinfo=datetime.UTC))
@@ -60,3 +62,20 @@ def test_the_old_names_in_zasync_queue_still_import():
     assert queue._pending_key(1, 2, 3) == keys.run_order_key(1, 2, 3)
     assert queue._completed_key(2, 3) == keys.completion_key(2, 3)
     assert queue.JobTimedOut.__module__ == "zasync.exceptions"
+
+
+def test_id_of_a_run_order_key():
+    assert keys.id_of(keys.run_order_key(-3, NOW_US, 12345)) == 12345
+
+
+def test_a_job_entered_in_front_sorts_before_its_priority_only():
+    def pending(priority, front=False):
+        job = zasync.Job(jobfuncs.add, 1, 2)
+        job.enter_queue(None, job.id, jobfuncs.NOW, jobfuncs.NOW, priority=priority)
+        return job.enter_run_order(front=front)
+
+    older = pending(0)
+    back = pending(0, front=True)
+    assert back < older  # newer, yet first among its priority
+    assert pending(1) < back  # a higher priority still runs first
+    assert keys.begin_of(back) == 0

@@ -302,9 +302,14 @@ class IJob(Interface):
         inline mode of zasync.testing). IQueue.put calls this first, so a
         job made outside a retry loop can be put again after an abort."""
 
-    def enter_run_order():
+    def enter_run_order(front=False):
         """PENDING, out of the run order -> in it: computes and returns
-        ``pending_key``, under which the queue files the job."""
+        ``pending_key``, under which the queue files the job.
+
+        With ``front``, the key puts the job before every other job of its
+        priority (as if it were due since 1970): the queue does so for a
+        job it takes back from a dispatcher that died or stopped, once the
+        job is due."""
 
     def leave_run_order():
         """PENDING, in the run order -> out of it (still PENDING): returns
@@ -431,6 +436,13 @@ class IQueue(Interface):
         with exactly one job (one of them gets a ConflictError and its retry
         finds the other's job).
 
+        A put writes only the new job, one inbox shard of the queue and the
+        pending count; all three merge concurrent changes, so puts do not
+        conflict with each other nor with dispatchers' claims. The job is
+        pending, in the run order (its ``pending_key`` is set), counted,
+        listed and found by ``get`` at once; dispatchers take it from the
+        inbox when they claim it, or file it in the run-order indexes.
+
         Raises ValueError for a job that was already queued, an unknown quota
         or a naive datetime, and zasync.job.BadJobError for anything that
         would not pickle. Nothing already queued is touched when it raises.
@@ -496,7 +508,8 @@ class IQueue(Interface):
     )
 
     def peek(agent, now):
-        """The job that a claim for ``agent`` would take now, or None."""
+        """The job that a claim for ``agent`` would take now, or None
+        (reads only)."""
 
     def unsettled():
         """How many jobs are pending, claimed or waiting for sub-jobs,

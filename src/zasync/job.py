@@ -361,16 +361,16 @@ class Job(persistent.Persistent):
         self._status = NEW.value
         return True
 
-    def enter_run_order(self):
+    def enter_run_order(self, front=False):
         self._require("enter the run order of", PENDING)
         if self.pending_key is not None:
             raise BadStatusError(
                 f"Cannot enter job {self.id} ({self.callable_name}) in the run "
                 f"order: it is in it already (key {self.pending_key})."
             )
-        self.pending_key = keys.run_order_key(
-            self.priority, self._begin_after_us, self.id
-        )
+        # In front: as if due since 1970, before every job of its priority.
+        begin_us = 0 if front else self._begin_after_us
+        self.pending_key = keys.run_order_key(self.priority, begin_us, self.id)
         return self.pending_key
 
     def leave_run_order(self):

@@ -13,7 +13,9 @@ run order (a pending job's ``pending_key``)::
     level = PRIORITY_LIMIT - priority: a higher priority has a lower level
     and runs first; inside a level, the job due first (earliest
     ``begin_after``, in microseconds since 1970, never negative), then the
-    one that arrived first (ids grow with arrival).
+    one that arrived first (ids grow with arrival). A job taken back from a
+    dispatcher that died or stopped is filed with begin_after 0, before
+    every other job of its level (see ``Job.enter_run_order(front=True)``).
 
 completion order (a completed job's ``index_key``)::
 
@@ -64,6 +66,11 @@ def level_end(key, now_us):
 def next_level(key):
     """The smallest key of the priority level after ``key``'s."""
     return (level_of(key) + 1) << LEVEL_SHIFT
+
+
+def id_of(key):
+    """The job id of a run-order key."""
+    return key & ID_MASK
 
 
 # -- completion order --------------------------------------------------------

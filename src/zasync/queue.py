@@ -12,6 +12,7 @@ from BTrees.Length import Length
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree
 from persistent.mapping import PersistentMapping
+from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from zasync import clock, keys, wakeup
@@ -52,6 +53,14 @@ log = logging.getLogger("zasync.job")
 # How many jobs an agent filter may turn down in one lane before the claim
 # moves on; bounds the cost of a claim when a filter rejects most jobs.
 FILTER_SCAN_LIMIT = 200
+
+# The inbox (see Inbox): how many shards a new queue has, how many jobs a
+# shard holds before a put files them in the run order itself (no
+# dispatcher has for a while), and how many make a dispatcher's round file
+# them even when it claims nothing.
+INBOX_SHARDS = 16
+INBOX_SPILL = 100
+INBOX_DRAIN = 50
 
 
 class _Inline(threading.local):
@@ -94,6 +103,82 @@ def _first_ready(lane, now_us, agent):
     return None
 
 
+class Inbox(persistent.Persistent):
+    """Jobs put in a queue and not filed in its lanes yet: part of the run
+    order, unsorted.
+
+    ``entries`` is a tuple of ``(pending_key, lane key, job)`` in arrival
+    order. A put appends one entry; a claim takes the entries of the jobs
+    it claims; a dispatcher's round files a shard that grew (next_due), and
+    a put a full one, in the lanes, taking all its entries. The state is
+    this one tuple, so that concurrent changes merge
+    (``_p_resolveConflict``, after zc.queue): appends and takes combine,
+    unless both transactions took the same entry (two dispatchers claiming
+    or filing the same job: one of them must try again) or appended the
+    same one. Entries are told apart by their key, an integer that includes
+    the job's id, never by comparing persistent references. A queue's
+    shards are fixed when it is made and never replaced, so emptying one
+    changes no parent object (unlike zc.queue's CompositeQueue buckets, and
+    unlike a BTree bucket, which cannot merge an insert while it is emptied
+    or split).
+    """
+
+    entries = ()
+
+    def __len__(self):
+        return len(self.entries)
+
+    def append(self, key, lane_key, job):
+        self.entries += ((key, lane_key, job),)
+
+    def take(self):
+        """Remove every entry and return them (writes only if any)."""
+        entries = self.entries
+        if entries:
+            self.entries = ()
+        return entries
+
+    def find(self, job_id):
+        """The entry of the job with this id, or None (reads only)."""
+        for entry in self.entries:
+            if keys.id_of(entry[0]) == job_id:
+                return entry
+        return None
+
+    def discard(self, key):
+        """Remove the entry of ``key``; False (and no write) if missing."""
+        kept = tuple(entry for entry in self.entries if entry[0] != key)
+        if len(kept) == len(self.entries):
+            return False
+        self.entries = kept
+        return True
+
+    def _p_resolveConflict(self, old, committed, new):
+        others = set(old) | set(committed) | set(new)
+        others.discard("entries")
+        for name in others:
+            if not (old.get(name) == committed.get(name) == new.get(name)):
+                raise ConflictError("inbox attributes changed concurrently")
+        before = old.get("entries", ())
+        theirs, mine = committed.get("entries", ()), new.get("entries", ())
+        old_keys = {entry[0] for entry in before}
+        their_keys = {entry[0] for entry in theirs}
+        my_keys = {entry[0] for entry in mine}
+        if (old_keys - their_keys) & (old_keys - my_keys):
+            raise ConflictError("two transactions took the same job from the inbox")
+        if (their_keys - old_keys) & (my_keys - old_keys):
+            raise ConflictError("two transactions put the same job in the inbox")
+        taken_by_me = old_keys - my_keys
+        resolved = dict(committed)
+        resolved["entries"] = tuple(
+            entry for entry in theirs if entry[0] not in taken_by_me
+        ) + tuple(entry for entry in mine if entry[0] not in old_keys)
+        return resolved
+
+    def __repr__(self):
+        return f"<Inbox of {len(self.entries)} jobs>"
+
+
 @implementer(IQueue)
 class Queue(persistent.Persistent):
     """See IQueue."""
@@ -118,8 +203,13 @@ class Queue(persistent.Persistent):
         self._waiting = LOBTree()
         self._unique = OOBTree()  # unique_key -> pending or running job
         self._live = LOBTree()  # job id -> live annotations
+        self._inbox = tuple(Inbox() for _ in range(INBOX_SHARDS))
 
     _aside = None
+    # Jobs put and not filed in the lanes yet, sharded by job id (see
+    # Inbox). A queue stored before there was an inbox has none until its
+    # first put makes it.
+    _inbox = ()
     #: The agent sizes set for this queue's dispatchers, cluster-wide
     #: (zasync.registry.AgentSettings), or None until one is set: see
     #: zasync.registry.agent_settings().
@@ -192,7 +282,7 @@ class Queue(persistent.Persistent):
 
         # Renewed here, so that ids of queued jobs follow their arrival.
         job_id = new_job_id()
-        while job_id in self._jobs:
+        while self.get(job_id) is not None:
             job_id = new_job_id()
         job.enter_queue(
             self,
@@ -205,10 +295,15 @@ class Queue(persistent.Persistent):
             unique_key,
             retry_policy,
         )
-        self._jobs[job.id] = job
+        job.enter_run_order()
         if unique_key is not None:
             self._unique[unique_key] = job
-        self._add_pending(job)
+        # Only the job (new), an inbox shard and the pending count (both
+        # merge concurrent changes) are written: the lanes and _jobs, whose
+        # keys grow with time (every put would land in their last bucket),
+        # are left to the dispatchers.
+        self._pending_count.change(1)
+        self._to_inbox(job)
         wakeup.wake_after_commit(self)
         return job
 
@@ -240,18 +335,64 @@ class Queue(persistent.Persistent):
             priority=parent.priority,
         )
 
-    def _add_pending(self, job):
-        lane_key = _lane_key(job.lane_quota_names)
+    def _to_inbox(self, job):
+        if not self._inbox:  # a queue stored before there was an inbox
+            self._inbox = tuple(Inbox() for _ in range(INBOX_SHARDS))
+        shard = self._shard(job.id)
+        if len(shard) >= INBOX_SPILL:
+            # No dispatcher filed them for a while: do it, so that the
+            # shard stays small (each put stores all of it).
+            self._file(shard)
+        shard.append(job.pending_key, _lane_key(job.lane_quota_names), job)
+
+    def _shard(self, job_id):
+        inbox = self._inbox
+        if not inbox:
+            return None
+        # Fibonacci hashing: ids of one process step by one or two.
+        return inbox[((job_id * 0x9E3779B97F4A7C15) >> 32) % len(inbox)]
+
+    def _in_inbox(self, job_id):
+        shard = self._shard(job_id)
+        return None if shard is None else shard.find(job_id)
+
+    def _lane(self, lane_key):
         lane = self._lanes.get(lane_key)
         if lane is None:
             lane = self._lanes[lane_key] = OOBTree()
-        lane[job.enter_run_order()] = job
+        return lane
+
+    def _file(self, shard):
+        """Move a shard's jobs to the lanes and to _jobs (the jobs are not
+        written: their keys were set by put)."""
+        for key, lane_key, job in shard.take():
+            self._jobs[keys.id_of(key)] = job
+            self._lane(lane_key)[key] = job
+
+    def _file_inbox(self, at_least=1):
+        """File the jobs of every shard holding at least ``at_least``."""
+        for shard in self._inbox:
+            if len(shard) >= at_least:
+                self._file(shard)
+
+    def _add_pending(self, job, front=False):
+        lane = self._lane(_lane_key(job.lane_quota_names))
+        lane[job.enter_run_order(front)] = job
         self._pending_count.change(1)
 
-    def _remove_pending(self, job):
-        key = job.leave_run_order()
-        del self._lanes[_lane_key(job.lane_quota_names)][key]
+    def _unlink_pending(self, job, key, known=True):
+        """Take the job filed under ``key`` out of the inbox or its lane.
+        A job taken from the inbox is added to _jobs if ``known``."""
+        shard = self._shard(job.id)
+        if shard is not None and shard.discard(key):
+            if known:
+                self._jobs[job.id] = job
+        else:
+            del self._lanes[_lane_key(job.lane_quota_names)][key]
         self._pending_count.change(-1)
+
+    def _remove_pending(self, job, known=True):
+        self._unlink_pending(job, job.leave_run_order(), known)
 
     # -- reading -----------------------------------------------------------
 
@@ -262,7 +403,11 @@ class Queue(persistent.Persistent):
         return True
 
     def _pending_items(self):
-        return heapq.merge(*(lane.items() for lane in self._lanes.values()))
+        put = sorted(
+            ((key, job) for shard in self._inbox for key, _, job in shard.entries),
+            key=operator.itemgetter(0),
+        )
+        return heapq.merge(put, *(lane.items() for lane in self._lanes.values()))
 
     def __iter__(self):
         return (job for _, job in self._pending_items())
@@ -276,7 +421,11 @@ class Queue(persistent.Persistent):
         raise IndexError(f"no pending job at index {index} (queue has {len(self)})")
 
     def get(self, job_id, default=None):
-        return self._jobs.get(job_id, default)
+        job = self._jobs.get(job_id)
+        if job is None:
+            entry = self._in_inbox(job_id)
+            return default if entry is None else entry[2]
+        return job
 
     def claimed_jobs(self):
         """The jobs held by this queue's dispatchers and those waiting for
@@ -385,10 +534,15 @@ class Queue(persistent.Persistent):
         return job
 
     def remove(self, job):
-        if self._jobs.get(job.id) is not job:
+        if self.get(job.id) is not job:
             raise ValueError(f"{job!r} is not in queue {self.name!r}")
         status = job.status
         if status == PENDING:
+            if self._in_inbox(job.id) is not None:
+                self._remove_pending(job, known=False)
+                self._forget_unique(job)
+                job.leave_queue()
+                return
             self._remove_pending(job)
         elif status == COMPLETED:
             index, count = self._completed_index(job)
@@ -410,7 +564,7 @@ class Queue(persistent.Persistent):
 
     def _check_in_run_order(self, job, action):
         if (
-            self._jobs.get(job.id) is not job
+            self.get(job.id) is not job
             or job.status != PENDING
             or job.pending_key is None
             or job.id in (self._aside or ())
@@ -461,8 +615,9 @@ class Queue(persistent.Persistent):
         now_us = clock.to_micros(now)
         claimed = []
         blocked = set()
+        put = self._ready_in_inbox(now_us)
         while len(claimed) < limit:
-            best = self._best_ready(agent, now_us, blocked)
+            best = self._best_ready(agent, now_us, blocked, put)
             if best is None:
                 break
             job = best[1]
@@ -481,10 +636,35 @@ class Queue(persistent.Persistent):
             claimed.append(job)
         return claimed
 
-    def _best_ready(self, agent, now_us, blocked):
-        """(key, job) of the first job ready in any lane with quota room;
-        lanes found full are added to ``blocked`` and skipped."""
-        best = None
+    def _ready_in_inbox(self, now_us):
+        """[(key, lane key, job)] of the inbox's jobs that may start now, in
+        run order (read once per claim)."""
+        return sorted(
+            (
+                entry
+                for shard in self._inbox
+                for entry in shard.entries
+                if keys.begin_of(entry[0]) <= now_us
+            ),
+            key=operator.itemgetter(0),
+        )
+
+    def _best_ready(self, agent, now_us, blocked, put):
+        """(key, job) of the first job ready in the inbox (``put``, from
+        _ready_in_inbox; the one returned is removed from it) or in any
+        lane with quota room; lanes found full are added to ``blocked`` and
+        skipped. A claim takes a job from the inbox without filing the
+        others: two claims taking different jobs merge."""
+        best = from_inbox = None
+        for index, (key, lane_key, job) in enumerate(put):
+            if lane_key in blocked:
+                continue
+            if not self._lane_has_room(lane_key):
+                blocked.add(lane_key)
+                continue
+            if agent is None or agent.accepts(job):
+                best, from_inbox = (key, job), index
+                break
         for lane_key, lane in self._lanes.items():
             if lane_key in blocked or not lane:
                 continue
@@ -494,19 +674,21 @@ class Queue(persistent.Persistent):
             found = _first_ready(lane, now_us, agent)
             if found is not None and (best is None or found[0] < best[0]):
                 best = found
+        if from_inbox is not None and best[0] == put[from_inbox][0]:
+            del put[from_inbox]
         return best
 
     def peek(self, agent, now):
         """The job that ``claim`` would take next for ``agent``, or None."""
-        best = self._best_ready(agent, clock.to_micros(now), set())
+        now_us = clock.to_micros(now)
+        best = self._best_ready(agent, now_us, set(), self._ready_in_inbox(now_us))
         return None if best is None else best[1]
 
     def set_aside(self, job, reason):
         """Take a pending job that cannot be claimed out of the run order
         without writing it (its state could not be stored): it is kept in
         ``set_aside_jobs`` with the reason, for an operator to look at."""
-        del self._lanes[_lane_key(job.lane_quota_names)][job.pending_key]
-        self._pending_count.change(-1)
+        self._unlink_pending(job, job.pending_key)
         if self._aside is None:
             self._aside = OOBTree()
         self._aside[job.id] = (job, reason)
@@ -522,9 +704,18 @@ class Queue(persistent.Persistent):
         job.begin_attempt(now)
 
     def next_due(self, now):
-        """When the earliest pending job that is not due yet becomes due."""
+        """When the earliest pending job that is not due yet becomes due.
+
+        A dispatcher asks every round: the inbox's shards that grew large
+        (its agents claimed nothing for a while) are filed here."""
         now_us = clock.to_micros(now)
+        self._file_inbox(INBOX_DRAIN)
         due = None
+        for shard in self._inbox:
+            for key, _, _ in shard.entries:
+                begin = keys.begin_of(key)
+                if begin > now_us and (due is None or begin < due):
+                    due = begin
         for lane in self._lanes.values():
             try:
                 key = lane.minKey()
@@ -603,13 +794,13 @@ class Queue(persistent.Persistent):
         elif status == ASSIGNED:
             # Claimed but never started: no attempt, no interruption.
             job.put_back()
-            self._add_pending(job)
+            self._add_back(job, now)
         elif status == ACTIVE:
             if job.expired or not interrupted:
                 job.put_back()  # its attempt is not counted
-                self._add_pending(job)
+                self._add_back(job, now)
             elif job.handle_interrupt(now):  # to be retried
-                self._add_pending(job)
+                self._add_back(job, now)
             else:
                 log.error(
                     "job %s (%s) failed: interrupted %d times (%s): %s",
@@ -620,6 +811,12 @@ class Queue(persistent.Persistent):
                     job.result,
                 )
                 job.resume_callbacks(self, now)
+
+    def _add_back(self, job, now):
+        # A job taken back from its dispatcher had its turn already: it goes
+        # before the jobs of its priority that came after it (as in
+        # zc.async), unless its retry policy makes it wait.
+        self._add_pending(job, front=job.begin_after <= now)
 
     def recover_dispatcher(self, record, now, interrupted=True):
         """Recover every job claimed by the agents of ``record``."""

@@ -121,3 +121,40 @@ def test_the_old_classes_load_and_the_pending_jobs_run(old_data):
     finally:
         db.close()
         sys.path.remove(HERE)
+
+
+def test_an_old_queue_gets_its_inbox_from_its_first_put(old_data):
+    """Queues stored before there was an inbox read without writing, and
+    the first put makes the inbox (see zasync.queue.Inbox)."""
+    path, _ = old_data
+    sys.path.insert(0, HERE)
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(path)))
+    try:
+        conn = db.open()
+        queue = zasync.get_queues(conn)[""]
+        assert "_inbox" not in queue.__dict__
+        pending = list(queue)
+        assert len(queue) == len(pending) and queue.counts()["pending"] == len(pending)
+        assert all(queue.get(job.id) is job for job in pending)
+        assert conn._registered_objects == []
+        job = queue.put(zasync.Job(compat_job("add"), 20, 22))
+        assert "_inbox" in queue.__dict__
+        transaction.commit()
+        assert queue.get(job.id) is job and job in list(queue)
+        dispatcher = zasync.start(db, poll_interval=0.05, queues=("",))
+        try:
+            wait_for_all_jobs(conn, seconds=60, queue_names=[""])
+        finally:
+            dispatcher.stop(10)
+        transaction.begin()
+        assert job.status == COMPLETED and job.result == 42
+        conn.close()
+    finally:
+        sys.path.remove(HERE)
+        db.close()
+
+
+def compat_job(name):
+    import compat_jobs
+
+    return getattr(compat_jobs, name)
