@@ -25,7 +25,7 @@ VENV        ?= .venv
 PYTHON      ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 CONSTRAINTS := requirements/constraints.txt
 # Everything, Plone included: `make test` runs the Plone tests too.
-EXTRAS      ?= plone,zeo,relstorage,test,test-plone,docs,dev
+EXTRAS      ?= plone,zeo,relstorage,test,test-plone,docs,dev,bench
 STAMP       := $(VENV)/.installed
 
 BIN         := $(VENV)/bin
@@ -111,8 +111,8 @@ lock: | $(UV)
 	@echo ">>> resolving $(CONSTRAINTS) from PyPI"
 	@{ \
 	  echo "# Pinned versions of zasync's whole dependency set: runtime and every extra"; \
-	  echo "# (plone, zeo, relstorage, test, test-plone, buildout, docs, dev), for CPython 3.11,"; \
-	  echo "# stable releases only."; \
+	  echo "# (plone, zeo, relstorage, test, test-plone, buildout, docs, dev, bench),"; \
+	  echo "# for CPython 3.11, stable releases only."; \
 	  echo "# Do not edit by hand. Regenerate with 'make lock' (keeps pins that still fit)"; \
 	  echo "# or 'make lock UPGRADE=1' (newest stable versions); both run:"; \
 	  echo "#   uv pip compile --prerelease disallow --all-extras --python-version 3.11 \\"; \
