@@ -47,7 +47,7 @@ import ZODB
 import ZODB.config
 import ZODB.FileStorage
 from persistent import Persistent
-from ZODB.utils import u64
+from ZODB.utils import u64, z64
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -139,8 +139,9 @@ def producer_main(conf, count):
 # -- naming the oids -----------------------------------------------------------
 
 
-def structure_names(queue):
-    """{oid int: where it is in the queue's structures}, jobs left out."""
+def structure_names(queue, others=()):
+    """{oid int: where it is in the queue's structures}, jobs left out;
+    ``others``: more (name, object) pairs to walk after the queue."""
     names = {}
 
     def name(obj, path):
@@ -160,7 +161,8 @@ def structure_names(queue):
             if not hasattr(obj, "items"):  # Length
                 return
             state = obj.__getstate__()
-            if state and len(state) == 2:  # a tree with buckets of their own
+            tree = type(obj).__name__.endswith(("BTree", "TreeSet"))
+            if tree and state and len(state) == 2:  # buckets of their own
                 bucket, index, leaves = state[1], 0, []
                 while bucket is not None:
                     leaves.append(bucket)
@@ -182,6 +184,8 @@ def structure_names(queue):
                 visit(value, f"{path}.{attr}", depth + 1)
 
     visit(queue, "Queue")
+    for path, obj in others:
+        visit(obj, path)
     return names
 
 
@@ -222,7 +226,10 @@ def read_names(db):
     conn = db.open(transaction_manager=tm)
     try:
         tm.begin()
-        return structure_names(get_queues(conn)[QUEUE])
+        queues = get_queues(conn)
+        return structure_names(
+            queues[QUEUE], [("Queues", queues), ("root", conn.get(z64))]
+        )
     finally:
         tm.abort()
         conn.close()

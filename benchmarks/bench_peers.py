@@ -952,6 +952,19 @@ def parse_args(argv=None):
     return args
 
 
+def redis_available(url):
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            return client.ping()
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
 def main(argv=None):
     args = parse_args(argv)
     began = time.monotonic()
@@ -961,6 +974,10 @@ def main(argv=None):
         say(f"PostgreSQL unreachable at {processes.POSTGRES_DSN!r}: leaving out")
         WARNINGS.append("PostgreSQL unreachable: Procrastinate, RelStorage left out")
         args.system = [s for s in args.system if s not in needs_pg]
+    if "huey" in args.system and not redis_available(args.redis_url):
+        say(f"Redis unreachable at {args.redis_url}: leaving huey out")
+        WARNINGS.append(f"Redis unreachable at {args.redis_url}: huey left out")
+        args.system = [s for s in args.system if s != "huey"]
     directory = tempfile.mkdtemp(prefix="zasync-peers-bench-")
     results = {}
     failed = True
