@@ -24,7 +24,8 @@ oids are named by walking the queue's persistent structures (``Queue``
 attributes, their BTree buckets, Lengths, quotas, the dispatcher
 registry): ``Queue._jobs bucket 7 (rightmost)``, ``Queue._lanes``...
 An oid that is no longer reachable (a bucket merged away) is shown by its
-class only.
+class only. The numbers of the buckets are those at the end of the run: a
+bucket that was the rightmost one when it conflicted may have split since.
 
 Printed: per run, the share of enqueues that conflicted at least once,
 failed attempts per enqueue, the enqueue rate, the dispatcher's own
@@ -171,7 +172,7 @@ def structure_names(queue, others=()):
                     index += 1
                 for i, leaf in enumerate(leaves):
                     last = " (rightmost)" if i == len(leaves) - 1 else ""
-                    name(leaf, f"{path} bucket {i}/{len(leaves)}{last}")
+                    name(leaf, f"{path} bucket {i + 1} of {len(leaves)}{last}")
                 for child in state[0][0::2]:
                     if hasattr(child, "__getstate__") and child not in leaves:
                         name(child, f"{path} interior node")
@@ -202,9 +203,7 @@ def summarize(label, results, names, dispatcher_conflicts):
         where = names.get(oid) if oid is not None else None
         if where is None:
             where = f"{class_name or '?'}" + (
-                f" oid {oid:#x}, no longer in the queue's structures"
-                if oid is not None
-                else ""
+                ", no longer in the queue's structures" if oid is not None else ""
             )
         key = (kind, where, class_name or "-")
         table[key] = table.get(key, 0) + 1
@@ -408,15 +407,15 @@ def report(runs, args):
     )
     w("")
     w(
-        f"  {'run':50}{'puts':>7}{'conflicted':>12}{'failed':>8}{'puts/s':>8}"
+        f"  {'run':50}{'puts':>7}{'conflicted':>12}{'failed':>10}{'puts/s':>8}"
         f"{'dispatcher':>12}"
     )
-    w(f"  {'':50}{'':>7}{'enqueues':>12}{'attempts':>8}{'':>8}{'conflicts':>12}")
+    w(f"  {'':50}{'':>7}{'enqueues':>12}{'attempts':>10}{'':>8}{'conflicts':>12}")
     for run in runs:
         verdict = "MET" if run["conflicted_share"] <= TARGET else "MISSED"
         w(
             f"  {run['label']:50}{run['puts']:>7}"
-            f"{run['conflicted_share']:>11.1%} {run['failed_attempts']:>8}"
+            f"{run['conflicted_share']:>12.1%}{run['failed_attempts']:>10}"
             f"{run['puts_per_s']:>8.0f}"
             f"{fmt(run['dispatcher_conflicts']):>12}"
             f"   target <= {TARGET:.0%} {verdict}"
@@ -426,8 +425,11 @@ def report(runs, args):
         w(f"  what conflicted: {run['label']}")
         if not run["table"]:
             w("    nothing")
-        for kind, where, class_name, count in run["table"]:
+        for kind, where, class_name, count in run["table"][: args.rows]:
             w(f"    {count:6}  {kind:22}{where}  [{class_name}]")
+        if len(run["table"]) > args.rows:
+            rest = run["table"][args.rows :]
+            w(f"    {sum(r[-1] for r in rest):6}  in {len(rest)} more rows (--rows)")
         w("")
     return "\n".join(out)
 
@@ -444,6 +446,7 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=200, help="jobs per producer")
     parser.add_argument("--only", choices=["fs", "zeo"], help="one storage only")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--rows", type=int, default=15, help="rows of each table")
     parser.add_argument("--quick", action="store_true", help="4 producers x 30 jobs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)

@@ -136,13 +136,13 @@ def test_summary_of_conflicts(enqueue):
             "failures": [("ReadConflictError", 99, "BTrees.OOBTree.OOBTree")],
         },
     ]
-    s = enqueue.summarize("x", results, {7: "Queue._jobs bucket 1/2 (rightmost)"}, 3)
+    s = enqueue.summarize("x", results, {7: "Queue._jobs bucket 2 of 2 (rightmost)"}, 3)
     assert s["conflicted_share"] == 0.05
     assert s["failed_attempts"] == 3
     assert s["puts_per_s"] == 10.0
     assert s["table"][0] == [
         "ConflictError",
-        "Queue._jobs bucket 1/2 (rightmost)",
+        "Queue._jobs bucket 2 of 2 (rightmost)",
         "BTrees.LOBTree.LOBucket",
         2,
     ]
