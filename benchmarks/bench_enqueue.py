@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -193,7 +194,13 @@ def structure_names(queue, others=()):
 # -- the runs ----------------------------------------------------------------
 
 
-def summarize(label, results, names, dispatcher_conflicts):
+BUCKET = re.compile(r" bucket \d+ of \d+( \(rightmost\))?$")
+
+
+def summarize(label, results, names, dispatcher_conflicts, by_oid=False):
+    """The figures of one run; its table has a row per (exception, place,
+    class): [exception, place, class, failed attempts, distinct oids]. The
+    buckets of one BTree are one place unless ``by_oid``."""
     puts = sum(r["puts"] for r in results)
     conflicted = sum(r["conflicted"] for r in results)
     failures = [f for r in results for f in r["failures"]]
@@ -205,8 +212,12 @@ def summarize(label, results, names, dispatcher_conflicts):
             where = f"{class_name or '?'}" + (
                 ", no longer in the queue's structures" if oid is not None else ""
             )
+        if not by_oid:
+            where = BUCKET.sub(" buckets", where)
         key = (kind, where, class_name or "-")
-        table[key] = table.get(key, 0) + 1
+        count, oids = table.get(key, (0, set()))
+        oids.add(oid)
+        table[key] = (count + 1, oids)
     return {
         "label": label,
         "puts": puts,
@@ -216,7 +227,10 @@ def summarize(label, results, names, dispatcher_conflicts):
         "seconds": seconds,
         "puts_per_s": puts / seconds,
         "dispatcher_conflicts": dispatcher_conflicts,
-        "table": sorted(([*k, v] for k, v in table.items()), key=lambda row: -row[-1]),
+        "table": sorted(
+            ([*k, count, len(oids)] for k, (count, oids) in table.items()),
+            key=lambda row: -row[3],
+        ),
     }
 
 
@@ -299,7 +313,9 @@ def run_filestorage(directory, args, draining):
             dispatcher.stop(30)
             dispatcher_conflicts = (dispatcher.stats or {}).get("conflicts")
             dispatcher = None
-        return summarize(label, results, read_names(db), dispatcher_conflicts)
+        return summarize(
+            label, results, read_names(db), dispatcher_conflicts, args.by_oid
+        )
     finally:
         if dispatcher is not None:
             dispatcher.stop(30)
@@ -365,7 +381,9 @@ def run_zeo(directory, args, draining):
             worker = None
         for r in results:
             r["failures"] = [tuple(f) for f in r["failures"]]
-        return summarize(label, results, read_names(db), dispatcher_conflicts)
+        return summarize(
+            label, results, read_names(db), dispatcher_conflicts, args.by_oid
+        )
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -425,11 +443,13 @@ def report(runs, args):
         w(f"  what conflicted: {run['label']}")
         if not run["table"]:
             w("    nothing")
-        for kind, where, class_name, count in run["table"][: args.rows]:
-            w(f"    {count:6}  {kind:22}{where}  [{class_name}]")
+        else:
+            w(f"    {'failed':>6} {'oids':>5}  {'exception':22}where  [class]")
+        for kind, where, class_name, count, oids in run["table"][: args.rows]:
+            w(f"    {count:6} {oids:5}  {kind:22}{where}  [{class_name}]")
         if len(run["table"]) > args.rows:
             rest = run["table"][args.rows :]
-            w(f"    {sum(r[-1] for r in rest):6}  in {len(rest)} more rows (--rows)")
+            w(f"    {sum(r[3] for r in rest):6}  in {len(rest)} more rows (--rows)")
         w("")
     return "\n".join(out)
 
@@ -447,6 +467,9 @@ def main(argv=None):
     parser.add_argument("--only", choices=["fs", "zeo"], help="one storage only")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--rows", type=int, default=15, help="rows of each table")
+    parser.add_argument(
+        "--by-oid", action="store_true", help="a row per bucket, not per BTree"
+    )
     parser.add_argument("--quick", action="store_true", help="4 producers x 30 jobs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)

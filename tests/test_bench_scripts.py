@@ -136,17 +136,31 @@ def test_summary_of_conflicts(enqueue):
             "failures": [("ReadConflictError", 99, "BTrees.OOBTree.OOBTree")],
         },
     ]
-    s = enqueue.summarize("x", results, {7: "Queue._jobs bucket 2 of 2 (rightmost)"}, 3)
+    results[1]["failures"].append(("ConflictError", 8, "BTrees.LOBTree.LOBucket"))
+    names = {
+        7: "Queue._jobs bucket 2 of 2 (rightmost)",
+        8: "Queue._jobs bucket 1 of 2",
+    }
+    s = enqueue.summarize("x", results, names, 3)
     assert s["conflicted_share"] == 0.05
-    assert s["failed_attempts"] == 3
+    assert s["failed_attempts"] == 4
     assert s["puts_per_s"] == 10.0
+    # The buckets of one tree are one row: 3 failures on 2 buckets.
     assert s["table"][0] == [
         "ConflictError",
-        "Queue._jobs bucket 2 of 2 (rightmost)",
+        "Queue._jobs buckets",
         "BTrees.LOBTree.LOBucket",
+        3,
         2,
     ]
     assert "no longer in the queue's structures" in s["table"][1][1]
+    by_oid = enqueue.summarize("x", results, names, 3, by_oid=True)
+    assert by_oid["table"][0][1:] == [
+        "Queue._jobs bucket 2 of 2 (rightmost)",
+        "BTrees.LOBTree.LOBucket",
+        2,
+        1,
+    ]
 
 
 @pytest.mark.parametrize("script", ["bench_peers.py", "bench_enqueue.py"])
