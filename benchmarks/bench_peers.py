@@ -448,7 +448,6 @@ class Procrastinate(System):
             "Procrastinate's warm-up task",
         )
         self.done_base = 1
-        self.mine = os.getpid()
 
     def done(self):
         row = self.sql.execute(
