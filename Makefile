@@ -10,7 +10,8 @@
 #   make lint     ruff check + ruff format --check
 #   make format   ruff format + ruff check --fix
 #   make docs     build the Sphinx docs, warnings are errors
-#   make bench    run the engine and cluster (ZEO, PostgreSQL) benchmarks
+#   make bench    run the benchmarks: engine, cluster (ZEO, PostgreSQL), the peers
+#                 (huey + Redis, Procrastinate) and concurrent enqueue
 #   make lock     re-resolve requirements/constraints.txt from PyPI (UPGRADE=1)
 #   make check-lock  offline check that the lock covers pyproject.toml
 #   make clean    remove build artefacts (keeps .venv); distclean also drops .venv
@@ -25,11 +26,14 @@ VENV        ?= .venv
 PYTHON      ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 CONSTRAINTS := requirements/constraints.txt
 # Everything, Plone included: `make test` runs the Plone tests too.
-EXTRAS      ?= plone,zeo,relstorage,test,test-plone,docs,dev
+EXTRAS      ?= plone,zeo,relstorage,test,test-plone,docs,dev,bench
 STAMP       := $(VENV)/.installed
 
 BIN         := $(VENV)/bin
 PYTEST_ARGS ?=
+# e.g. BENCH_PEERS_ARGS=--quick, or "--jobs 1000 --system huey --system fs"
+BENCH_PEERS_ARGS   ?=
+BENCH_ENQUEUE_ARGS ?=
 # Lint what exists: benchmarks/ may not be there (yet).
 LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
 SPHINXOPTS  ?=
@@ -38,7 +42,7 @@ SPHINXOPTS  ?=
         check-lock clean distclean
 
 help:
-	@sed -n '3,16p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# //'
+	@sed -n '3,17p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# //'
 
 # ------------------------------------------------------------------ install
 
@@ -77,6 +81,8 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_cluster.py
+	$(BIN)/python benchmarks/bench_peers.py $(BENCH_PEERS_ARGS)
+	$(BIN)/python benchmarks/bench_enqueue.py $(BENCH_ENQUEUE_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/zasync demo
@@ -111,8 +117,8 @@ lock: | $(UV)
 	@echo ">>> resolving $(CONSTRAINTS) from PyPI"
 	@{ \
 	  echo "# Pinned versions of zasync's whole dependency set: runtime and every extra"; \
-	  echo "# (plone, zeo, relstorage, test, test-plone, buildout, docs, dev), for CPython 3.11,"; \
-	  echo "# stable releases only."; \
+	  echo "# (plone, zeo, relstorage, test, test-plone, buildout, docs, dev, bench),"; \
+	  echo "# for CPython 3.11, stable releases only."; \
 	  echo "# Do not edit by hand. Regenerate with 'make lock' (keeps pins that still fit)"; \
 	  echo "# or 'make lock UPGRADE=1' (newest stable versions); both run:"; \
 	  echo "#   uv pip compile --prerelease disallow --all-extras --python-version 3.11 \\"; \
