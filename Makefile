@@ -11,7 +11,8 @@
 #   make format   ruff format + ruff check --fix
 #   make docs     build the Sphinx docs, warnings are errors
 #   make bench    run the benchmarks: engine, cluster (ZEO, PostgreSQL), the peers
-#                 (huey + Redis, Procrastinate) and concurrent enqueue
+#                 (huey + Redis, Procrastinate), concurrent enqueue, and Plone
+#                 requests that queue jobs
 #   make lock     re-resolve requirements/constraints.txt from PyPI (UPGRADE=1)
 #   make check-lock  offline check that the lock covers pyproject.toml
 #   make clean    remove build artefacts (keeps .venv); distclean also drops .venv
@@ -83,6 +84,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cluster.py
 	$(BIN)/python benchmarks/bench_peers.py $(BENCH_PEERS_ARGS)
 	$(BIN)/python benchmarks/bench_enqueue.py $(BENCH_ENQUEUE_ARGS)
+	$(BIN)/python benchmarks/bench_plone.py $(BENCH_PLONE_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/zasync demo
