@@ -183,7 +183,11 @@ def structure_names(queue, others=()):
             return
         with contextlib.suppress(TypeError):
             for attr, value in sorted(vars(obj).items()):
-                visit(value, f"{path}.{attr}", depth + 1)
+                if isinstance(value, tuple):  # the queue's inbox shards
+                    for i, item in enumerate(value):
+                        visit(item, f"{path}.{attr}[{i}]", depth + 1)
+                else:
+                    visit(value, f"{path}.{attr}", depth + 1)
 
     visit(queue, "Queue")
     for path, obj in others:

@@ -102,10 +102,13 @@ def test_conflicting_oids_are_named_by_their_place(enqueue, tmp_path):
         for i in range(300):  # enough for _jobs to have buckets of its own
             queue.put(zasync.Job(jobfuncs.add, i, 1))
         transaction.commit()
+        queue._file_inbox()  # as a dispatcher's round does: into _jobs
+        transaction.commit()
         names = enqueue.structure_names(queue)
         assert names[u64(queue._p_oid)] == "Queue"
         assert names[u64(queue._jobs._p_oid)] == "Queue._jobs"
         assert names[u64(queue._pending_count._p_oid)] == "Queue._pending_count"
+        assert names[u64(queue._inbox[3]._p_oid)] == "Queue._inbox[3]"
         buckets = [n for n in names.values() if n.startswith("Queue._jobs bucket")]
         assert len(buckets) > 1
         assert sum(n.endswith("(rightmost)") for n in buckets) == 1
