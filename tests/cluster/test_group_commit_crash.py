@@ -39,8 +39,10 @@ def test_kill_during_a_batch_commits_nothing_of_it(zeo_cluster, tmp_path):
     hold_gate = str(tmp_path / "hold")
     batch_gate = str(tmp_path / "batch")
     holder = cluster.put(group_jobs.hold, hold_gate)
+    # The reader is a ZEO client of its own: it may see a commit late, so
+    # every read here waits for what it expects.
     processes.wait_for(
-        lambda: cluster.jobs([holder])[holder].status == ACTIVE, 30, "the holder"
+        lambda: statuses(cluster, [holder]) == [ACTIVE], 30, "the holder to start"
     )
 
     def put(root):
@@ -59,7 +61,7 @@ def test_kill_during_a_batch_commits_nothing_of_it(zeo_cluster, tmp_path):
 
     ids = cluster.transact(put)
     processes.wait_for(
-        lambda: all(o.status == ASSIGNED for o in cluster.jobs(ids.values()).values()),
+        lambda: set(statuses(cluster, ids.values())) == {ASSIGNED},
         30,
         "the worker to claim the record jobs ahead",
     )
@@ -68,13 +70,19 @@ def test_kill_during_a_batch_commits_nothing_of_it(zeo_cluster, tmp_path):
         lambda: os.path.exists(batch_gate + ".entered"), 30, "the gated job"
     )
 
-    at_kill = cluster.jobs(ids.values())
-    active = {key for key, job_id in ids.items() if at_kill[job_id].status == ACTIVE}
+    def started_together():
+        found = dict(zip(ids, statuses(cluster, ids.values()), strict=True))
+        active = {key for key, status in found.items() if status == ACTIVE}
+        return active if GATED in active and len(active) > 1 else None
+
+    # The gated job and others were started together, by one commit before
+    # they ran, and run in one transaction, not committed yet.
+    active = processes.wait_for(
+        started_together, 30, "the gated job and others started together"
+    )
     markers = cluster.markers()
-    # The gated job and others were started together and run in one
-    # transaction, not committed yet.
-    assert GATED in active and len(active) > 1, (active, at_kill)
     assert not (active & set(markers)), (active, markers)
+    assert os.path.exists(batch_gate + ".entered") and not os.path.exists(batch_gate)
     worker.kill()
     assert worker.process.returncode == -signal.SIGKILL
     open(batch_gate, "w").close()  # the reruns go through
@@ -99,3 +107,13 @@ def test_kill_during_a_batch_commits_nothing_of_it(zeo_cluster, tmp_path):
         batch_members_at_kill=len(active),
         markers=len(markers),
     )
+
+
+def statuses(cluster, job_ids):
+    """The statuses of ``job_ids``, in order (None: not seen yet)."""
+    job_ids = list(job_ids)
+    found = cluster.jobs(job_ids) or {}
+    return [
+        None if found.get(job_id) is None else found[job_id].status
+        for job_id in job_ids
+    ]
