@@ -13,12 +13,14 @@ import datetime
 import uuid
 
 import persistent
+import pytest
 import transaction
 
 import groupfuncs
 import jobfuncs
 import zasync
-from zasync.config import MAIN_AGENT
+from zasync.config import MAIN_AGENT, DispatcherConfig
+from zasync.exceptions import ConfigurationError
 from zasync.retry import RetryWithDelay
 from zasync.runner import GroupCommit
 from zasync.status import COMPLETED
@@ -231,3 +233,15 @@ def test_which_jobs_may_join_a_batch(conn, queue):
     group.alone.add("jobfuncs.add")
     group.timed(job, 0.0)
     assert not group.joinable(job)
+
+
+def test_the_group_commit_options_are_checked():
+    assert DispatcherConfig().group_commit == 8
+    assert DispatcherConfig().group_commit_window == 0.02
+    for bad in (0, -1, 1.5, True, "8"):
+        with pytest.raises(ConfigurationError, match="group_commit must be"):
+            DispatcherConfig(group_commit=bad)
+    for bad in (-0.1, float("nan"), "0.02"):
+        with pytest.raises(ConfigurationError, match="group_commit_window must"):
+            DispatcherConfig(group_commit_window=bad)
+    assert DispatcherConfig(group_commit=1, group_commit_window=0).group_commit == 1
