@@ -125,6 +125,15 @@ class DispatcherConfig:
     prefetch: int = 16
     #: Jobs shorter than this (seconds, a moving average) are claimed ahead.
     prefetch_below: float = 0.05
+    #: Group commit: at most this many short jobs of one thread commit in
+    #: one transaction, each in a savepoint of its own (see the Guarantees
+    #: in docs/concepts.md); 1 commits every job alone.
+    group_commit: int = 8
+    #: Group commit: a job joins a batch only if its callable took less
+    #: than this (seconds, a moving average in this process), and a batch
+    #: takes no more jobs once they worked this long in all, which bounds
+    #: how long a result waits for its commit; 0 commits every job alone.
+    group_commit_window: float = 0.02
 
     names: dataclasses.InitVar[dict | None] = None
     where: dataclasses.InitVar[str | None] = None
@@ -181,13 +190,16 @@ class DispatcherConfig:
                 f"({self.ping_interval}), or live dispatchers would be declared "
                 f"dead: raise the one or lower the other"
             )
-        for field in ("batch_window", "prefetch_below"):
+        for field in ("batch_window", "prefetch_below", "group_commit_window"):
             value = getattr(self, field)
             if not (_number(value) and value >= 0):
                 fail(f"{name(field)} must be a number of seconds >= 0, not {value!r}")
         prefetch = self.prefetch
         if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 0:
             fail(f"{name('prefetch')} must be a whole number >= 0, not {prefetch!r}")
+        group = self.group_commit
+        if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+            fail(f"{name('group_commit')} must be a whole number >= 1, not {group!r}")
         if not callable(self.clock):
             fail(f"{name('clock')} must be callable, not {self.clock!r}")
         if self.agent_filter is not None and not callable(self.agent_filter):

@@ -128,6 +128,8 @@ class Dispatcher:
             name=self.uuid,
             prefetch=config.prefetch,
             prefetch_below=config.prefetch_below,
+            group_commit=config.group_commit,
+            group_commit_window=config.group_commit_window,
         )
         self._runner_context = RunnerContext(
             db=db,

@@ -77,8 +77,12 @@ class IJob(Interface):
     queue, never later in a worker.
 
     A job's ZODB writes, its new status and its result are committed in one
-    transaction. Status moves NEW, PENDING, (ASSIGNED), ACTIVE, (CALLBACKS),
-    COMPLETED; a retried job goes from ACTIVE back to PENDING.
+    transaction; a short plain job may share that transaction with other
+    jobs of its dispatcher thread (group commit), each in a savepoint of
+    its own, and a batch commits or aborts whole, so a job's effects are
+    never split (see the Guarantees in docs/concepts.md). Status moves
+    NEW, PENDING, (ASSIGNED), ACTIVE, (CALLBACKS), COMPLETED; a retried job
+    goes from ACTIVE back to PENDING.
 
     The job owns its life cycle. Every change of status is one of the
     transition methods below (``enter_queue`` ... ``complete``); each checks
@@ -703,6 +707,14 @@ class IDispatcher(Interface):
     """Runs jobs in this process: claims them for its agents, runs each in a
     thread with its own connection and transaction manager, heartbeats, and
     recovers the jobs of dead peers.
+
+    Up to ``config.group_commit`` short plain jobs of one thread (no
+    environment, callbacks, quota or deadline, never interrupted, their
+    callable under ``config.group_commit_window`` on average) commit in one
+    transaction, each in a savepoint of its own: a job that raises loses
+    only its own writes; the batch commits or aborts whole, and a batch
+    that cannot commit, or whose job touched the transaction itself, is
+    aborted and its jobs run again alone.
 
     Start one with :func:`zasync.start`.
     """

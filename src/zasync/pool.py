@@ -5,7 +5,9 @@ pool; a thread runs it (zasync.runner) and reports it finished, so that the
 next round reconciles it. When jobs are short, the loop also claims jobs
 ahead, held in a buffer per agent (*prefetch*): a thread that finishes a
 job takes the next one from there and starts it in the commit of the one
-it finished, without waiting for a round.
+it finished, without waiting for a round. Several short held jobs may be
+taken at once and run in one transaction (group commit, see
+zasync.runner.GroupCommit), started together in the commit before.
 
 Keys are (queue name, agent name). Only the loop thread claims, holds and
 hands over; worker threads take held jobs, report finished ones and put
@@ -17,6 +19,7 @@ import logging
 import threading
 import time
 
+from zasync.runner import GroupCommit
 from zasync.transact import abort
 
 log = logging.getLogger("zasync.dispatcher")
@@ -29,10 +32,21 @@ class WorkerPool:
     called when a thread finished a job the loop should see soon. ``name``
     (the dispatcher's UUID) names the threads and the log lines. Jobs are
     held ahead (up to ``prefetch`` per agent) while the average job takes
-    less than ``prefetch_below`` seconds.
+    less than ``prefetch_below`` seconds. Up to ``group_commit`` short jobs
+    of one thread, and no more than ``group_commit_window`` seconds of their
+    work, commit in one transaction (1 or 0 seconds: each job alone).
     """
 
-    def __init__(self, make_runner, wake, name, prefetch=16, prefetch_below=0.05):
+    def __init__(
+        self,
+        make_runner,
+        wake,
+        name,
+        prefetch=16,
+        prefetch_below=0.05,
+        group_commit=1,
+        group_commit_window=0.0,
+    ):
         self.make_runner = make_runner
         self.wake = wake
         self.name = name
@@ -40,6 +54,8 @@ class WorkerPool:
         self.prefetch_below = prefetch_below
         #: A round reconciles at once when this many jobs finished.
         self.batch_size = max(1, prefetch // 2)
+        #: Which jobs share a transaction; shared by the threads.
+        self.group = GroupCommit(size=group_commit, window=group_commit_window)
         #: Set once the dispatcher stops: no held job is taken any more.
         self.stopping = False
         # Until a job has been timed, assume jobs are not short: a new worker
@@ -206,34 +222,40 @@ class WorkerPool:
             runner.close()
 
     def _run_chain(self, runner, oid, key):
-        """Run a job, then the jobs held for its agent, while there are any."""
-        while oid is not None:
+        """Run a job, then the jobs held for its agent, while there are any
+        (several at a time when they may share a transaction)."""
+        ready = [oid]
+        while ready:
             started = time.monotonic()
             try:
-                next_oid, activated = runner.run(oid, lambda: self._take_held(key))
+                taken, activated = runner.run_group(
+                    ready, lambda: self._take_held(key), self.group
+                )
             except Exception:
-                log.exception("dispatcher %s: worker failed on job %r", self.name, oid)
+                log.exception(
+                    "dispatcher %s: worker failed on jobs %r", self.name, ready
+                )
                 abort(runner.tm)
-                # A job it took to run next is still ours to run or put back.
-                next_oid, activated = runner.taken_next()
+                # Jobs it took to run next are still ours to run or put back.
+                taken, activated = runner.taken_next()
             # A moving average of job run times decides whether to hold
             # jobs for threads: worth it for short jobs only.
-            self._job_seconds = 0.9 * self._job_seconds + 0.1 * (
-                time.monotonic() - started
+            keep = 0.9 ** len(ready)
+            self._job_seconds = keep * self._job_seconds + (1 - keep) * (
+                (time.monotonic() - started) / len(ready)
             )
             with self._track:
-                self._finished.append(oid)
-                self._running_oids.discard(oid)
+                self._finished.extend(ready)
+                self._running_oids.difference_update(ready)
             if len(self._finished) >= self.batch_size or not self._buffers[key]:
                 self.wake()
-            if (
-                next_oid is not None
-                and not activated
-                and not runner.activate_alone(next_oid)
-            ):
+            rest = [oid for oid in taken if oid not in activated]
+            if rest:
+                activated = [*activated, *runner.activate_alone(rest)]
+                unstarted = [oid for oid in rest if oid not in activated]
                 with self._track:
-                    if not self.stopping:
-                        self._buffers[key].appendleft(next_oid)
-                    self._running_oids.discard(next_oid)
-                next_oid = None
-            oid = next_oid
+                    for oid in reversed(unstarted):
+                        if not self.stopping:
+                            self._buffers[key].appendleft(oid)
+                        self._running_oids.discard(oid)
+            ready = [oid for oid in taken if oid in activated]

@@ -1,9 +1,15 @@
-"""Running one claimed job in a worker thread, with its own connection.
+"""Running claimed jobs in a worker thread, with its own connection.
 
-The job's own writes, its new status and its result are committed together,
+A job's own writes, its new status and its result are committed together,
 in a transaction that touches nothing shared but the job, so it conflicts
 only with writes to the job itself. The dispatcher updates the queue's
 indexes afterwards (see Queue.reconcile).
+
+Short plain jobs of one thread may share that transaction (group commit,
+see GroupCommit): each runs inside a savepoint of its own, so a job that
+raises loses only its own writes; the batch commits or aborts whole, and
+whatever makes the batch unsure (a conflict at commit, a job that touched
+the transaction itself) aborts it and runs its jobs again, each alone.
 
 A runner knows of its dispatcher only its RunnerContext.
 """
@@ -15,7 +21,8 @@ import time
 import typing
 
 import transaction
-from ZODB.POSException import ConflictError
+from transaction.interfaces import NoTransaction
+from ZODB.POSException import ConflictError, ReadConflictError
 
 from zasync import local, transact, wakeup
 from zasync.failure import Failure
@@ -75,6 +82,78 @@ class RunnerContext:
     #: ``transient_error(exc)``: a transaction was aborted by a conflict or
     #: a lost server (counted; a lost server makes the next round audit).
     transient_error: typing.Callable[[BaseException], None]
+
+
+@dataclasses.dataclass
+class GroupCommit:
+    """Which jobs of one thread share a transaction, and how many.
+
+    A batch takes at most ``size`` jobs, and no more once its jobs have
+    worked ``window`` seconds in all. A job joins one only if it is plain
+    (no environment, callbacks, parent, quota or deadline; not a composite
+    job), was never interrupted, its callable took less than ``window`` on
+    average in this process (so the first run of a callable is alone, and
+    timed), and its callable never touched a batch's transaction itself.
+    ``size`` 1 (or ``window`` 0) runs every job alone. Shared by the
+    threads of one pool.
+    """
+
+    size: int = 1
+    window: float = 0.0
+    #: {callable name: moving average of its run time, seconds}.
+    seconds: dict = dataclasses.field(default_factory=dict)
+    #: Callable names that committed, aborted, joined a resource manager or
+    #: added a hook inside a batch: they always run alone.
+    alone: set = dataclasses.field(default_factory=set)
+
+    #: How many callables are timed at most (then the timings start over).
+    MAX_TIMED = 1000
+
+    @property
+    def enabled(self):
+        return self.size > 1 and self.window > 0
+
+    def joinable(self, job):
+        """True if ``job`` may run in a batch with others."""
+        if not self.enabled:
+            return False
+        if (
+            job.interruptions
+            or job.expired
+            or job.parent is not None
+            or job.quota_names
+            or job.callbacks
+            or getattr(job, "is_composite", False)
+            or job.environment is not None
+        ):
+            return False
+        name = job.callable_name
+        if name in self.alone:
+            return False
+        seconds = self.seconds.get(name)
+        return seconds is not None and seconds < self.window
+
+    def timed(self, job, seconds):
+        """Note that a run of ``job``'s callable took ``seconds``."""
+        name = job.callable_name
+        before = self.seconds.get(name)
+        if before is None and len(self.seconds) >= self.MAX_TIMED:
+            self.seconds.clear()
+        self.seconds[name] = seconds if before is None else 0.8 * before + 0.2 * seconds
+
+
+class _BatchCommitRefused(RuntimeError):
+    """Raised to a job that commits the transaction it shares with others."""
+
+
+class _Member:
+    """A job run in a batch and what it came to (for after the commit)."""
+
+    def __init__(self, oid, job, elapsed, outcome):
+        self.oid = oid
+        self.job = job
+        self.elapsed = elapsed
+        self.outcome = outcome  # None: succeeded; else what _decision made
 
 
 class _Unchanged(Exception):
@@ -185,9 +264,11 @@ class _Commit:
         self.committed = False
         self.transient = None
         self.failure = None
+        self.ran = None  # perf_counter() when the job's call returned
 
     def __call__(self, result):
         runner, job = self.runner, self.job
+        self.ran = time.perf_counter()
         try:
             runner._set_result(job, result, runner.clock())
             self.committed = runner._commit(
@@ -205,8 +286,18 @@ class JobRunner:
     ``context`` (a RunnerContext) is all it knows of the dispatcher."""
 
     _take_next = None
+    _group = None
+    # The jobs taken to run next (None: none taken yet), those of them the
+    # last commit started, and whether it did.
     _next = None
+    _next_complete = False
+    _next_started = ()
     _next_activated = False
+    # True while running the last job (or batch) of a run: only its final
+    # commit starts the next jobs.
+    _may_activate = True
+    # While a batch runs: True once its own commit is under way.
+    _committing = False
 
     def __init__(self, context):
         self.context = context
@@ -242,8 +333,8 @@ class JobRunner:
         """Commit unless the dispatcher gave up on its running jobs.
 
         ``final``: this is the last commit for the job; the start of the
-        next job the dispatcher holds for this thread rides on it, which
-        saves that job a commit of its own.
+        next jobs the dispatcher holds for this thread rides on it, which
+        saves them a commit of their own.
         """
         if self.context.abandoned():
             abort(self.tm)
@@ -256,32 +347,81 @@ class JobRunner:
         return True
 
     def _activate_next(self):
-        if self._take_next is None:
+        """Start the jobs to run next in the transaction about to commit
+        (taking them first); True if it starts any."""
+        if self._take_next is None or not self._may_activate:
             return False
+        if self._next_activated:
+            return False  # a later commit of the same run (its callbacks)
+        self._take_group()
+        started = []
+        for oid in self._next:
+            try:
+                job = self.jobs.get(oid)
+                held = self._held(job)
+            except ReadConflictError:
+                # Claimed after this transaction began: started later, in a
+                # transaction of its own, rather than redo this one.
+                continue
+            if held:
+                job.begin_attempt(self.clock())
+                started.append(oid)
+        self._next_started = tuple(started)
+        return bool(started)
+
+    def _take_group(self):
+        """Take the jobs to run next, into ``_next`` as they are taken, so
+        that a read that conflicts loses none and the retry goes on: one,
+        or while they may run in a batch (GroupCommit.joinable) up to a
+        batch's size of them; the last one taken may be one that runs
+        alone."""
         if self._next is None:
-            self._next = self._take_next()
-            if self._next is None:
-                return False
-        job = self.jobs.get(self._next)
-        if not self._held(job):
-            return False
-        job.begin_attempt(self.clock())
-        return True
+            self._next = []
+        taken = self._next
+        group = self._group
+        while not self._next_complete:
+            try:
+                enough = taken and (
+                    group is None
+                    or len(taken) >= group.size
+                    or not group.joinable(self.jobs.get(taken[-1]))
+                )
+            except ReadConflictError:
+                enough = True  # too new to read here: it ends the group
+            if enough:
+                break
+            oid = self._take_next()
+            if oid is None:
+                break
+            taken.append(oid)
+        self._next_complete = True
 
     def taken_next(self):
-        """(oid, started) of the job taken to run next by the last run(),
-        for a caller whose run() raised."""
-        return self._next, self._next_activated
+        """(oids, started) of the jobs taken to run next by the last run,
+        and those of them its last commit started, for a caller whose run
+        raised."""
+        started = self._next_started if self._next_activated else ()
+        return list(self._next or ()), list(started)
 
-    def activate_alone(self, oid):
-        """Start an ASSIGNED job in a transaction of its own."""
+    def activate_alone(self, oids):
+        """Start ASSIGNED jobs in a transaction of their own; returns those
+        it started (a list; a single oid gives True or False)."""
+        if not isinstance(oids, list | tuple):
+            return bool(self.activate_alone([oids]))
+        started = []
 
         def activate(job):
-            if not self._held(job):
-                return False
-            job.begin_attempt(self.clock())
+            started.clear()
+            for oid in oids:
+                held = self.jobs.get(oid)
+                if self._held(held):
+                    held.begin_attempt(self.clock())
+                    started.append(oid)
+            return bool(started)
 
-        return self._small_transaction(oid, activate)
+        if not oids or not self._small_transaction(oids[0], activate):
+            return []
+        return list(started)
 
     def _small_transaction(self, oid, change, final=False):
         """Run ``change(job)`` in a transaction of its own (nothing is
@@ -343,22 +483,57 @@ class JobRunner:
         ``take_next()`` gives the oid of an ASSIGNED job to run next, or
         None. Returns (that oid or None, whether it was started already).
         """
+        taken, started = self.run_group([oid], take_next)
+        return (taken[0], bool(started)) if taken else (None, False)
+
+    def run_group(self, oids, take_next=None, group=None):
+        """Run the claimed and started jobs ``oids`` in order, with their
+        callbacks: those that ``group`` (a GroupCommit) lets share a
+        transaction in batches, the others alone.
+
+        ``take_next()`` gives the oid of an ASSIGNED job to run next, or
+        None; the last commit starts the jobs taken so (several when they
+        may share a batch). Returns (the oids taken, those of them started
+        already), two lists.
+        """
         self._take_next = take_next
+        self._group = group
         self._next = None
+        self._next_complete = False
+        self._next_started = ()
         self._next_activated = False
         try:
-            if self._call(oid, claimed=True) == CALLBACKS:
-                self._run_callbacks(oid)
-            if self._next is None and take_next is not None:
-                self._next = take_next()
-            return self._next, self._next_activated
+            pending = list(oids)
+            while pending:
+                done, again = 0, ()
+                if len(pending) > 1 and group is not None and group.enabled:
+                    done, again = self._run_batch(pending)
+                retried = bool(done)
+                if not done:
+                    done, again = 1, pending[:1]
+                pending = pending[done:]
+                for index, oid in enumerate(again):
+                    self._may_activate = not pending and index == len(again) - 1
+                    self._run_alone(oid, retried=retried)
+            if not self._next_complete and take_next is not None:
+                self._may_activate = True
+                self._take_group()
+            return self.taken_next()
         finally:
             self._take_next = None
+            self._group = None
+            self._may_activate = True
 
-    def _call(self, oid, claimed):
+    def _run_alone(self, oid, retried=False):
+        if self._call(oid, claimed=True, retried=retried) == CALLBACKS:
+            self._run_callbacks(oid)
+
+    def _call(self, oid, claimed, retried=False):
         """Call the job until it has an outcome; return the status committed
-        with it (COMPLETED or CALLBACKS), or None if none was."""
-        conflicts = 0
+        with it (COMPLETED or CALLBACKS), or None if none was. ``retried``:
+        a batch that held it failed to commit (maybe only its answer was
+        lost)."""
+        conflicts = 1 if retried else 0
         while True:
             self.tm.begin()
             job = self.jobs.get(oid)
@@ -419,6 +594,8 @@ class JobRunner:
                 return self._decide(
                     oid, commit.failure, "commit_error", claimed, elapsed
                 )
+            if self._group is not None:
+                self._group.timed(job, commit.ran - started)
             if not commit.committed:
                 return None
             self.context.count("completed")
@@ -430,6 +607,163 @@ class JobRunner:
                 time.perf_counter() - started,
             )
             return job.status
+
+    # -- group commit ----------------------------------------------------------
+
+    def _run_batch(self, oids):
+        """Run the first jobs of ``oids`` that may share a transaction, each
+        in a savepoint of its own, and commit them together.
+
+        Returns (how many of ``oids`` it took, those to run again alone):
+        (0, ()) if the first may not join a batch; (n, ()) once n jobs
+        committed together (or were found taken back); (n, the n) if the
+        batch aborted instead (a conflict, a lost server, an error at
+        commit, a job that touched the transaction): none of it committed.
+        """
+        group = self._group
+        self.tm.begin()
+        txn = self.tm.get()
+        try:
+            members, broken, took = self._fill_batch(txn, oids, group)
+        except BaseException:
+            abort(self.tm)
+            raise
+        if broken is not None or not any(m.job is not None for m in members):
+            abort(self.tm)
+            if broken is not None:
+                return took, oids[:took]
+            return took, ()
+        self._may_activate = took == len(oids)
+        try:
+            activating = self._activate_next()
+            if self.context.abandoned():
+                abort(self.tm)
+                return took, ()
+            self._committing = True
+            self.tm.commit()
+        except TRANSIENT_ERRORS as exc:
+            abort(self.tm)
+            self._count_transient(exc)
+            return took, oids[:took]
+        except Exception:
+            abort(self.tm)
+            log.exception(
+                "dispatcher %s: a batch of %d jobs could not commit; they run "
+                "again, each alone",
+                self.context.uuid,
+                len(members),
+            )
+            return took, oids[:took]
+        finally:
+            self._committing = False
+        if activating:
+            self._next_activated = True
+        wakeup.notify_changed()
+        for member in members:
+            self._report_member(member)
+        for member in members:
+            if member.job is not None and member.job.status == CALLBACKS:
+                self._run_callbacks(member.oid)
+        return took, ()
+
+    def _fill_batch(self, txn, oids, group):
+        """Run jobs of ``oids`` in ``txn`` while they may share it. Returns
+        (the members, what broke the batch or None, how many oids taken)."""
+        txn.addBeforeCommitHook(self._refuse_commit)
+        ours = {id(c) for c in self.conn.connections.values()}
+        members = []
+        work = 0.0
+        for oid in oids:
+            if len(members) >= group.size or work >= group.window:
+                break
+            job = self.jobs.get(oid)
+            if not (self._mine(job) and job.status == ACTIVE):
+                members.append(_Member(oid, None, 0.0, None))  # taken back
+                continue
+            if not group.joinable(job):
+                break
+            savepoint = txn.savepoint()
+            hooks = _hook_count(txn)
+            level = logging.DEBUG if job.internal else logging.INFO
+            log.log(level, "job %s (%s) started", job.id, job.callable_name)
+            started = time.perf_counter()
+            failure = None
+            try:
+                with local.live_channel(self.live):
+                    result = job.invoke()
+            except TRANSIENT_ERRORS as exc:
+                self._count_transient(exc, oid)
+                return members, exc, len(members) + 1
+            except Exception:
+                failure = Failure()
+            elapsed = time.perf_counter() - started
+            work += elapsed
+            group.timed(job, elapsed)
+            if self._touched(txn, hooks, ours):
+                group.alone.add(job.callable_name)
+                log.info(
+                    "job %s (%s) touched the transaction it shared with other "
+                    "jobs; they run again, each alone, and %s always runs alone",
+                    job.id,
+                    job.callable_name,
+                    job.callable_name,
+                )
+                return members, True, len(members) + 1
+            outcome = None
+            try:
+                if failure is None:
+                    self._set_result(job, result, self.clock())
+                else:
+                    savepoint.rollback()
+                    outcome = {}
+                    self._decision(failure, "job_error", True, elapsed, outcome)(job)
+            except Exception as exc:
+                log.exception("job %s: could not record its outcome in a batch", oid)
+                return members, exc, len(members) + 1
+            members.append(_Member(oid, job, elapsed, outcome))
+        return members, None, len(members)
+
+    def _refuse_commit(self):
+        """The before-commit hook of a batch: only the runner commits it."""
+        if not self._committing:
+            raise _BatchCommitRefused(
+                "this job ran in a transaction shared with other jobs (group "
+                "commit) and may not commit it itself; it is run again alone"
+            )
+
+    def _touched(self, txn, hooks, ours):
+        """True if the job just run ended, replaced or doomed the batch's
+        transaction, tried to commit it, added hooks to it or joined a
+        resource manager other than this thread's ZODB connections: then
+        its effects cannot be kept apart from the others' in the batch."""
+        try:
+            current = self.tm.get()
+        except NoTransaction:
+            return True
+        return (
+            current is not txn
+            or txn.isDoomed()
+            or txn.status != "Active"
+            or _hook_count(txn) != hooks
+            or any(id(r) not in ours for r in txn._resources)
+        )
+
+    def _report_member(self, member):
+        """Count and log a job once its batch committed."""
+        if member.job is None:
+            return
+        job = member.job
+        if member.outcome is not None:
+            self._report_decision(member.outcome)
+            return
+        self.context.count("completed")
+        log.log(
+            logging.DEBUG if job.internal else logging.INFO,
+            "job %s (%s) succeeded in %.3fs (committed with others)",
+            job.id,
+            job.callable_name,
+            member.elapsed,
+        )
 
     def _postpone_after(self, oid, conflicts, exc, claimed):
         """Retry a transient error at once a few times, then put the job
@@ -466,6 +800,19 @@ class JobRunner:
         A final failure is logged at WARNING (operators' alerts see it), a
         retry at INFO, each with where and as whom the job ran."""
         outcome = {}
+        record = self._decision(failure, kind, final, elapsed, outcome)
+        stored = self._small_transaction(oid, record, final=final)
+        if stored:
+            self._report_decision(outcome)
+        return outcome.get("status") if stored else None
+
+    def _report_decision(self, outcome):
+        self.context.count("failed" if "status" in outcome else "retried")
+        log.log(*outcome["log"])
+
+    def _decision(self, failure, kind, final, elapsed, outcome):
+        """``record(job)``: apply the retry policy's answer about
+        ``failure`` to the job, noting in ``outcome`` what it was."""
         what = "raised" if kind == "job_error" else "could not commit"
 
         def record(job):
@@ -506,11 +853,7 @@ class JobRunner:
                     failure,
                 )
 
-        stored = self._small_transaction(oid, record, final=final)
-        if stored:
-            self.context.count("failed" if "status" in outcome else "retried")
-            log.log(*outcome["log"])
-        return outcome.get("status") if stored else None
+        return record
 
     def _run_callbacks(self, oid, claimed=True):
         """Run the callbacks of a job in CALLBACKS, each in its own
@@ -537,3 +880,16 @@ class JobRunner:
             stored = self._small_transaction(oid, complete, final=claimed)
             if stored or not added or self.context.abandoned():
                 return
+
+
+def _hook_count(txn):
+    """How many commit and abort hooks ``txn`` has."""
+    return sum(
+        sum(1 for _ in hooks())
+        for hooks in (
+            txn.getBeforeCommitHooks,
+            txn.getAfterCommitHooks,
+            txn.getBeforeAbortHooks,
+            txn.getAfterAbortHooks,
+        )
+    )
