@@ -129,9 +129,9 @@ def test_worker_checks_its_options_with_dispatcher_config():
         raised.value
     )
     options = worker._dispatcher_options(
-        worker_args("--queue", "default", "--queue", "x")
+        worker_args("--queue", "default", "--queue", "x", "--group-commit", "1")
     )
-    assert options == {"queues": ("", "x")}
+    assert options == {"queues": ("", "x"), "group_commit": 1}
 
 
 def test_worker_refuses_bad_options_before_opening_the_database(tmp_path, capsys):
@@ -160,6 +160,7 @@ def test_worker_help_shows_the_defaults(capsys):
     assert f"(default: {config.DEFAULTS.ping_interval:g})" in text
     assert f"(default: {config.DEFAULTS.death_interval:g})" in text
     assert f"else {config.DEFAULT_AGENT_SIZE};" in text
+    assert f"alone (default: {config.DEFAULTS.group_commit})" in text
 
 
 def test_queue_label_and_name():

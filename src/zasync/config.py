@@ -73,6 +73,7 @@ COMMAND_LINE = {
     "poll_interval": "--poll-interval",
     "ping_interval": "--ping-interval",
     "death_interval": "--death-interval",
+    "group_commit": "--group-commit",
 }
 
 

@@ -34,6 +34,7 @@ def test_every_key():
             "queues": "default  reports",
             "ping-interval": "10",
             "death-interval": "60",
+            "group-commit": "4",
         }
     )
     assert read == config.ProcessConfig(
@@ -46,8 +47,10 @@ def test_every_key():
         queues=("", "reports"),
         ping_interval=10.0,
         death_interval=60.0,
+        group_commit=4,
         threads_from="zope.conf",
     )
+    assert read.dispatcher_config().group_commit == 4
 
 
 def test_threads_left_out_follow_the_cluster():
@@ -63,6 +66,7 @@ def test_threads_left_out_follow_the_cluster():
         ({"threads": "many"}, "threads must be a number, not 'many'"),
         ({"threads": "0"}, "threads must be at least 1"),
         ({"ping-interval": "0"}, "ping-interval must be at least 0.1"),
+        ({"group-commit": "0"}, "group-commit must be at least 1"),
         ({"dispatcher": "maybe"}, "dispatcher must be on or off, not 'maybe'"),
         ({"thread": "3"}, "has unknown keys thread;"),
         (

@@ -81,6 +81,14 @@ def add_arguments(parser):
         f"(default: {DEFAULTS.death_interval:g})",
     )
     parser.add_argument(
+        "--group-commit",
+        type=_positive_int,
+        metavar="N",
+        help="at most N short jobs of one thread commit in one transaction, "
+        "each in a savepoint of its own; 1 commits every job alone "
+        f"(default: {DEFAULTS.group_commit})",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -221,6 +229,7 @@ def _dispatcher_options(args):
         "poll_interval": args.poll_interval,
         "ping_interval": args.ping_interval,
         "death_interval": args.death_interval,
+        "group_commit": args.group_commit,
     }
     options = {k: v for k, v in options.items() if v is not None}
     try:
@@ -239,6 +248,7 @@ def _start_in_zope(args, options, uuid_file):
         "poll_interval": options.get("poll_interval"),
         "ping_interval": options.get("ping_interval"),
         "death_interval": options.get("death_interval"),
+        "group_commit": options.get("group_commit"),
     }
     opened = connect.open_from_args(args, dispatcher=True, overrides=overrides)
     try:

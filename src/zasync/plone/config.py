@@ -10,6 +10,7 @@
         queues              default   # queues served, space-separated names
         ping-interval       30        # seconds between heartbeats
         death-interval      300       # heartbeat age at which peers recover its jobs
+        group-commit        8         # short jobs of a thread per transaction (1: alone)
     </product-config>
 
 Every key is optional. ``threads`` given here (or by ``zasync worker
@@ -42,6 +43,7 @@ PRODUCT_CONFIG = {
     "queues": "queues",
     "ping_interval": "ping-interval",
     "death_interval": "death-interval",
+    "group_commit": "group-commit",
     "database": "database",
 }
 
@@ -63,6 +65,7 @@ class ProcessConfig:
     queues: tuple = DEFAULTS.queues
     ping_interval: float = float(DEFAULTS.ping_interval)
     death_interval: float = float(DEFAULTS.death_interval)
+    group_commit: int = DEFAULTS.group_commit
     #: Where ``threads`` came from (FROM_ZOPE_CONF, FROM_COMMAND_LINE), or
     #: None when it is not set.
     threads_from: str | None = None
@@ -82,6 +85,7 @@ class ProcessConfig:
             queues=self.queues,
             ping_interval=self.ping_interval,
             death_interval=self.death_interval,
+            group_commit=self.group_commit,
             names=PRODUCT_CONFIG,
             where=f"<product-config {SECTION}>",
             **more,
@@ -152,6 +156,7 @@ KNOWN = {
     "queues",
     "ping-interval",
     "death-interval",
+    "group-commit",
 }
 
 
@@ -192,6 +197,8 @@ def process_config(raw=None):
         values["ping_interval"] = _number(raw, "ping-interval", float, 0.1)
     if "death-interval" in raw:
         values["death_interval"] = _number(raw, "death-interval", float, 1)
+    if "group-commit" in raw:
+        values["group_commit"] = _number(raw, "group-commit", int, 1)
     # ZASYNC_DISPATCHER=off keeps scripts (zconsole run, debug sessions)
     # started with a worker's zope.conf from running a second dispatcher.
     switch = os.environ.get(DISPATCHER_ENVIRONMENT)
