@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import datetime
 import logging
+import math
 import os
 import socket
 import threading
@@ -514,12 +515,14 @@ class Dispatcher:
         """Start jobs for the agent's idle threads, held ones first, and
         claim more to hold for threads that are about to finish.
 
-        Jobs are held ahead only while no live peer of this queue has a
-        free thread: held jobs must not wait here while a peer could run
-        them, so when one has room the held jobs go back to the queue. An
-        agent of size 0 claims nothing and gives back what it held."""
+        Held jobs must not wait here while a peer could run them: with live
+        peers serving the queue, the agent keeps (running and held) at most
+        its share of the queue's outstanding jobs, in proportion to its
+        threads (see _share), and gives the newest held ones back to the
+        queue beyond it. An agent of size 0 claims nothing and gives back
+        what it held."""
         if agent.size == 0:
-            self._give_back_held(queue, key, round)
+            self._give_back_held(queue, key, round, len(agent.jobs))
             return
         idle = self.pool.idle_threads(key, agent.size)
         idle -= round.starting(key)  # adopted ones
@@ -539,11 +542,13 @@ class Dispatcher:
             # it is ours, and runs now, its attempt counted already.
             round.to_start.append((key, oid))
             idle -= 1
-        hold = self.pool.jobs_to_hold()
-        if hold and self._a_peer_has_room(queue, round.now):
-            hold = 0
-            self._give_back_held(queue, key, round)
-        wanted = agent.size + hold - len(agent.jobs)
+        keep = agent.size + self.pool.jobs_to_hold()
+        share = self._share(queue, agent, round.now)
+        if share is not None:
+            keep = min(keep, max(agent.size, share))
+        if len(agent.jobs) > keep:
+            self._give_back_held(queue, key, round, len(agent.jobs) - keep)
+        wanted = keep - len(agent.jobs)
         if wanted <= 0:
             return
         start = max(idle, 0)
@@ -553,19 +558,31 @@ class Dispatcher:
                 (key, job._p_oid)
             )
 
-    def _a_peer_has_room(self, queue, now):
-        """Whether another live dispatcher of ``queue`` has a free thread."""
+    def _share(self, queue, agent, now):
+        """How many jobs ``agent`` may have (running and held) so that no
+        live peer of ``queue`` waits for jobs held here: the queue's
+        outstanding jobs (pending, and claimed by any agent) in proportion
+        to the agent's threads among all live threads, rounded up; None
+        without live peers (then only the prefetch limit holds)."""
+        threads, claimed = agent.size, len(agent.jobs)
         for uuid, record in queue.dispatchers.items():
             if uuid == self.uuid or record.is_dead(now):
                 continue
-            if any(len(agent.jobs) < agent.size for agent in record.agents.values()):
-                return True
-        return False
+            for peer in record.agents.values():
+                threads += peer.size
+                claimed += len(peer.jobs)
+        if threads == agent.size:
+            return None
+        return math.ceil((claimed + len(queue)) * agent.size / threads)
 
-    def _give_back_held(self, queue, key, round):
-        """Put the jobs held for agent ``key`` back in the queue, unstarted
-        and with no attempt counted, for any dispatcher to claim."""
-        while (oid := self.pool.pop_held(key)) is not None:
+    def _give_back_held(self, queue, key, round, count):
+        """Put up to ``count`` of the jobs held for agent ``key``, newest
+        first, back in the queue, unstarted and with no attempt counted,
+        for any dispatcher to claim."""
+        for _ in range(count):
+            oid = self.pool.pop_newest_held(key)
+            if oid is None:
+                return
             round.taken.append((key, oid))
             job = self._jobs_connection().get(oid)
             if job.status == ASSIGNED and job.assignee[0] == self.uuid:

@@ -123,6 +123,12 @@ class WorkerPool:
         buffer = self._buffers[key]
         return buffer.popleft() if buffer else None
 
+    def pop_newest_held(self, key):
+        """The job held longest ahead for agent ``key`` (the newest), to give
+        back to the queue, or None."""
+        buffer = self._buffers[key]
+        return buffer.pop() if buffer else None
+
     def put_back(self, key, oid):
         """Hold ``oid`` again, first (a round that took it failed)."""
         self._buffers[key].appendleft(oid)

@@ -10,7 +10,7 @@
         queues              default   # queues served, space-separated names
         ping-interval       30        # seconds between heartbeats
         death-interval      300       # heartbeat age at which peers recover its jobs
-        group-commit        8         # short jobs of a thread per transaction (1: alone)
+        group-commit        8         # short jobs of a thread per commit (1: alone)
     </product-config>
 
 Every key is optional. ``threads`` given here (or by ``zasync worker
