@@ -47,7 +47,6 @@ import sys
 import tempfile
 import time
 
-import transaction
 import ZODB
 import ZODB.config
 import ZODB.FileStorage
@@ -58,6 +57,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import jobs as bench_jobs  # noqa: E402
+from benchdb import Client  # noqa: E402
 
 import zasync  # noqa: E402
 from zasync.config import DEFAULTS  # noqa: E402
@@ -133,42 +133,6 @@ def cpu_usage(before, after, groups):
 # -- the bench process's own view of the database -----------------------------
 
 
-class Client:
-    """This process's connection to a database, with an explicit
-    transaction manager: read() and write() each run one transaction."""
-
-    def __init__(self, conf_path):
-        self.db = ZODB.config.databaseFromURL(conf_path)
-        self.tm = transaction.TransactionManager(explicit=True)
-        self.conn = self.db.open(transaction_manager=self.tm)
-
-    def read(self, func):
-        self.tm.begin()
-        try:
-            return func(self.conn.root())
-        finally:
-            self.tm.abort()
-
-    def write(self, func):
-        self.tm.begin()
-        try:
-            result = func(self.conn.root())
-            self.tm.commit()
-        except BaseException:
-            self.tm.abort()
-            raise
-        return result
-
-    def queue(self, name):
-        return get_queues(self.conn)[name]
-
-    def close(self):
-        with contextlib.suppress(Exception):
-            self.tm.abort()
-        self.conn.close()
-        self.db.close()
-
-
 class Backend:
     """A storage served to several processes: its --zodb-conf file."""
 
@@ -178,7 +142,7 @@ class Backend:
         self.label = label
         self.conf = conf_path
         self.workdir = workdir
-        self.client = Client(conf_path)
+        self.client = Client(ZODB.config.databaseFromURL(conf_path))
 
     def worker(self, name, options, uuid_file=None):
         return processes.Worker(

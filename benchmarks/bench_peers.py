@@ -67,7 +67,6 @@ import sys
 import tempfile
 import time
 
-import transaction
 import ZODB
 import ZODB.config
 import ZODB.FileStorage
@@ -78,6 +77,7 @@ sys.path.insert(0, HERE)
 
 import jobs as bench_jobs  # noqa: E402
 import peer_tasks  # noqa: E402
+from benchdb import Client  # noqa: E402
 
 import zasync  # noqa: E402
 from zasync.queue import get_queues  # noqa: E402
@@ -502,9 +502,8 @@ class Zasync(System):
         raise NotImplementedError
 
     def start(self):
-        self.db = self.open_db()
-        self.tm = transaction.TransactionManager(explicit=True)
-        self.conn = self.db.open(transaction_manager=self.tm)
+        self.client = Client(self.open_db())
+        self.db, self.tm, self.conn = self.client.db, self.client.tm, self.client.conn
         self.write(lambda root: get_queues(self.conn).create(self.queue_name))
         self.start_workers()
         self.conflicts = {}
@@ -515,24 +514,13 @@ class Zasync(System):
         self.jobs = {}
 
     def write(self, func):
-        self.tm.begin()
-        try:
-            result = func(self.conn.root())
-            self.tm.commit()
-        except BaseException:
-            self.tm.abort()
-            raise
-        return result
+        return self.client.write(func)
 
     def read(self, func):
-        self.tm.begin()
-        try:
-            return func(self.conn.root())
-        finally:
-            self.tm.abort()
+        return self.client.read(func)
 
     def queue(self):
-        return get_queues(self.conn)[self.queue_name]
+        return self.client.queue(self.queue_name)
 
     def enqueue_job(self, func, *args):
         """Put one job in one transaction, retrying transient errors;
@@ -584,12 +572,8 @@ class Zasync(System):
         return rate
 
     def close(self):
-        if hasattr(self, "conn"):
-            with contextlib.suppress(Exception):
-                self.tm.abort()
-            self.conn.close()
-        if hasattr(self, "db"):
-            self.db.close()
+        if hasattr(self, "client"):
+            self.client.close()
 
 
 class FileStorageInProcess(Zasync):

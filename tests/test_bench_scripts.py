@@ -6,8 +6,6 @@ ratios, the names given to conflicting oids), and that they start.
 """
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -164,16 +162,3 @@ def test_summary_of_conflicts(enqueue):
         2,
         1,
     ]
-
-
-@pytest.mark.parametrize("script", ["bench_peers.py", "bench_enqueue.py"])
-def test_help(script):
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "--quick" in result.stdout
