@@ -35,7 +35,6 @@ through a connection of its own. It measures:
 import argparse
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -57,7 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import jobs as bench_jobs  # noqa: E402
-from benchdb import Client  # noqa: E402
+from benchsupport import Client, say, version  # noqa: E402
 
 import zasync  # noqa: E402
 from zasync.config import DEFAULTS  # noqa: E402
@@ -73,18 +72,6 @@ LABEL = 48  # width of the label column of the report
 WARNINGS = []  # anything that makes a figure doubtful, printed at the end
 DEFAULT_PING = DEFAULTS.ping_interval
 RAW_CLIENT = os.path.join(HERE, "cluster_raw.py")
-
-
-def say(text):
-    """Progress, on stderr, so that stdout is only the report."""
-    print(f"... {text}", file=sys.stderr, flush=True)
-
-
-def version(name):
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
 
 
 def worker_env():

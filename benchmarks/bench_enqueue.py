@@ -55,6 +55,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import jobs as bench_jobs  # noqa: E402
+from benchsupport import say  # noqa: E402
 
 import zasync  # noqa: E402
 from zasync.queue import get_queues  # noqa: E402
@@ -62,10 +63,6 @@ from zasync.transact import TRANSIENT_ERRORS  # noqa: E402
 
 QUEUE = "enqueue"
 TARGET = 0.01
-
-
-def say(text):
-    print(f"... {text}", file=sys.stderr, flush=True)
 
 
 # -- one producer ------------------------------------------------------------

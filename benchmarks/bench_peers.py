@@ -54,7 +54,6 @@ peers' tasks are in benchmarks/peer_tasks.py, zasync's in benchmarks/jobs.py.
 import argparse
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -77,7 +76,7 @@ sys.path.insert(0, HERE)
 
 import jobs as bench_jobs  # noqa: E402
 import peer_tasks  # noqa: E402
-from benchdb import Client  # noqa: E402
+from benchsupport import Client, say, version  # noqa: E402
 
 import zasync  # noqa: E402
 from zasync.queue import get_queues  # noqa: E402
@@ -112,18 +111,6 @@ TARGETS = (
 POLL = 0.02  # how often "all done" is looked at
 PG_NAME = "zasync_bench_procrastinate"
 WARNINGS = []
-
-
-def say(text):
-    """Progress, on stderr, so that stdout is only the report."""
-    print(f"... {text}", file=sys.stderr, flush=True)
-
-
-def version(name):
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
 
 
 def _bin(name):

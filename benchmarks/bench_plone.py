@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from benchsupport import say
+
+from zasync.testing import processes
+from zasync.testing.processes import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 ZASYNC = os.path.join(BIN, "zasync")
@@ -49,16 +53,6 @@ INCLUDE = '  <include package="zasync_bench_plone" />\n'
 RETRIES = re.compile(r"retries=(\d+)")
 
 
-def say(text):
-    print(f"... {text}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def environment():
     env = dict(os.environ)
     for name in ("ZASYNC_UUID", "ZC_ASYNC_UUID", "ZASYNC_DISPATCHER"):
@@ -66,15 +60,6 @@ def environment():
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [HERE, env.get("PYTHONPATH")]))
     env["ZASYNC_ADMIN_PASSWORD"] = PASSWORD
     return env
-
-
-def wait_until(predicate, timeout, what, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
 
 def include_bench_views(site_zcml):
@@ -194,7 +179,7 @@ def embedded(directory):
             with open(log, errors="replace") as f:
                 return "zasync serve: ready at" in f.read()
 
-        wait_until(ready, START_TIMEOUT, "zasync serve")
+        processes.wait_for(ready, START_TIMEOUT, "zasync serve", interval=0.2)
         yield f"http://127.0.0.1:{port}/Plone"
     finally:
         process.send_signal(signal.SIGINT)

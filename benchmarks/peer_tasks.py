@@ -62,22 +62,9 @@ def _make_procrastinate():
     )
 
 
-def _huey_tasks():
-    app = _make_huey()
-
-    @app.task(name="noop")
-    def noop(i=0):
-        return i
-
-    @app.task(name="stamp")
-    def stamp(path, key):
-        write_stamp(path, key)
-
-    return app, noop, stamp
-
-
-def _procrastinate_tasks():
-    app = _make_procrastinate()
+def _tasks(app):
+    """The benchmark's two tasks on ``app`` (huey and Procrastinate both
+    register a task with ``@app.task(name=...)``): (app, noop, stamp)."""
 
     @app.task(name="noop")
     def noop(i=0):
@@ -96,14 +83,14 @@ _apps = {}
 def huey_app():
     """(RedisHuey, noop task, stamp task)."""
     if "huey" not in _apps:
-        _apps["huey"] = _huey_tasks()
+        _apps["huey"] = _tasks(_make_huey())
     return _apps["huey"]
 
 
 def procrastinate_tasks():
     """(procrastinate.App, noop task, stamp task)."""
     if "procrastinate" not in _apps:
-        _apps["procrastinate"] = _procrastinate_tasks()
+        _apps["procrastinate"] = _tasks(_make_procrastinate())
     return _apps["procrastinate"]
 
 

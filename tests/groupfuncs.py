@@ -6,12 +6,12 @@ runner's per-callable timing lets all of them join a batch once warmed up.
 import os
 import signal
 import threading
-import time
 
 import transaction
 from BTrees.OOBTree import OOBTree
 
 from zasync import local
+from zasync.clock import wait_until
 
 # Set by a test to let a waiting job go on, by name (in-process tests).
 events = {}
@@ -55,9 +55,7 @@ def record(tree, key, mode=None, other=None):
         if not os.path.exists(path):
             with open(path + ".entered", "w") as f:
                 f.write(str(os.getpid()))
-            deadline = time.monotonic() + 60
-            while not os.path.exists(path) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_until(lambda: os.path.exists(path), 60, 0.01)
     if mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     return key

@@ -2,20 +2,18 @@
 processes (tests/cluster is on their PYTHONPATH)."""
 
 import os
-import time
 
 import transaction
 
 from zasync import local
+from zasync.clock import wait_until
 
 GATE_PATIENCE = 60.0
 
 
 def _wait_for_file(path):
     """Wait (inside the job) until ``path`` exists, at most GATE_PATIENCE."""
-    deadline = time.monotonic() + GATE_PATIENCE
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: os.path.exists(path), GATE_PATIENCE, 0.01)
 
 
 def record(markers, key, gate=None):

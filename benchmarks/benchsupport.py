@@ -1,12 +1,28 @@
-"""A benchmark process's own view of a database: one connection with an
+"""What the benchmarks share: progress lines, package versions, and the
+benchmark process's own view of a database (one connection with an
 explicit transaction manager, where read() and write() each run one
-transaction (used by bench_cluster.py and bench_peers.py)."""
+transaction)."""
 
 import contextlib
+import importlib.metadata
+import sys
 
 import transaction
 
 from zasync.queue import get_queues
+
+
+def say(text):
+    """Progress, on stderr, so that stdout is only the report."""
+    print(f"... {text}", file=sys.stderr, flush=True)
+
+
+def version(name):
+    """The installed version of distribution ``name``, or "absent"."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 class Client:
