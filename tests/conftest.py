@@ -8,6 +8,7 @@ import transaction
 import ZODB
 import ZODB.FileStorage
 
+import jobfuncs
 import zasync
 from zasync.testing import processes
 
@@ -75,3 +76,19 @@ def postgres():
         pytest.skip(message)
     with processes.PostgresDatabase() as database:
         yield database
+
+
+@pytest.fixture
+def connections(db):
+    """Open connections with their own transaction managers; closed after."""
+    opened = []
+
+    def open_(count):
+        made = [jobfuncs.open_connection(db) for _ in range(count)]
+        opened.extend(made)
+        return made
+
+    yield open_
+    for conn in opened:
+        conn.transaction_manager.abort()
+        conn.close()

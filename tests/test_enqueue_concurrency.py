@@ -8,7 +8,6 @@ import collections
 import contextlib
 import datetime
 import threading
-import uuid
 
 import pytest
 import transaction
@@ -18,85 +17,21 @@ from ZODB.POSException import ConflictError
 
 import jobfuncs
 import zasync
+from racing import (
+    claim,
+    commit_all,
+    file_everything,
+    pending_labels,
+    put,
+    queue_of,
+    setup_queue,
+)
 from zasync import queue as queue_module
 from zasync.queue import Inbox, get_queues
-from zasync.registry import Agent, DispatcherRecord
 from zasync.status import ACTIVE, COMPLETED, PENDING
 from zasync.testing import wait_for_all_jobs
 
 NOW = jobfuncs.NOW
-
-
-@pytest.fixture
-def connections(db):
-    """Open connections with their own transaction managers; closed after."""
-    opened = []
-
-    def open_(count):
-        made = [jobfuncs.open_connection(db) for _ in range(count)]
-        opened.extend(made)
-        return made
-
-    yield open_
-    for conn in opened:
-        conn.transaction_manager.abort()
-        conn.close()
-
-
-def setup_queue(conn, quotas=(), dispatchers=0):
-    """Install the queues (with ``quotas``, size 10) and ``dispatchers``
-    dispatcher records with a 'main' agent; returns their uuids."""
-    queue = get_queues(conn)[""]
-    for name in quotas:
-        queue.quotas.create(name, size=10)
-    uuids = []
-    for _ in range(dispatchers):
-        uid = str(uuid.uuid4())
-        record = queue.dispatchers[uid] = DispatcherRecord(uid, NOW)
-        record.agents["main"] = Agent("main", size=10)
-        uuids.append(uid)
-    conn.transaction_manager.commit()
-    return uuids
-
-
-def queue_of(conn):
-    return get_queues(conn)[""]
-
-
-def put(conn, label, **options):
-    return queue_of(conn).put(zasync.Job(jobfuncs.tag, label), now=NOW, **options)
-
-
-def claim(conn, uid, limit=10):
-    queue = queue_of(conn)
-    agent = queue.dispatchers[uid].agents["main"]
-    return [job.args[0] for job in queue.claim(agent, uid, limit, NOW)]
-
-
-def commit_all(conns):
-    """Commit each connection's transaction in order; the conflicts seen."""
-    conflicts = []
-    for conn in conns:
-        try:
-            conn.transaction_manager.commit()
-        except ConflictError as exc:
-            conflicts.append(exc)
-            conn.transaction_manager.abort()
-    return conflicts
-
-
-def file_everything(conn, monkeypatch):
-    """File every inbox job in the lanes, as a dispatcher's round does for
-    a shard that grew (next_due), and commit."""
-    with monkeypatch.context() as patch:
-        patch.setattr(queue_module, "INBOX_DRAIN", 1, raising=False)
-        queue_of(conn).next_due(NOW)
-    conn.transaction_manager.commit()
-
-
-def pending_labels(conn):
-    conn.transaction_manager.begin()
-    return [job.args[0] for job in queue_of(conn)]
 
 
 # -- what a put writes -----------------------------------------------------------

@@ -26,7 +26,7 @@ from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
 from zasync.pool import WorkerPool
-from zasync.queue import get_queues
+from zasync.queue import RUN_PARTS, get_queues
 from zasync.registry import Agent, DispatcherRecord, configured_agent_size, threads_text
 from zasync.runner import JobRunner, RunnerContext, jobs_connection
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS
@@ -507,11 +507,33 @@ class Dispatcher:
         self._follow_settings(queue, record)
         if round.audit:
             self._adopt_unknown(queue, record, round)
+        prefer = self._preferred_parts(queue, round.now)
         for agent in record.agents.values():
-            self._claim_for(queue, agent, (queue.name, agent.name), round)
-        round.note_due(queue.next_due(round.now))
+            self._claim_for(queue, agent, (queue.name, agent.name), round, prefer)
+        round.note_due(queue.next_due(round.now, prefer))
 
-    def _claim_for(self, queue, agent, key, round):
+    def _preferred_parts(self, queue, now):
+        """The run parts of ``queue`` this dispatcher claims from first
+        (see Queue.claim): with live peers that claim, each takes its turn
+        of the parts by its place among them (ordered by UUID, which every
+        peer sees alike); None when it claims alone."""
+        claiming = sorted(
+            uuid
+            for uuid, record in queue.dispatchers.items()
+            if uuid == self.uuid
+            or (
+                not record.is_dead(now)
+                and any(agent.size for agent in record.agents.values())
+            )
+        )
+        if len(claiming) < 2:
+            return None
+        place, peers = claiming.index(self.uuid), len(claiming)
+        if peers >= RUN_PARTS:
+            return frozenset({place % RUN_PARTS})
+        return frozenset(part for part in range(RUN_PARTS) if part % peers == place)
+
+    def _claim_for(self, queue, agent, key, round, prefer=None):
         """Start jobs for the agent's idle threads, held ones first, and
         claim more to hold for threads that are about to finish.
 
@@ -552,11 +574,17 @@ class Dispatcher:
         if wanted <= 0:
             return
         start = max(idle, 0)
-        claimed = queue.claim(agent, self.uuid, wanted, round.now, start)
+        claimed = queue.claim(agent, self.uuid, wanted, round.now, start, prefer)
         for index, job in enumerate(claimed):
             (round.to_start if index < start else round.to_hold).append(
                 (key, job._p_oid)
             )
+        if prefer is not None and len(claimed) < wanted and len(queue):
+            # Jobs ready in a peer's parts are left to it for a moment:
+            # look again when they are ours to take, if it has not.
+            left = queue.peek(agent, round.now)
+            if left is not None:
+                round.note_due(queue.takeable_at(left))
 
     def _share(self, queue, agent, now):
         """How many jobs ``agent`` may have (running and held) so that no

@@ -62,6 +62,19 @@ INBOX_SHARDS = 16
 INBOX_SPILL = 100
 INBOX_DRAIN = 50
 
+# The run order is kept in parts, by job id as the inbox shards are (shard
+# index modulo RUN_PARTS), each part with lanes of its own, so that
+# dispatchers claiming at once can each prefer their own parts: they then
+# take jobs from different inbox shards and different lane buckets, and
+# their claims merge instead of conflicting on the head of one lane.
+RUN_PARTS = 4
+# A dispatcher takes a job from a part it does not prefer when its own have
+# none ready and that job has been due this long (microseconds), so that the
+# peer whose part it is, if idle, takes it first; or, although its own have
+# one ready, when that job's priority is higher or it has been due this much
+# longer: a busy peer's part does not wait behind a free dispatcher's.
+SPREAD_SLACK_US = 250_000
+
 
 class _Inline(threading.local):
     """Set by zasync.testing.inline(): put() in this thread runs jobs at
@@ -76,6 +89,28 @@ inline = _Inline()
 
 def _lane_key(quota_names):
     return tuple(sorted(set(quota_names)))
+
+
+def _preferred(best, other, now_us):
+    """Of the best ready job of the preferred parts and that of the
+    others, each a (key, job, inbox index) or None, the one to claim."""
+    if best is None:
+        if other is not None and keys.begin_of(other[0]) + SPREAD_SLACK_US > now_us:
+            return None  # left to its peer for now
+        return other
+    if other is not None:
+        ours, theirs = best[0], other[0]
+        if keys.level_of(theirs) < keys.level_of(ours):
+            return other
+        if keys.level_of(theirs) == keys.level_of(ours) and keys.begin_of(
+            theirs
+        ) + SPREAD_SLACK_US < keys.begin_of(ours):
+            return other
+    return best
+
+
+def _earlier(found, best):
+    return best is None or found[0] < best[0]
 
 
 def _first_ready(lane, now_us, agent):
@@ -179,6 +214,35 @@ class Inbox(persistent.Persistent):
         return f"<Inbox of {len(self.entries)} jobs>"
 
 
+class RunPart(persistent.Persistent):
+    """The indexes of one run part of a queue (see RUN_PARTS): its lanes
+    (quota names -> {run-order key: job}), its jobs by id, and its
+    completed jobs (completion key -> job, see zasync.keys). Each tree
+    belongs to one part, so that dispatchers preferring different parts
+    write different trees: a bucket split in one (which BTrees cannot
+    merge) does not conflict with the others."""
+
+    def __init__(self, lanes=None, jobs=None, succeeded=None, failed=None):
+        self.lanes = OOBTree() if lanes is None else lanes
+        self.jobs = LOBTree() if jobs is None else jobs
+        self.succeeded = OOBTree() if succeeded is None else succeeded
+        self.failed = OOBTree() if failed is None else failed
+
+    def __repr__(self):
+        return f"<RunPart of {len(self.jobs)} jobs>"
+
+
+class _FirstPart:
+    """Run part 0 of a queue stored before there were parts: its own
+    trees, until it makes its parts (read only, not stored)."""
+
+    def __init__(self, queue):
+        self.lanes = queue._lanes
+        self.jobs = queue._jobs
+        self.succeeded = queue._succeeded
+        self.failed = queue._failed
+
+
 @implementer(IQueue)
 class Queue(persistent.Persistent):
     """See IQueue."""
@@ -187,15 +251,18 @@ class Queue(persistent.Persistent):
         self.name = name
         self.quotas = Quotas()
         self.dispatchers = OOBTree()
-        self._jobs = LOBTree()  # id -> job, every job the queue knows
-        # quota names -> {run-order key: job} (see zasync.keys: priority,
-        # begin_after, id packed in one integer). One lane per combination
-        # of quotas, so a claim skips a full quota's jobs at once.
-        self._lanes = OOBTree()
+        # The jobs the queue knows, its run order and its completed jobs,
+        # in RUN_PARTS parts by job id (see RunPart). The lanes: one per
+        # combination of quotas, so a claim skips a full quota's jobs at
+        # once, keyed by run order (see zasync.keys: priority, begin_after,
+        # id packed in one integer). Completed jobs: newest first. Part 0's
+        # trees are also the queue's own _jobs, _lanes, _succeeded and
+        # _failed, where a queue stored before there were parts keeps all.
+        self._parts = tuple(RunPart() for _ in range(RUN_PARTS))
+        first = self._parts[0]
+        self._jobs, self._lanes = first.jobs, first.lanes
+        self._succeeded, self._failed = first.succeeded, first.failed
         self._pending_count = Length()
-        # completion key -> job: newest first (see zasync.keys).
-        self._succeeded = OOBTree()
-        self._failed = OOBTree()
         self._succeeded_count = Length()
         self._failed_count = Length()
         # Jobs in no lane and on no agent, waiting for queued sub-jobs:
@@ -206,6 +273,9 @@ class Queue(persistent.Persistent):
         self._inbox = tuple(Inbox() for _ in range(INBOX_SHARDS))
 
     _aside = None
+    # A queue stored before there were run parts makes them at its first
+    # put or filing (see _part).
+    _parts = None
     # Jobs put and not filed in the lanes yet, sharded by job id (see
     # Inbox). A queue stored before there was an inbox has none until its
     # first put makes it.
@@ -319,7 +389,7 @@ class Queue(persistent.Persistent):
             unique_key,
             retry_policy,
         )
-        self._jobs[job.id] = job
+        self._part(self._part_of(job.id)).jobs[job.id] = job
         job()
         self._index_completed(job)
         return job
@@ -327,7 +397,7 @@ class Queue(persistent.Persistent):
     def put_sub_job(self, job, parent, quota_names=None):
         """Queue a callback or child of ``parent`` (see Job.sub_job_done)."""
         if job.queue is self:
-            self._jobs.pop(job.id, None)
+            self._forget_job(job)
         job.renew(parent)
         return self.put(
             job,
@@ -338,45 +408,87 @@ class Queue(persistent.Persistent):
     def _to_inbox(self, job):
         if not self._inbox:  # a queue stored before there was an inbox
             self._inbox = tuple(Inbox() for _ in range(INBOX_SHARDS))
-        shard = self._shard(job.id)
+        self._part(0)  # and before there were parts
+        index = self._shard_index(job.id)
+        shard = self._inbox[index]
         if len(shard) >= INBOX_SPILL:
             # No dispatcher filed them for a while: do it, so that the
             # shard stays small (each put stores all of it).
-            self._file(shard)
+            self._file(index)
         shard.append(job.pending_key, _lane_key(job.lane_quota_names), job)
+
+    def _shard_index(self, job_id):
+        # Fibonacci hashing: ids of one process step by one or two.
+        return ((job_id * 0x9E3779B97F4A7C15) >> 32) % (len(self._inbox) or 1)
 
     def _shard(self, job_id):
         inbox = self._inbox
-        if not inbox:
-            return None
-        # Fibonacci hashing: ids of one process step by one or two.
-        return inbox[((job_id * 0x9E3779B97F4A7C15) >> 32) % len(inbox)]
+        return inbox[self._shard_index(job_id)] if inbox else None
+
+    def _part_of(self, job_id):
+        """The run part of a job: that of its inbox shard (0 in a queue
+        stored before there were parts)."""
+        if self._parts is None:
+            return 0
+        return self._shard_index(job_id) % RUN_PARTS
+
+    def _part(self, part):
+        """RunPart number ``part``, for writing: a queue stored before
+        there were parts makes them here, its own trees becoming part 0's
+        (this writes the queue, once)."""
+        if self._parts is None:
+            first = RunPart(self._lanes, self._jobs, self._succeeded, self._failed)
+            self._parts = (first, *(RunPart() for _ in range(RUN_PARTS - 1)))
+        return self._parts[part]
+
+    def _all_parts(self):
+        """Every run part, for reading (without making them)."""
+        return self._parts or (_FirstPart(self),)
+
+    def _parts_of(self, job_id):
+        """The run parts where a job may be: its own, then part 0, where
+        it was if it was filed before there were parts."""
+        part = self._part_of(job_id)
+        parts = self._all_parts()
+        return (parts[part], parts[0]) if part else (parts[0],)
+
+    def _each_lane(self):
+        """(part, lane key, lane) of every lane of every run part."""
+        for number, part in enumerate(self._all_parts()):
+            for lane_key, lane in part.lanes.items():
+                yield number, lane_key, lane
 
     def _in_inbox(self, job_id):
         shard = self._shard(job_id)
         return None if shard is None else shard.find(job_id)
 
-    def _lane(self, lane_key):
-        lane = self._lanes.get(lane_key)
+    def _lane(self, lane_key, part):
+        lanes = self._part(part).lanes
+        lane = lanes.get(lane_key)
         if lane is None:
-            lane = self._lanes[lane_key] = OOBTree()
+            lane = lanes[lane_key] = OOBTree()
         return lane
 
-    def _file(self, shard):
-        """Move a shard's jobs to the lanes and to _jobs (the jobs are not
-        written: their keys were set by put)."""
-        for key, lane_key, job in shard.take():
-            self._jobs[keys.id_of(key)] = job
-            self._lane(lane_key)[key] = job
+    def _file(self, index):
+        """Move the jobs of inbox shard ``index`` to the lanes of its run
+        part and to _jobs (the jobs are not written: put set their keys)."""
+        part = index % RUN_PARTS
+        jobs = self._part(part).jobs
+        for key, lane_key, job in self._inbox[index].take():
+            jobs[keys.id_of(key)] = job
+            self._lane(lane_key, part)[key] = job
 
-    def _file_inbox(self, at_least=1):
-        """File the jobs of every shard holding at least ``at_least``."""
-        for shard in self._inbox:
+    def _file_inbox(self, at_least=1, prefer=None):
+        """File the jobs of every shard holding at least ``at_least``, only
+        of the run parts in ``prefer`` if given."""
+        for index, shard in enumerate(self._inbox):
+            if prefer is not None and index % RUN_PARTS not in prefer:
+                continue
             if len(shard) >= at_least:
-                self._file(shard)
+                self._file(index)
 
     def _add_pending(self, job, front=False):
-        lane = self._lane(_lane_key(job.lane_quota_names))
+        lane = self._lane(_lane_key(job.lane_quota_names), self._part_of(job.id))
         lane[job.enter_run_order(front)] = job
         self._pending_count.change(1)
 
@@ -386,10 +498,22 @@ class Queue(persistent.Persistent):
         shard = self._shard(job.id)
         if shard is not None and shard.discard(key):
             if known:
-                self._jobs[job.id] = job
+                self._part(self._part_of(job.id)).jobs[job.id] = job
         else:
-            del self._lanes[_lane_key(job.lane_quota_names)][key]
+            self._lane_holding(job, key).pop(key)
         self._pending_count.change(-1)
+
+    def _lane_holding(self, job, key):
+        """The lane in which the job is filed under ``key``: in its run
+        part's, or (filed before there were parts) in part 0's."""
+        lane_key = _lane_key(job.lane_quota_names)
+        for part in self._parts_of(job.id):
+            lane = part.lanes.get(lane_key)
+            if lane is not None and key in lane:
+                return lane
+        raise KeyError(
+            f"job {job.id} is not in the run order of queue {self.name!r} under {key}"
+        )
 
     def _remove_pending(self, job, known=True):
         self._unlink_pending(job, job.leave_run_order(), known)
@@ -407,7 +531,7 @@ class Queue(persistent.Persistent):
             ((key, job) for shard in self._inbox for key, _, job in shard.entries),
             key=operator.itemgetter(0),
         )
-        return heapq.merge(put, *(lane.items() for lane in self._lanes.values()))
+        return heapq.merge(put, *(lane.items() for _, _, lane in self._each_lane()))
 
     def __iter__(self):
         return (job for _, job in self._pending_items())
@@ -421,11 +545,19 @@ class Queue(persistent.Persistent):
         raise IndexError(f"no pending job at index {index} (queue has {len(self)})")
 
     def get(self, job_id, default=None):
-        job = self._jobs.get(job_id)
-        if job is None:
-            entry = self._in_inbox(job_id)
-            return default if entry is None else entry[2]
-        return job
+        for part in self._parts_of(job_id):
+            job = part.jobs.get(job_id)
+            if job is not None:
+                return job
+        entry = self._in_inbox(job_id)
+        return default if entry is None else entry[2]
+
+    def _forget_job(self, job):
+        """Take a job out of its part's jobs (None if it was in none)."""
+        for part in self._parts_of(job.id):
+            if part.jobs.pop(job.id, None) is not None:
+                return job
+        return None
 
     def claimed_jobs(self):
         """The jobs held by this queue's dispatchers and those waiting for
@@ -482,13 +614,13 @@ class Queue(persistent.Persistent):
 
     def indexed_completed(self, failed=None, min_key=None):
         """(key, job) of the completed jobs in the indexes, newest first."""
-        if failed is True:
-            return self._failed.items(min=min_key)
-        if failed is False:
-            return self._succeeded.items(min=min_key)
-        return heapq.merge(
-            self._failed.items(min=min_key), self._succeeded.items(min=min_key)
-        )
+        parts = self._all_parts()
+        indexes = []
+        if failed is not False:
+            indexes += [part.failed for part in parts]
+        if failed is not True:
+            indexes += [part.succeeded for part in parts]
+        return heapq.merge(*(index.items(min=min_key) for index in indexes))
 
     def completed_items(self, failed=None, min_key=None):
         """(key, job) of completed jobs, newest first, including those their
@@ -545,16 +677,17 @@ class Queue(persistent.Persistent):
                 return
             self._remove_pending(job)
         elif status == COMPLETED:
-            index, count = self._completed_index(job)
-            if index.pop(job.index_key, None) is not None:
-                count.change(-1)
+            index = self._indexed_in(job)
+            if index is not None:
+                del index[job.index_key]
+                self._completed_count(job).change(-1)
             self._live.pop(job.id, None)
         else:
             raise ValueError(
                 f"{job!r} is {status}; only pending or completed jobs can be "
                 f"removed from a queue."
             )
-        del self._jobs[job.id]
+        self._forget_job(job)
         self._forget_unique(job)
         job.leave_queue()
 
@@ -602,9 +735,14 @@ class Queue(persistent.Persistent):
                 return False
         return True
 
-    def claim(self, agent, uuid, limit, now, start=None):
+    def claim(self, agent, uuid, limit, now, start=None, prefer=None):
         """Claim up to ``limit`` jobs that may start now for ``agent`` of
         dispatcher ``uuid`` and return them, in run order.
+
+        ``prefer`` is the set of run parts (0 to RUN_PARTS - 1) this
+        dispatcher takes jobs from first, so that dispatchers claiming at
+        the same time do not take the same jobs (see _best_ready); None
+        for all of them alike (strict run order).
 
         The first ``start`` of them (all if None) are started (ACTIVE); the
         rest are ASSIGNED: held by the dispatcher for its next free thread,
@@ -617,7 +755,7 @@ class Queue(persistent.Persistent):
         blocked = set()
         put = self._ready_in_inbox(now_us)
         while len(claimed) < limit:
-            best = self._best_ready(agent, now_us, blocked, put)
+            best = self._best_ready(agent, now_us, blocked, put, prefer)
             if best is None:
                 break
             job = best[1]
@@ -637,52 +775,78 @@ class Queue(persistent.Persistent):
         return claimed
 
     def _ready_in_inbox(self, now_us):
-        """[(key, lane key, job)] of the inbox's jobs that may start now, in
-        run order (read once per claim)."""
+        """[(key, lane key, job, run part)] of the inbox's jobs that may
+        start now, in run order (read once per claim)."""
         return sorted(
             (
-                entry
-                for shard in self._inbox
+                (*entry, index % RUN_PARTS)
+                for index, shard in enumerate(self._inbox)
                 for entry in shard.entries
                 if keys.begin_of(entry[0]) <= now_us
             ),
             key=operator.itemgetter(0),
         )
 
-    def _best_ready(self, agent, now_us, blocked, put):
-        """(key, job) of the first job ready in the inbox (``put``, from
-        _ready_in_inbox; the one returned is removed from it) or in any
-        lane with quota room; lanes found full are added to ``blocked`` and
-        skipped. A claim takes a job from the inbox without filing the
-        others: two claims taking different jobs merge."""
-        best = from_inbox = None
-        for index, (key, lane_key, job) in enumerate(put):
-            if lane_key in blocked:
+    def _best_ready(self, agent, now_us, blocked, put, prefer=None):
+        """(key, job) of the job to claim next: the first ready in the inbox
+        (``put``, from _ready_in_inbox; the one returned is removed from
+        it) or in any lane with quota room; lanes found full are added to
+        ``blocked`` and skipped. A claim takes a job from the inbox without
+        filing the others: two claims taking different jobs merge.
+
+        With ``prefer`` (a set of run parts), the first of those parts wins
+        over the first of the others unless that one has a higher priority
+        or has been due much longer, and one of the others is taken only
+        once it has been due a moment (see SPREAD_SLACK_US and _preferred):
+        dispatchers that prefer different parts claim different jobs, and
+        any of them takes what the others leave."""
+        best = [None, None]  # (key, job, inbox index) of preferred, others
+        for index, (key, lane_key, job, part) in enumerate(put):
+            side = 0 if prefer is None or part in prefer else 1
+            if best[side] is not None or lane_key in blocked:
                 continue
             if not self._lane_has_room(lane_key):
                 blocked.add(lane_key)
                 continue
             if agent is None or agent.accepts(job):
-                best, from_inbox = (key, job), index
-                break
-        for lane_key, lane in self._lanes.items():
+                best[side] = (key, job, index)
+                if best[1 - side] is not None or prefer is None:
+                    break
+        for part, lane_key, lane in self._each_lane():
             if lane_key in blocked or not lane:
                 continue
             if not self._lane_has_room(lane_key):
                 blocked.add(lane_key)
                 continue
+            side = 0 if prefer is None or part in prefer else 1
             found = _first_ready(lane, now_us, agent)
-            if found is not None and (best is None or found[0] < best[0]):
-                best = found
-        if from_inbox is not None and best[0] == put[from_inbox][0]:
-            del put[from_inbox]
-        return best
+            if found is not None and _earlier(found, best[side]):
+                best[side] = (*found, None)
+        chosen = _preferred(*best, now_us)
+        if chosen is None:
+            return None
+        key, job, index = chosen
+        if index is not None:
+            del put[index]
+        return key, job
 
-    def peek(self, agent, now):
-        """The job that ``claim`` would take next for ``agent``, or None."""
+    def peek(self, agent, now, prefer=None):
+        """The job that ``claim`` would take next for ``agent``, or None.
+
+        Without ``prefer``: the first ready job in run order, which a
+        claim preferring some parts may leave to a peer until
+        ``takeable_at(job)``."""
         now_us = clock.to_micros(now)
-        best = self._best_ready(agent, now_us, set(), self._ready_in_inbox(now_us))
+        best = self._best_ready(
+            agent, now_us, set(), self._ready_in_inbox(now_us), prefer
+        )
         return None if best is None else best[1]
+
+    @staticmethod
+    def takeable_at(job):
+        """When a claim preferring other parts than the job's takes it,
+        if no peer has (see SPREAD_SLACK_US)."""
+        return clock.from_micros(keys.begin_of(job.pending_key) + SPREAD_SLACK_US)
 
     def set_aside(self, job, reason):
         """Take a pending job that cannot be claimed out of the run order
@@ -703,20 +867,21 @@ class Queue(persistent.Persistent):
         """Start an ASSIGNED job (the old name of ``job.begin_attempt``)."""
         job.begin_attempt(now)
 
-    def next_due(self, now):
+    def next_due(self, now, prefer=None):
         """When the earliest pending job that is not due yet becomes due.
 
         A dispatcher asks every round: the inbox's shards that grew large
-        (its agents claimed nothing for a while) are filed here."""
+        (its agents claimed nothing for a while) are filed here, only those
+        of the run parts it prefers if ``prefer`` is given."""
         now_us = clock.to_micros(now)
-        self._file_inbox(INBOX_DRAIN)
+        self._file_inbox(INBOX_DRAIN, prefer)
         due = None
         for shard in self._inbox:
             for key, _, _ in shard.entries:
                 begin = keys.begin_of(key)
                 if begin > now_us and (due is None or begin < due):
                     due = begin
-        for lane in self._lanes.values():
+        for _, _, lane in self._each_lane():
             try:
                 key = lane.minKey()
             except ValueError:
@@ -835,20 +1000,26 @@ class Queue(persistent.Persistent):
         job.complete(now)
         self._record_completion(job, now)
 
-    def _completed_index(self, job):
-        if job.failed:
-            return self._failed, self._failed_count
-        return self._succeeded, self._succeeded_count
+    def _completed_count(self, job):
+        return self._failed_count if job.failed else self._succeeded_count
+
+    def _indexed_in(self, job):
+        """The completed index holding the job, or None."""
+        for part in self._parts_of(job.id):
+            index = part.failed if job.failed else part.succeeded
+            if index.get(job.index_key) is job:
+                return index
+        return None
 
     def _index_completed(self, job):
-        index, count = self._completed_index(job)
-        if index.get(job.index_key) is not job:
-            index[job.index_key] = job
-            count.change(1)
+        if self._indexed_in(job) is None:
+            part = self._part(self._part_of(job.id))
+            (part.failed if job.failed else part.succeeded)[job.index_key] = job
+            self._completed_count(job).change(1)
 
     def _record_completion(self, job, now):
         self._waiting.pop(job.id, None)
-        if self._jobs.get(job.id) is job:
+        if self.get(job.id) is job:
             self._index_completed(job)
         self._forget_unique(job)
         if job.parent is not None:

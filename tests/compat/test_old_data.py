@@ -154,6 +154,46 @@ def test_an_old_queue_gets_its_inbox_from_its_first_put(old_data):
         db.close()
 
 
+def test_an_old_queue_keeps_its_jobs_when_it_makes_its_run_parts(old_data):
+    """A queue stored before there were run parts reads from its own trees
+    and makes its parts at its first put; the jobs filed before are still
+    found, run, listed and removed (they stay in part 0)."""
+    path, conf = old_data
+    sys.path.insert(0, HERE)
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(path)))
+    try:
+        conn = db.open()
+        queue = zasync.get_queues(conn)[""]
+        assert "_parts" not in queue.__dict__
+        pending = list(queue)
+        completed = queue.jobs(status=COMPLETED)
+        assert pending and completed
+        assert conn._registered_objects == []
+        new = queue.put(zasync.Job(compat_job("add"), 1, 2))
+        assert "_parts" in queue.__dict__
+        transaction.commit()
+        assert all(queue.get(job.id) is job for job in pending + completed + [new])
+        assert queue.jobs(status=COMPLETED) == completed
+        dispatcher = zasync.start(db, poll_interval=0.05, queues=("",))
+        try:
+            wait_for_all_jobs(conn, seconds=60, queue_names=[""])
+        finally:
+            dispatcher.stop(10)
+        transaction.begin()
+        assert all(job.status == COMPLETED for job in pending + [new])
+        listed = queue.jobs(status=COMPLETED)
+        assert set(completed + pending + [new]) <= set(listed)
+        for job in listed:
+            if job.parent is None:
+                queue.remove(job)
+        transaction.commit()
+        assert [job for job in queue.jobs(status=COMPLETED) if job.parent is None] == []
+        conn.close()
+    finally:
+        sys.path.remove(HERE)
+        db.close()
+
+
 def compat_job(name):
     import compat_jobs
 
