@@ -42,15 +42,14 @@ def in_run_order(labels):
 
 
 def put_until_in(conn, parts, label, **options):
-    """Put jobs labelled ``label`` until one is in one of ``parts``, then
-    remove the others; that job."""
-    queue = queue_of(conn)
+    """Put a job labelled ``label`` in one of ``parts`` (a transaction that
+    put it elsewhere is aborted, and the put made again) and commit it."""
     while True:
         job = put(conn, label, **options)
-        if queue._part_of(job.id) in parts:
+        if queue_of(conn)._part_of(job.id) in parts:
             conn.transaction_manager.commit()
             return job
-        queue.remove(job)
+        conn.transaction_manager.abort()
 
 
 # -- claims of dispatchers preferring different parts ----------------------------
@@ -227,3 +226,28 @@ def test_two_dispatchers_on_one_database_rarely_conflict(db, conn, start_dispatc
     rounds = one.stats["rounds"] + two.stats["rounds"]
     conflicts = one.stats["conflicts"] + two.stats["conflicts"]
     assert conflicts <= 0.2 * rounds, (conflicts, rounds)
+
+
+def test_with_parts_only_a_put_in_those_parts_changes_what_is_watched(conn):
+    """A dispatcher with peers listens for changes to its own parts' inbox
+    shards (and the quotas), not to the pending count, so that a put in a
+    peer's part does not wake it for a round that finds nothing."""
+    setup_queue(conn, quotas=["exports"])
+    queue = queue_of(conn)
+    watched = {obj._p_oid for obj in queue.watched_objects(EVEN)}
+    assert queue._pending_count._p_oid not in watched
+    assert queue.quotas["exports"]._p_oid in watched
+    assert queue._pending_count._p_oid in {
+        obj._p_oid for obj in queue.watched_objects()
+    }
+    changed = {}
+    for parts, label in ((ODD, "theirs"), (EVEN, "mine")):
+        put_until_in(conn, parts, label)
+        last = conn.db().storage.lastTransaction()
+        changed[label] = {
+            record.oid
+            for txn in conn.db().storage.iterator(last, last)
+            for record in txn
+        }
+    assert not changed["theirs"] & watched
+    assert changed["mine"] & watched

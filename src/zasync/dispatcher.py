@@ -80,6 +80,8 @@ class Round:
     to_hold: list = dataclasses.field(default_factory=list)
     #: When the first pending job of the served queues becomes due, if any.
     due: datetime.datetime | None = None
+    #: The oids whose change by another process is to wake the dispatcher.
+    watched: set = dataclasses.field(default_factory=set)
 
     def note_due(self, when):
         if when is not None and (self.due is None or when < self.due):
@@ -468,6 +470,8 @@ class Dispatcher:
             self._undo(round)
             raise
         self.count("rounds")
+        if self._listening is not None and not self.pool.stopping:
+            self._listening.watch(round.watched)
         if round.pinged:
             # Only once stored: a heartbeat lost to a conflict is retried in
             # the next round, not a whole ping interval later.
@@ -507,16 +511,25 @@ class Dispatcher:
         self._follow_settings(queue, record)
         if round.audit:
             self._adopt_unknown(queue, record, round)
-        prefer = self._preferred_parts(queue, round.now)
+        parts = self._parts_of_dispatchers(queue, round.now)
+        prefer = None if parts is None else parts[self.uuid]
         for agent in record.agents.values():
             self._claim_for(queue, agent, (queue.name, agent.name), round, prefer)
         round.note_due(queue.next_due(round.now, prefer))
+        if self._listening is not None:
+            round.watched.update(self._watched_oids(queue, record, parts))
 
     def _preferred_parts(self, queue, now):
         """The run parts of ``queue`` this dispatcher claims from first
-        (see Queue.claim): with live peers that claim, each takes its turn
-        of the parts by its place among them (ordered by UUID, which every
-        peer sees alike); None when it claims alone."""
+        (see Queue.claim), or None when it claims alone."""
+        parts = self._parts_of_dispatchers(queue, now)
+        return None if parts is None else parts[self.uuid]
+
+    def _parts_of_dispatchers(self, queue, now):
+        """{uuid: run parts it prefers} of this dispatcher and its live
+        peers that claim: each takes its turn of the parts by its place
+        among them (ordered by UUID, which every peer sees alike); None
+        when this one claims alone."""
         claiming = sorted(
             uuid
             for uuid, record in queue.dispatchers.items()
@@ -526,12 +539,18 @@ class Dispatcher:
                 and any(agent.size for agent in record.agents.values())
             )
         )
-        if len(claiming) < 2:
+        peers = len(claiming)
+        if peers < 2:
             return None
-        place, peers = claiming.index(self.uuid), len(claiming)
         if peers >= RUN_PARTS:
-            return frozenset({place % RUN_PARTS})
-        return frozenset(part for part in range(RUN_PARTS) if part % peers == place)
+            return {
+                uuid: frozenset({place % RUN_PARTS})
+                for place, uuid in enumerate(claiming)
+            }
+        return {
+            uuid: frozenset(part for part in range(RUN_PARTS) if part % peers == place)
+            for place, uuid in enumerate(claiming)
+        }
 
     def _claim_for(self, queue, agent, key, round, prefer=None):
         """Start jobs for the agent's idle threads, held ones first, and
@@ -708,7 +727,6 @@ class Dispatcher:
             job.queue.reconcile(job, now)
 
     def _heartbeat(self, queues, now):
-        watched = set()
         for name in self.queue_names:
             queue = queues[name]
             record = queue.dispatchers.get(self.uuid)
@@ -721,7 +739,6 @@ class Dispatcher:
             if record.dead:  # only then: setting it would rewrite the record
                 record.dead = False
             record.ping(now)
-            self._watch(queue, record, watched)
             for uuid, peer in queue.dispatchers.items():
                 if uuid != self.uuid and not peer.dead and peer.is_dead(now):
                     recovered = queue.recover_dispatcher(peer, now)
@@ -735,19 +752,31 @@ class Dispatcher:
                         peer.last_ping,
                         recovered,
                     )
-        if self._listening is not None:
-            self._listening.watch(watched)
 
-    @staticmethod
-    def _watch(queue, record, watched):
-        """Add the oids of the objects whose change by another process means
-        there may be work for us: the pending count (a job was queued), the
+    def _watched_oids(self, queue, record, parts):
+        """The oids of the objects whose change by another process means
+        there may be work for us: what a put changes (see
+        IQueue.watched_objects: with peers, only in our own parts and in
+        those of peers with no thread free, whose jobs we may take), the
         quotas (room was made) and our agents (resized)."""
-        objects = queue.watched_objects()
+        watch = None
+        if parts is not None:
+            watch = set(parts[self.uuid])
+            for uuid, peer in queue.dispatchers.items():
+                if uuid in parts and uuid != self.uuid and _busy(peer):
+                    watch |= parts[uuid]
+        objects = queue.watched_objects(watch)
         objects.extend(record.agents.values())
         if queue.agent_settings is not None:  # agent sizes set for the cluster
             objects.append(queue.agent_settings)
-        watched.update(obj._p_oid for obj in objects)
+        return {obj._p_oid for obj in objects}
+
+
+def _busy(record):
+    """Whether a dispatcher has no thread free: as many jobs running and
+    held as threads."""
+    agents = record.agents.values()
+    return sum(len(agent.jobs) for agent in agents) >= sum(a.size for a in agents)
 
 
 def start(db, *, config=None, **options):

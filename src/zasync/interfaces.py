@@ -538,11 +538,13 @@ class IQueue(Interface):
         """Like ``indexed_completed``, merged with the completed jobs their
         dispatcher has not indexed yet, all newest first."""
 
-    def watched_objects():
+    def watched_objects(parts=None):
         """A new list of the persistent objects whose change by another
         process means work may have arrived: the pending count (a job was
-        queued), the quotas and each quota (room was made). A dispatcher
-        listens for invalidations of their oids."""
+        queued; with ``parts``, a set of run parts, the inbox shards of
+        those parts instead, so that a put in another dispatcher's parts
+        wakes only that one), the quotas and each quota (room was made).
+        A dispatcher listens for invalidations of their oids."""
 
     def jobs(status=None, failed=None, start=0, limit=None):
         """Jobs of this queue with a status (any if None), as a list.

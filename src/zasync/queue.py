@@ -639,10 +639,18 @@ class Queue(persistent.Persistent):
             fresh, self.indexed_completed(failed, min_key), key=operator.itemgetter(0)
         )
 
-    def watched_objects(self):
+    def watched_objects(self, parts=None):
         """The persistent objects whose change means work may have arrived
         (see IQueue.watched_objects)."""
-        return [self._pending_count, self.quotas, *self.quotas.values()]
+        if parts is None:
+            put = [self._pending_count]
+        else:
+            put = [
+                shard
+                for index, shard in enumerate(self._inbox)
+                if index % RUN_PARTS in parts
+            ]
+        return [*put, self.quotas, *self.quotas.values()]
 
     def unsettled(self):
         """How many jobs are pending, claimed or waiting, counting completed
