@@ -346,3 +346,8 @@ def file_db(path):
 def open_connection(db):
     """A connection with its own transaction manager (not the thread's)."""
     return db.open(transaction_manager=transaction.TransactionManager())
+
+
+def started_at():
+    """A job that returns when it started (aware UTC)."""
+    return datetime.datetime.now(UTC)

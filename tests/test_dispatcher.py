@@ -1,6 +1,7 @@
 """The dispatcher runs jobs in threads, each in its own transaction."""
 
 import datetime
+import time
 import uuid
 
 import pytest
@@ -9,6 +10,7 @@ from persistent.list import PersistentList
 
 import jobfuncs
 import zasync
+from zasync import clock
 from zasync.retry import RetryWithDelay
 from zasync.status import ACTIVE, ASSIGNED, COMPLETED, PENDING
 from zasync.testing import (
@@ -346,3 +348,33 @@ def test_a_new_dispatcher_claims_no_more_than_it_can_start(
         jobfuncs.events[name].set()
     wait_for_all_jobs(conn, 30)
     assert [job.result for job in jobs] == list(range(6))
+
+
+def test_rounds_under_a_stream_of_puts_are_paced_by_the_batch_window(
+    conn, queue, start_dispatcher
+):
+    """The first job after a quiet moment is claimed at once; puts that
+    follow within batch_window wait for the next round, which claims them
+    together (one round and commit for several, not one each)."""
+    dispatcher = start_dispatcher(
+        agent_size=4, batch_window=0.3, group_commit=1, poll_interval=5
+    )
+    quiet = clock.wait_until(
+        lambda: (
+            dispatcher.last_round_started is not None
+            and time.monotonic() - dispatcher.last_round_started > 0.35
+        ),
+        timeout=10,
+    )
+    assert quiet
+    quiet_start = datetime.datetime.now(datetime.UTC)
+    first = queue.put(zasync.Job(jobfuncs.started_at))
+    transaction.commit()
+    assert wait_for_result(first) - quiet_start < datetime.timedelta(seconds=0.25)
+    burst = []
+    for _ in range(4):
+        burst.append(queue.put(zasync.Job(jobfuncs.started_at)))
+        transaction.commit()
+    starts = [wait_for_result(job) for job in burst]
+    assert min(starts) - first.result >= datetime.timedelta(seconds=0.25)
+    assert max(starts) - min(starts) < datetime.timedelta(seconds=0.25)

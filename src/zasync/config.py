@@ -119,7 +119,9 @@ class DispatcherConfig:
     #: queues; None: the main one.
     database: str | None = None
     #: Seconds a round waits for more running jobs to finish, so that one
-    #: commit reconciles several; 0 does not wait.
+    #: commit reconciles several, and the least time between the starts of
+    #: two rounds while work keeps coming, so that one round claims
+    #: several jobs; 0 does neither.
     batch_window: float = 0.005
     #: Jobs claimed ahead per agent for threads about to finish, when jobs
     #: are short (see prefetch_below); 0 claims only for idle threads.

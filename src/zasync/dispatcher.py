@@ -144,6 +144,8 @@ class Dispatcher:
             transient_error=self.transient_error,
         )
         self._loop_thread = None
+        #: time.monotonic() when the loop last started a round, or None.
+        self.last_round_started = None
         self._last_ping = None
         self._tm = transaction.TransactionManager(explicit=True)
         self._conn = None
@@ -385,6 +387,7 @@ class Dispatcher:
         failures = 0
         pool = self.pool
         while not pool.stopping or (pool.in_flight and not self.abandoned):
+            self.last_round_started = self._pace(self.last_round_started)
             try:
                 wait = self._round()
                 failures = 0
@@ -419,6 +422,19 @@ class Dispatcher:
                 self._wake.wait(wait)
             self._wake.clear()
             self._gather_finished()
+
+    def _pace(self, began):
+        """Start rounds at most one per ``batch_window`` (``began``: when
+        the last one started), so that under a stream of puts one round
+        claims several jobs and their threads commit them together, instead
+        of a round and a commit for each. The first round after a quiet
+        moment starts at once: pickup latency is unaffected."""
+        window = self.config.batch_window
+        if began is not None and window > 0 and not self.pool.stopping:
+            remaining = began + window - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
+        return time.monotonic()
 
     def _gather_finished(self):
         """Let a round serve several finished jobs at once.

@@ -742,6 +742,10 @@ class IDispatcher(Interface):
     config = Attribute(
         "Its options: a zasync.config.DispatcherConfig (with the UUID in use)."
     )
+    last_round_started = Attribute(
+        "time.monotonic() when its loop last started a round (None before "
+        "the first): how long it has been quiet."
+    )
     stats = Attribute(
         "Counters since it was made (a collections.Counter, read-only for "
         "others): 'completed', 'failed' and 'retried' jobs, 'conflicts' and "
