@@ -9,6 +9,7 @@ manager (see zasync.runner).
 """
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -53,6 +54,10 @@ TRANSACTION_BACKOFF = {"base": 0.01, "cap": 0.2}
 # (capped by the poll interval), and after a round that failed otherwise.
 ROUND_CONFLICT_BASE = 0.002
 ROUND_ERROR_BACKOFF = {"base": 0.1, "cap": 10.0}
+# After this many failed rounds in a row the loop reopens its connection.
+REOPEN_AFTER_FAILURES = 3
+# A failed round of a kind already logged is logged again every this many.
+REPEAT_LOG_EVERY = 100
 # How many jobs _claim_carefully claims or sets aside per queue at most.
 CAREFUL_CLAIMS = 1000
 
@@ -311,6 +316,7 @@ class Dispatcher:
     def _retry_transaction(self, work):
         """``work(now)`` in a transaction of the loop's connection, retried
         (TRANSACTION_TRIES) when it conflicts; every try lost is counted."""
+        self._ensure_connection()
         try:
             return transact.run(
                 self._tm,
@@ -359,8 +365,9 @@ class Dispatcher:
             except Exception:
                 log.exception("dispatcher %s could not deregister", self.uuid)
         self.pool.stop(0.5 if self.abandoned else 5)
-        if not loop_stuck:
-            abort(self._tm)
+        if not loop_stuck and self._conn is not None:
+            with contextlib.suppress(Exception):  # the storage may be gone
+                abort(self._tm)
             self._conn.close()
         wakeup.unregister(self)
         if self._listening is not None:
@@ -384,44 +391,96 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------
 
     def _loop(self):
-        failures = 0
+        """Run rounds until stopped. Nothing a round, an abort or the
+        storage raises ends the loop: a failed round is logged (once per
+        kind of error until rounds work again, see _RoundErrors), the loop
+        backs off, and after repeated failures it reopens its connection,
+        so that it goes on when the storage comes back."""
+        errors = _RoundErrors(self.uuid)
         pool = self.pool
+        failures = 0
         while not pool.stopping or (pool.in_flight and not self.abandoned):
-            self.last_round_started = self._pace(self.last_round_started)
             try:
-                wait = self._round()
-                failures = 0
-            except TRANSIENT_ERRORS as exc:
-                abort(self._tm)
-                self.transient_error(exc)
-                if isinstance(exc, ClientDisconnected) and not failures:
-                    log.warning(
-                        "dispatcher %s: lost the storage server (%s); waiting "
-                        "for it to come back",
-                        self.uuid,
-                        exc,
-                    )
+                failures = self._loop_once(failures, errors)
+            except Exception as exc:  # a bug of the loop itself: go on
                 failures += 1
-                wait = transact.backoff(
-                    failures, base=ROUND_CONFLICT_BASE, cap=self.poll_interval
-                )
-            except Exception:
-                abort(self._tm)
-                failures += 1
-                wait = transact.backoff(failures, **ROUND_ERROR_BACKOFF)
-                log.exception(
-                    "dispatcher %s: round failed; retrying in %.1fs", self.uuid, wait
-                )
-                if failures >= 2:
-                    # Maybe one job cannot be stored any more: find it and
-                    # set it aside, so that it does not stop all the others.
-                    self._claim_carefully()
-            if pool.stopping and not pool.in_flight:
+                errors.failed(exc, 1.0)
+                self._wake.wait(1.0)
+            if failures is None:
                 break
-            if wait > 0 and not pool.finished_count:
-                self._wake.wait(wait)
-            self._wake.clear()
-            self._gather_finished()
+
+    def _loop_once(self, failures, errors):
+        """One round of the loop and the wait after it; the failures in a
+        row since, or None when the loop is to end."""
+        pool = self.pool
+        self.last_round_started = self._pace(self.last_round_started)
+        try:
+            wait = self._round()
+            if failures:
+                errors.recovered()
+            failures = 0
+        except TRANSIENT_ERRORS as exc:
+            self._abort_round()
+            self.transient_error(exc)
+            if isinstance(exc, ClientDisconnected) and not failures:
+                log.warning(
+                    "dispatcher %s: lost the storage server (%s); waiting "
+                    "for it to come back",
+                    self.uuid,
+                    exc,
+                )
+            failures += 1
+            wait = transact.backoff(
+                failures, base=ROUND_CONFLICT_BASE, cap=self.poll_interval
+            )
+        except Exception as exc:
+            self._abort_round()
+            failures += 1
+            wait = transact.backoff(failures, **ROUND_ERROR_BACKOFF)
+            errors.failed(exc, wait)
+            try:
+                if failures >= REOPEN_AFTER_FAILURES:
+                    self._reopen()
+                elif failures >= 2:
+                    # Maybe one job cannot be stored any more: find it
+                    # and set it aside, so it does not stop the others.
+                    self._claim_carefully()
+            except Exception as inner:
+                self._abort_round()
+                errors.failed(inner, wait)
+        if pool.stopping and not pool.in_flight:
+            return None
+        # After a failure the loop backs off even with finished jobs
+        # waiting to be recorded: retrying at once only fails again.
+        if wait > 0 and (failures or not pool.finished_count):
+            self._wake.wait(wait)
+        self._wake.clear()
+        self._gather_finished()
+        return failures
+
+    def _ensure_connection(self):
+        """Open the loop's connection again if _reopen dropped it."""
+        if self._conn is None:
+            self._conn = self.db.open(transaction_manager=self._tm)
+
+    def _abort_round(self):
+        """Abort the round's transaction; if even that fails (the storage's
+        connection is gone), the connection is reopened."""
+        try:
+            abort(self._tm)
+        except Exception as exc:
+            log.debug("dispatcher %s: abort failed (%s)", self.uuid, exc)
+            self._reopen()
+
+    def _reopen(self):
+        """Drop the loop's connection (it may hold a broken storage
+        connection or a stale state); the next round opens a fresh one."""
+        old, self._conn = self._conn, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                abort(self._tm)
+            with contextlib.suppress(Exception):
+                old.close()
 
     def _pace(self, began):
         """Start rounds at most one per ``batch_window`` (``began``: when
@@ -463,6 +522,7 @@ class Dispatcher:
         """One transaction: reconcile, heartbeat, recover peers, claim.
         Returns how long to sleep before the next round."""
         now = self.clock()
+        self._ensure_connection()
         # Only jobs whose workers committed before this transaction begins:
         # reconciling a later commit from an older snapshot would conflict.
         round = Round(now=now, finished=self.pool.take_finished())
@@ -786,6 +846,46 @@ class Dispatcher:
         if queue.agent_settings is not None:  # agent sizes set for the cluster
             objects.append(queue.agent_settings)
         return {obj._p_oid for obj in objects}
+
+
+class _RoundErrors:
+    """How a dispatcher's loop logs failed rounds without flooding: the
+    first failure of each kind (exception class and message) since rounds
+    last worked is logged with its traceback, repeats only every
+    REPEAT_LOG_EVERY times with their count, and the recovery once."""
+
+    def __init__(self, uuid):
+        self.uuid = uuid
+        self.seen = collections.Counter()
+
+    def failed(self, exc, wait):
+        kind = f"{type(exc).__name__}: {exc}"
+        self.seen[kind] += 1
+        count = self.seen[kind]
+        if count == 1:
+            log.error(
+                "dispatcher %s: round failed; retrying in %.1fs",
+                self.uuid,
+                wait,
+                exc_info=exc,
+            )
+        elif count % REPEAT_LOG_EVERY == 0:
+            log.error(
+                "dispatcher %s: round failed again (%d times so far): %s",
+                self.uuid,
+                count,
+                kind,
+            )
+
+    def recovered(self):
+        if self.seen:
+            log.warning(
+                "dispatcher %s: rounds work again after %d failed: %s",
+                self.uuid,
+                sum(self.seen.values()),
+                "; ".join(f"{count} x {kind}" for kind, count in self.seen.items()),
+            )
+            self.seen.clear()
 
 
 def _busy(record):

@@ -239,6 +239,24 @@ class PostgresDatabase:
     def drop(self):
         self._admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 
+    def drop_connections(self):
+        """Terminate every server process connected to this database, as
+        a PostgreSQL restart does to its clients; how many there were."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.admin_dsn, connect_timeout=10)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (self.name,),
+                )
+                return cursor.fetchone()[0]
+        finally:
+            conn.close()
+
     def __enter__(self):
         return self.create()
 
