@@ -97,7 +97,7 @@ def test_conflicting_oids_are_named_by_their_place(enqueue, tmp_path):
         conn = db.open()
         queue = get_queues(conn).create("enqueue")
         transaction.commit()
-        for i in range(300):  # enough for _jobs to have buckets of its own
+        for i in range(1000):  # enough for each part's jobs to have buckets
             queue.put(zasync.Job(jobfuncs.add, i, 1))
         transaction.commit()
         queue._file_inbox()  # as a dispatcher's round does: into _jobs
