@@ -13,6 +13,7 @@
 #   make bench    run the benchmarks: engine, cluster (ZEO, PostgreSQL), the peers
 #                 (huey + Redis, Procrastinate), concurrent enqueue, and Plone
 #                 requests that queue jobs
+#   make soak     issue 14's faults against real workers, counted (minutes)
 #   make lock     re-resolve requirements/constraints.txt from PyPI (UPGRADE=1)
 #   make check-lock  offline check that the lock covers pyproject.toml
 #   make clean    remove build artefacts (keeps .venv); distclean also drops .venv
@@ -35,15 +36,17 @@ PYTEST_ARGS ?=
 # e.g. BENCH_PEERS_ARGS=--quick, or "--jobs 1000 --system huey --system fs"
 BENCH_PEERS_ARGS   ?=
 BENCH_ENQUEUE_ARGS ?=
+# e.g. SOAK_ARGS="--scenario pause --scenario disk-full"
+SOAK_ARGS          ?=
 # Lint what exists: benchmarks/ may not be there (yet).
 LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
 SPHINXOPTS  ?=
 
-.PHONY: help install test lint format docs bench demo run cluster cluster-stop lock \
+.PHONY: help install test lint format docs bench soak demo run cluster cluster-stop lock \
         check-lock clean distclean
 
 help:
-	@sed -n '3,17p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# //'
+	@sed -n '3,18p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# //'
 
 # ------------------------------------------------------------------ install
 
@@ -85,6 +88,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_peers.py $(BENCH_PEERS_ARGS)
 	$(BIN)/python benchmarks/bench_enqueue.py $(BENCH_ENQUEUE_ARGS)
 	$(BIN)/python benchmarks/bench_plone.py $(BENCH_PLONE_ARGS)
+
+# Issue 14's faults against real workers (minutes; needs root for the
+# full-disk tmpfs, PostgreSQL, and faketime for the clock skew).
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/zasync demo

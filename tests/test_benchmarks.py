@@ -1,4 +1,4 @@
-"""The benchmarks still start: each one's --help runs (they import the
+"""The benchmarks and the soak runs still start: each one's --help runs (they import the
 engine's names at start, so a rename shows here, not in a late make bench)."""
 
 import pathlib
@@ -11,7 +11,8 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize(
-    "script", sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
+    "script",
+    sorted(p.name for p in [*BENCHMARKS.glob("bench_*.py"), BENCHMARKS / "soak.py"]),
 )
 def test_a_benchmark_starts(script):
     done = subprocess.run(
