@@ -207,6 +207,7 @@ def test_cancel_and_retry_a_set_aside_job_that_loads(queue):
     assert admin.cancel_job(queues, cancelled.id, reason="not needed") is cancelled
     assert cancelled.status == COMPLETED
     assert cancelled.result.check(JobCancelled)
+    assert cancelled.result.getErrorMessage().endswith("before it ran: not needed")
     outcome = admin.retry_job(queues, retried.id)
     assert (outcome.job, outcome.set_aside_reason) == (retried, "PicklingError: gone")
     assert retried.status == PENDING and list(queue) == [retried]

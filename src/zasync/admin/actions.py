@@ -202,10 +202,10 @@ def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
     """
     now = now or clock.utcnow()
     job = get_job(queues, job_id)
-    reason = _set_aside_reason(job)
-    if reason is not None:
+    aside = _set_aside_reason(job)
+    if aside is not None:
         # Back in the run order first, to be cancelled as any pending job.
-        job = _put_back(job, reason, "cancelled (its callbacks could not run)", now)
+        job = _put_back(job, aside, "cancelled (its callbacks could not run)", now)
     _check_loads(job, "cancelled")
     status = job.status
     name = f"job {job.id} ({job.callable_name})"
