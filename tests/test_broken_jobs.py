@@ -244,3 +244,34 @@ def test_claim_sets_aside_a_broken_job_in_a_lane(tmp_path, monkeypatch):
         assert claimed[0].status == ACTIVE
         with_aside = admin.find_jobs(zasync.get_queues(conn), status="set-aside")[0]
         assert admin.job_summary(with_aside[0])["status"] == "set-aside"
+
+
+def test_careful_claims_never_raise_and_log_once(db, caplog):
+    """The loop's fallback after failed rounds must not itself kill the
+    loop: an error before any job is peeked (or while setting one aside) is
+    logged once, with a count afterwards, and the next round goes on."""
+    from zasync.dispatcher import Dispatcher
+
+    conn = db.open()
+    zasync.get_queues(conn)
+    transaction.commit()
+    conn.close()
+    dispatcher = Dispatcher(db, poll_interval=0.05)
+    dispatcher._conn = db.open(transaction_manager=dispatcher._tm)
+    dispatcher._retry_transaction(dispatcher._register)
+    calls = []
+
+    def broken_claim(queue_name, peeked):
+        calls.append(queue_name)
+        raise RuntimeError("the storage is in a bad mood")
+
+    dispatcher._claim_one = broken_claim
+    caplog.set_level(logging.ERROR, logger="zasync.dispatcher")
+    try:
+        for _ in range(3):
+            dispatcher._claim_carefully()  # used to re-raise
+    finally:
+        dispatcher._conn.close()
+    assert calls == ["", "", ""]
+    lines = [r for r in caplog.records if "bad mood" in r.getMessage()]
+    assert len(lines) == 1
