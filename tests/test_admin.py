@@ -580,16 +580,6 @@ def test_cancel_refuses_running_and_completed_jobs(queue, queues, dispatcher):
     assert done.result == 2
 
 
-def test_cancel_refuses_set_aside_jobs(queue, queues):
-    job = queue.put(zasync.Job(jobfuncs.add, 1, 1))
-    queue.set_aside(job, "PicklingError: gone")
-    transaction.commit()
-    with pytest.raises(admin.AdminError, match="set aside.*PicklingError: gone"):
-        admin.cancel_job(queues, job.id)
-    with pytest.raises(admin.AdminError, match="set aside"):
-        admin.retry_job(queues, job.id)
-
-
 def test_queue_cancel_checks_the_job(queue):
     with inline():
         done = queue.put(zasync.Job(jobfuncs.add, 1, 1))

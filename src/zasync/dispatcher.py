@@ -26,6 +26,8 @@ from zasync import remote_wakeup, transact, wakeup
 from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
+from zasync.loading import is_broken, stored_state
+from zasync.logonce import LogOnce
 from zasync.pool import WorkerPool
 from zasync.queue import RUN_PARTS, get_queues
 from zasync.registry import Agent, DispatcherRecord, configured_agent_size, threads_text
@@ -34,6 +36,8 @@ from zasync.status import ACTIVE, ASSIGNED, CALLBACKS
 from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort
 
 log = logging.getLogger("zasync.dispatcher")
+# What _claim_carefully cannot do is logged once per kind, with a count.
+careful_log = LogOnce(log)
 
 # UUID_ENVIRONMENT, read_uuid_file and dispatcher_uuid live in
 # zasync.identity; they stay importable from here, their old home.
@@ -744,7 +748,9 @@ class Dispatcher:
 
     def _claim_carefully(self):
         """Claim one job per transaction; set aside a job whose claim cannot
-        be committed for another reason than a conflict."""
+        be committed for another reason than a conflict. Never raises: what
+        goes wrong here is logged (once per kind, see zasync.logonce) and
+        the next round tries again."""
         for name in self.queue_names:
             for _ in range(CAREFUL_CLAIMS):
                 peeked = []
@@ -753,16 +759,42 @@ class Dispatcher:
                         self._tm, lambda n=name, p=peeked: self._claim_one(n, p)
                     )
                 except TRANSIENT_ERRORS:
+                    abort(self._tm)
                     break  # the next round tries again
                 except Exception as exc:
+                    abort(self._tm)
                     if not peeked:
-                        raise
-                    reason = f"{type(exc).__name__}: {exc}"
-                    self._retry_transaction(
-                        lambda now, q=name, o=peeked[0], r=reason: self._set_aside(
-                            q, o, r
+                        careful_log.error(
+                            (self.uuid, name, "claim", type(exc).__name__, str(exc)),
+                            "dispatcher %s: cannot claim in queue %r: %s: %s",
+                            self.uuid,
+                            name,
+                            type(exc).__name__,
+                            exc,
+                            exc_info=True,
                         )
-                    )
+                        break
+                    reason = f"{type(exc).__name__}: {exc}"
+                    try:
+                        self._retry_transaction(
+                            lambda now, q=name, o=peeked[0], r=reason: self._set_aside(
+                                q, o, r
+                            )
+                        )
+                    except Exception as error:
+                        abort(self._tm)
+                        careful_log.error(
+                            (self.uuid, name, "set aside", peeked[0]),
+                            "dispatcher %s: could not set aside the job of oid "
+                            "%r in queue %r (%s: %s), whose claim failed: %s",
+                            self.uuid,
+                            peeked[0],
+                            name,
+                            type(error).__name__,
+                            error,
+                            reason,
+                        )
+                        break
                     continue
                 if oid is None:
                     break
@@ -782,20 +814,18 @@ class Dispatcher:
         return job._p_oid
 
     def _set_aside(self, queue_name, oid, reason):
+        """Set aside the pending job of ``oid`` (the queue logs it, once)."""
         queue = get_queues(self._conn, self.database)[queue_name]
-        job = self._jobs_connection().get(oid)
-        queue.set_aside(job, reason)
-        log.error(
-            "job %s (%s) cannot be claimed and was set aside (%s): %s",
-            job.id,
-            job.callable_name,
-            job.log_context,
-            reason,
-        )
+        queue.set_aside(self._jobs_connection().get(oid), reason)
 
     def _reconcile(self, finished, now):
         for oid in finished:
             job = self._jobs_connection().get(oid)
+            if is_broken(job):  # cannot be loaded: its queue sets it aside
+                queue = stored_state(job).get("queue")
+                if queue is not None:
+                    queue.reconcile(job, now)
+                continue
             if job.assignee is None or job.assignee[0] != self.uuid:
                 continue  # taken back by a peer meanwhile: not ours to index
             if self.pool.is_running(oid):

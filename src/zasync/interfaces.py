@@ -460,7 +460,8 @@ class IQueue(Interface):
         """Remove a pending or completed job from this queue.
 
         A pending job goes back to NEW; a completed one is forgotten by the
-        queue's indexes. Removing a job that is running raises ValueError.
+        queue's indexes; a set-aside one is discarded (``discard_set_aside``).
+        Removing a job that is running raises ValueError.
         """
 
     def cancel(job, failure, now):
@@ -505,11 +506,41 @@ class IQueue(Interface):
         """
 
     set_aside_jobs = Attribute(
-        "{job id: (job, reason)}: pending jobs a dispatcher could not claim "
-        "because the job could not be stored again (for example an argument "
-        "refers to a function whose module was removed). They are out of the "
-        "run order and unchanged; fix the cause and put a new job."
+        "{job id: (job, reason)}: jobs a dispatcher isolated because they "
+        "cannot be run, with the reason: their class, or that of their "
+        "retry policy or environment, cannot be imported (the job may then "
+        "be ZODB's Broken stand-in: see zasync.loading.readable), their "
+        "record cannot be read, or they could not be stored again (an "
+        "argument refers to a function whose module was removed). They are "
+        "out of the run order, held by no agent and no quota, unchanged, "
+        "and every other job goes on. Fix the cause, then "
+        "``put_back_set_aside``; or ``discard_set_aside``."
     )
+
+    def set_aside(job, reason, key=None):
+        """Take a pending job out of the run order without writing it and
+        keep it in ``set_aside_jobs`` with ``reason`` (text), logged once at
+        ERROR. ``key`` is its run-order key (default: the one it has; given
+        for a Broken stand-in). What a claim does with a job that cannot be
+        run; a dispatcher also does it with a job whose claim cannot be
+        committed. ValueError if the job is not in the run order."""
+
+    def set_aside_reason(job_id):
+        """Why the job ``job_id`` was set aside (text), or None if it is not
+        (reads one entry of ``set_aside_jobs``)."""
+
+    def put_back_set_aside(job_id, now=None):
+        """Put the set-aside job ``job_id`` back in the run order, at the
+        front of its priority (as a recovered job), once what stopped it is
+        fixed; no attempt is counted. Returns the job. ValueError if it is
+        not set aside, or still cannot be loaded or stored (saying why);
+        then it stays set aside. What ``zasync retry`` does with one."""
+
+    def discard_set_aside(job_id):
+        """Remove the set-aside job ``job_id`` from this queue (its unique
+        key and live annotations too) without writing the job, which may
+        not load or store; returns it. ValueError if it is not set aside.
+        What ``zasync discard`` does."""
 
     def peek(agent, now):
         """The job that a claim for ``agent`` would take now, or None

@@ -16,7 +16,7 @@ from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from zasync import clock, keys, wakeup
-from zasync.config import DEFAULT_QUEUE
+from zasync.config import DEFAULT_QUEUE, queue_label
 
 # Failures stored by earlier versions name these here: the names stay.
 from zasync.exceptions import JobInterrupted as JobInterrupted
@@ -24,6 +24,16 @@ from zasync.exceptions import JobTimedOut as JobTimedOut
 from zasync.interfaces import IQueue, IQueues
 from zasync.job import Job, new_job_id
 from zasync.keys import PRIORITY_LIMIT
+from zasync.loading import (
+    STORAGE_TROUBLE,
+    broken_reason,
+    is_broken,
+    job_problem,
+    readable,
+    stored_id,
+    stored_state,
+)
+from zasync.logonce import LogOnce
 from zasync.quota import Quotas
 from zasync.status import (
     ACTIVE,
@@ -34,6 +44,7 @@ from zasync.status import (
     PENDING,
     Status,
 )
+from zasync.storable import BadJobError, check_value
 
 ROOT_KEY = "zasync"
 
@@ -49,6 +60,8 @@ _next_level = keys.next_level
 _completed_key = keys.completion_key
 
 log = logging.getLogger("zasync.job")
+# Jobs set aside are logged by the dispatcher's logger, each once.
+aside_log = LogOnce(logging.getLogger("zasync.dispatcher"))
 
 # How many jobs an agent filter may turn down in one lane before the claim
 # moves on; bounds the cost of a claim when a filter rejects most jobs.
@@ -127,7 +140,8 @@ def _first_ready(lane, now_us, agent):
         if keys.begin_of(key) <= now_us:
             candidates = lane.items(min=key, max=keys.level_end(key, now_us))
             for seen, (candidate, job) in enumerate(candidates, 1):
-                if agent is None or agent.accepts(job):
+                # A job that cannot be loaded is taken, to be set aside.
+                if agent is None or is_broken(job) or agent.accepts(job):
                     return candidate, job
                 if seen >= FILTER_SCAN_LIMIT:
                     break
@@ -335,7 +349,7 @@ class Queue(persistent.Persistent):
             if not isinstance(unique_key, str):
                 raise ValueError(f"unique_key must be a string, not {unique_key!r}")
             existing = self._unique.get(unique_key)
-            if existing is not None and existing.status != COMPLETED:
+            if existing is not None and readable(existing).status != COMPLETED:
                 return existing
         if begin_after is None:
             begin_after = now
@@ -572,7 +586,9 @@ class Queue(persistent.Persistent):
         succeeded, failed = self._succeeded_count.value, self._failed_count.value
         for job in self.claimed_jobs():
             # A job whose worker committed it but whose dispatcher has not
-            # indexed it yet counts as what it is now.
+            # indexed it yet counts as what it is now (one that cannot be
+            # loaded, as what it says it is).
+            job = readable(job)
             if job.status == COMPLETED:
                 failed, succeeded = (
                     (failed + 1, succeeded) if job.failed else (failed, succeeded + 1)
@@ -589,7 +605,9 @@ class Queue(persistent.Persistent):
         stop = None if limit is None else start + limit
         if status is None:
             # Completed jobs not indexed yet are listed with the completed.
-            unsettled = (j for j in self.claimed_jobs() if j.status != COMPLETED)
+            unsettled = (
+                j for j in self.claimed_jobs() if readable(j).status != COMPLETED
+            )
             found = itertools.chain(unsettled, self, self._completed_jobs(failed))
         else:
             status = Status(status)
@@ -598,7 +616,7 @@ class Queue(persistent.Persistent):
             elif status == COMPLETED:
                 found = self._completed_jobs(failed)
             else:
-                found = (j for j in self.claimed_jobs() if j.status == status)
+                found = (j for j in self.claimed_jobs() if readable(j).status == status)
         return list(itertools.islice(found, start, stop))
 
     def _completed_jobs(self, failed=None):
@@ -607,7 +625,8 @@ class Queue(persistent.Persistent):
         fresh = [
             job
             for job in self.claimed_jobs()
-            if job.status == COMPLETED and (failed is None or job.failed == failed)
+            if readable(job).status == COMPLETED
+            and (failed is None or readable(job).failed == failed)
         ]
         indexed = (job for _, job in self.indexed_completed(failed))
         return itertools.chain(fresh, indexed)
@@ -628,7 +647,7 @@ class Queue(persistent.Persistent):
         fresh = sorted(
             (
                 (job.index_key, job)
-                for job in self.claimed_jobs()
+                for job in map(readable, self.claimed_jobs())
                 if job.status == COMPLETED
                 and (failed is None or job.failed == failed)
                 and (min_key is None or job.index_key >= min_key)
@@ -674,6 +693,18 @@ class Queue(persistent.Persistent):
         return job
 
     def remove(self, job):
+        job_id = stored_id(readable(job))
+        if job_id in (self._aside or ()) and self._aside[job_id][0] is getattr(
+            job, "stand_in", job
+        ):
+            self.discard_set_aside(job_id)
+            return
+        if is_broken(job):
+            raise ValueError(
+                f"job {job_id} of queue {self.name!r} cannot be loaded "
+                f"({broken_reason(job)}); a dispatcher sets such a job aside, "
+                f"and then it can be removed"
+            )
         if self.get(job.id) is not job:
             raise ValueError(f"{job!r} is not in queue {self.name!r}")
         status = job.status
@@ -766,7 +797,12 @@ class Queue(persistent.Persistent):
             best = self._best_ready(agent, now_us, blocked, put, prefer)
             if best is None:
                 break
-            job = best[1]
+            key, job = best
+            problem = job_problem(job)
+            if problem is not None:
+                # It cannot be run: out of the way, so the others go on.
+                self.set_aside(job, problem, key)
+                continue
             self._remove_pending(job)
             if getattr(job, "is_composite", False):
                 job.start(self, now)
@@ -816,7 +852,7 @@ class Queue(persistent.Persistent):
             if not self._lane_has_room(lane_key):
                 blocked.add(lane_key)
                 continue
-            if agent is None or agent.accepts(job):
+            if agent is None or is_broken(job) or agent.accepts(job):
                 best[side] = (key, job, index)
                 if best[1 - side] is not None or prefer is None:
                     break
@@ -854,21 +890,157 @@ class Queue(persistent.Persistent):
     def takeable_at(job):
         """When a claim preferring other parts than the job's takes it,
         if no peer has (see SPREAD_SLACK_US)."""
-        return clock.from_micros(keys.begin_of(job.pending_key) + SPREAD_SLACK_US)
+        if is_broken(job):
+            key = stored_state(job).get("pending_key") or 0
+        else:
+            key = job.pending_key
+        return clock.from_micros(keys.begin_of(key) + SPREAD_SLACK_US)
 
-    def set_aside(self, job, reason):
+    def set_aside(self, job, reason, key=None):
         """Take a pending job that cannot be claimed out of the run order
-        without writing it (its state could not be stored): it is kept in
-        ``set_aside_jobs`` with the reason, for an operator to look at."""
-        self._unlink_pending(job, job.pending_key)
+        without writing it (its class cannot be imported, or its state could
+        not be stored): it is kept in ``set_aside_jobs`` with the reason,
+        for an operator to look at, put back or discard. ``key`` is its
+        run-order key (default: the one it says it has)."""
+        job_id = stored_id(job)
+        if key is None:
+            broken = is_broken(job)
+            key = stored_state(job).get("pending_key") if broken else job.pending_key
+        shard = self._shard(job_id)
+        if shard is not None and shard.discard(key):
+            self._part(self._part_of(job_id)).jobs[job_id] = job
+        else:
+            lane = self._lane_filed_in(job_id, key)
+            if lane is None:
+                raise ValueError(
+                    f"job {job_id} is not in the run order of queue "
+                    f"{self.name!r} (under {key}); only a pending job can be "
+                    f"set aside"
+                )
+            del lane[key]
+        self._pending_count.change(-1)
+        self._keep_aside(job_id, job, reason)
+
+    def _lane_filed_in(self, job_id, key):
+        """The lane of the job's run parts holding ``key``, or None (reads
+        no job: works for one that cannot be loaded)."""
+        for part in self._parts_of(job_id):
+            for lane in part.lanes.values():
+                if key in lane:
+                    return lane
+        return None
+
+    def _keep_aside(self, job_id, job, reason):
         if self._aside is None:
             self._aside = OOBTree()
-        self._aside[job.id] = (job, reason)
+        self._aside[job_id] = (job, reason)
+        view = readable(job)
+        try:
+            where = view.log_context  # with user and site, if it says
+        except Exception:
+            where = f"queue {queue_label(self.name)!r}"
+        aside_log.error(
+            (self.name, job_id, reason),
+            "job %s (%s) cannot be run and was set aside (%s): %s; 'zasync "
+            "set-aside' lists such jobs, 'zasync retry %s' puts it back once "
+            "the cause is fixed, 'zasync discard %s' removes it",
+            job_id,
+            view.callable_name,
+            where,
+            reason,
+            job_id,
+            job_id,
+        )
+
+    def _set_aside_claimed(self, job, reason, now):
+        """Set aside a job claimed by an agent (or waiting): its agent and
+        quotas let it go; one that loads is put back (PENDING, out of the
+        run order, no attempt counted) first."""
+        loads = broken_reason(job) is None
+        job_id = stored_id(job) if loads or is_broken(job) else None
+        if loads:
+            self._release(job)
+            if job.status in (ASSIGNED, ACTIVE):
+                job.put_back()
+        else:
+            # Not even its assignee can be read: let go of it everywhere.
+            for record in self.dispatchers.values():
+                for agent in record.agents.values():
+                    for held_id, held in list(agent.jobs.items()):
+                        if held is job:
+                            job_id = held_id
+                            del agent.jobs[held_id]
+            for quota in self.quotas.values():
+                quota.release(job_id)
+        self._waiting.pop(job_id, None)
+        self._keep_aside(job_id, job, reason)
 
     @property
     def set_aside_jobs(self):
-        """{job id: (job, reason)} of the jobs set aside by set_aside."""
+        """{job id: (job, reason)} of the jobs set aside (see set_aside)."""
         return dict(self._aside or {})
+
+    def set_aside_reason(self, job_id):
+        """Why the job ``job_id`` was set aside, or None if it is not."""
+        entry = (self._aside or {}).get(job_id)
+        return None if entry is None else entry[1]
+
+    def put_back_set_aside(self, job_id, now=None):
+        """Put a set-aside job back in the run order (see IQueue)."""
+        now = now or clock.utcnow()
+        job, _ = self._aside_entry(job_id)
+        problem = job_problem(job)
+        if problem is not None:
+            raise ValueError(
+                f"set-aside job {job_id} of queue {self.name!r} still cannot be "
+                f"run: {problem}"
+            )
+        try:
+            check_value(job.__getstate__(), f"job {job_id}")
+        except BadJobError as exc:
+            raise ValueError(
+                f"set-aside job {job_id} of queue {self.name!r} still cannot be "
+                f"stored: {exc}"
+            ) from None
+        if job.status not in (PENDING, ASSIGNED, ACTIVE):
+            raise ValueError(
+                f"set-aside job {job_id} of queue {self.name!r} is {job.status}; "
+                f"only a job that has not run can be put back"
+            )
+        del self._aside[job_id]
+        if job.status in (ASSIGNED, ACTIVE):
+            job.put_back()
+        if job.pending_key is not None:
+            job.leave_run_order()  # the key it had when it was set aside
+        self._part(self._part_of(job_id)).jobs[job_id] = job
+        self._add_back(job, now)
+        wakeup.wake_after_commit(self)
+        return job
+
+    def discard_set_aside(self, job_id):
+        """Remove a set-aside job from the queue (see IQueue)."""
+        job, _ = self._aside_entry(job_id)
+        del self._aside[job_id]
+        for part in self._parts_of(job_id):
+            if part.jobs.get(job_id) is job:
+                del part.jobs[job_id]
+        unique_key = (
+            stored_state(job).get("unique_key") if is_broken(job) else job.unique_key
+        )
+        if unique_key is not None and self._unique.get(unique_key) is job:
+            del self._unique[unique_key]
+        self._live.pop(job_id, None)
+        # The job itself is not written: it may not be storable.
+        return job
+
+    def _aside_entry(self, job_id):
+        entry = (self._aside or {}).get(job_id)
+        if entry is None:
+            raise ValueError(
+                f"job {job_id} is not set aside in queue {self.name!r} "
+                f"(set_aside_jobs lists those that are)"
+            )
+        return entry
 
     @staticmethod
     def activate(job, now):
@@ -937,6 +1109,9 @@ class Queue(persistent.Persistent):
         this in a transaction of its own to release the job's agent slot and
         quotas and to index it by its new status.
         """
+        if is_broken(job):
+            self.recover_job(job, now)
+            return
         status = job.status
         if status == PENDING and job.pending_key is None:
             self._release(job)
@@ -954,7 +1129,15 @@ class Queue(persistent.Persistent):
 
         ``interrupted`` is False when the dispatcher stopped cleanly and put
         the job back itself: then it is not counted as an interruption.
+
+        A job that cannot be loaded (its class, or its retry policy's, cannot
+        be imported), or whose retry policy fails, is set aside with the
+        reason instead, so that recovering it never fails the round.
         """
+        problem = broken_reason(job, "the job's class")
+        if problem is not None:
+            self._set_aside_claimed(job, problem, now)
+            return
         self._release(job)
         status = job.status
         if status == COMPLETED:
@@ -972,7 +1155,9 @@ class Queue(persistent.Persistent):
             if job.expired or not interrupted:
                 job.put_back()  # its attempt is not counted
                 self._add_back(job, now)
-            elif job.handle_interrupt(now):  # to be retried
+            elif (problem := self._interrupt_problem(job, now)) is not None:
+                self._keep_aside(job.id, job, problem)
+            elif job.status == PENDING:  # to be retried
                 self._add_back(job, now)
             else:
                 log.error(
@@ -985,6 +1170,26 @@ class Queue(persistent.Persistent):
                 )
                 job.resume_callbacks(self, now)
 
+    @staticmethod
+    def _interrupt_problem(job, now):
+        """Let the job's retry policy handle its interruption; if the policy
+        cannot be loaded or raises, put the job back (PENDING, out of the
+        run order) and return why, for it to be set aside."""
+        problem = job_problem(job)
+        if problem is None:
+            try:
+                job.handle_interrupt(now)
+                return None
+            except STORAGE_TROUBLE:
+                raise
+            except Exception as exc:
+                problem = (
+                    f"its retry policy {job.retry_policy!r} failed on its "
+                    f"interruption ({type(exc).__name__}: {exc})"
+                )
+        job.put_back()
+        return problem
+
     def _add_back(self, job, now):
         # A job taken back from its dispatcher had its turn already: it goes
         # before the jobs of its priority that came after it (as in
@@ -995,7 +1200,10 @@ class Queue(persistent.Persistent):
         """Recover every job claimed by the agents of ``record``."""
         recovered = 0
         for agent in record.agents.values():
-            for job in list(agent.jobs.values()):
+            for job_id, job in list(agent.jobs.items()):
+                if is_broken(job) and job_id in (self._aside or ()):
+                    agent.jobs.pop(job_id, None)  # set aside already
+                    continue
                 self.recover_job(job, now, interrupted)
                 recovered += 1
         return recovered
@@ -1030,8 +1238,16 @@ class Queue(persistent.Persistent):
         if self.get(job.id) is job:
             self._index_completed(job)
         self._forget_unique(job)
-        if job.parent is not None:
-            job.parent.sub_job_done(job, self, now)
+        parent = job.parent
+        if parent is None:
+            return
+        if is_broken(parent):
+            # Waiting for this sub-job, and cannot be loaded: set aside.
+            if stored_id(parent) not in (self._aside or ()):
+                reason = broken_reason(parent, "the job's class")
+                self._set_aside_claimed(parent, reason, now)
+            return
+        parent.sub_job_done(job, self, now)
 
 
 @implementer(IQueues)

@@ -1,7 +1,8 @@
 """Operations on the queues of a database: what an operator needs.
 
 This is what the ``zasync status``, ``jobs``, ``job``, ``retry``,
-``cancel``, ``prune``, ``settings``, ``quota``, ``agents`` and ``mode``
+``cancel``, ``set-aside``, ``discard``, ``prune``, ``settings``,
+``quota``, ``agents`` and ``mode``
 commands do, without any command-line parsing, so that Python code (a
 script, a Zope control panel) can do the same.
 
@@ -30,6 +31,7 @@ from zasync.admin.actions import (
     MAX_CONFLICTS,
     RetryOutcome,
     cancel_job,
+    discard_job,
     in_transaction,
     retry_job,
 )
@@ -54,6 +56,7 @@ from zasync.admin.reports import (
     job_summary,
     read_queues,
     select_queues,
+    set_aside_report,
     status_report,
 )
 from zasync.admin.settings import (
@@ -107,6 +110,7 @@ __all__ = [
     "cancel_job",
     "describe_job",
     "describe_location",
+    "discard_job",
     "find_jobs",
     "for_json",
     "format_duration",
@@ -124,6 +128,7 @@ __all__ = [
     "retry_job",
     "select_queues",
     "set_agent_size",
+    "set_aside_report",
     "set_quota_size",
     "settings_report",
     "status_report",

@@ -38,6 +38,9 @@ class RetryOutcome:
     retried: Job
     made_due: bool = False
     was_due: datetime.datetime | None = None
+    #: Why the job had been set aside, if it was: then it was put back in
+    #: the run order (``job`` is ``retried``).
+    set_aside_reason: str | None = None
 
 
 def _describe_claim(job):
@@ -52,19 +55,37 @@ def _describe_claim(job):
 
 def _check_in_run_order(job, doing):
     """AdminError unless a pending job is in its queue's run order."""
-    reason = _set_aside_reason(job)
-    if reason is not None:
-        raise AdminError(
-            f"job {job.id} ({job.callable_name}) was set aside by a dispatcher "
-            f"because it cannot be stored again ({reason}); it is out of the "
-            f"run order already and cannot be {doing}. Fix the cause and queue "
-            f"a new job."
-        )
     if job.pending_key is None:
         raise AdminError(
             f"job {job.id} ({job.callable_name}) is being put back in the queue "
             f"by its dispatcher; try again in a moment"
         )
+
+
+def _check_loads(job, doing):
+    """AdminError for a job whose class cannot be imported (not set aside
+    yet: a dispatcher sets it aside when it meets it)."""
+    problem = getattr(job, "broken", None)
+    if problem is not None:
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}, {job.status}) cannot be "
+            f"{doing}: {problem}. A dispatcher sets such a job aside when it "
+            f"meets it; then 'zasync retry {job.id}' puts it back once the "
+            f"code is back, and 'zasync discard {job.id}' removes it"
+        )
+
+
+def _put_back(job, reason, doing, now):
+    """Put the set-aside ``job`` back in the run order; AdminError saying
+    why not (it stays set aside then)."""
+    try:
+        return job.queue.put_back_set_aside(job.id, now)
+    except ValueError as exc:
+        raise AdminError(
+            f"{exc}, so it cannot be {doing} (it was set aside because: "
+            f"{reason}). Restore what is missing and try again, or remove it "
+            f"with 'zasync discard {job.id}'"
+        ) from None
 
 
 def _copy_job(job, environment):
@@ -95,12 +116,20 @@ def retry_job(queues, job_id, now=None):
     the same queue; the failed job is left as it was, and the new one
     carries its id in the annotation ``zasync.retry_of``. For a pending job
     whose ``begin_after`` is in the future (a retry delay, or scheduled),
-    ``begin_after`` becomes now. Anything else raises AdminError saying
-    why. Works in the current transaction; returns a RetryOutcome.
+    ``begin_after`` becomes now. A set-aside job is put back in the run
+    order (once its class and retry policy load again and it can be
+    stored; see IQueue.put_back_set_aside). Anything else raises
+    AdminError saying why. Works in the current transaction; returns a
+    RetryOutcome.
     """
     now = now or clock.utcnow()
     job = get_job(queues, job_id)
     queue = job.queue
+    reason = _set_aside_reason(job)
+    if reason is not None:
+        job = _put_back(job, reason, "put back", now)
+        return RetryOutcome(job=job, retried=job, set_aside_reason=reason)
+    _check_loads(job, "retried")
     status = job.status
     if status == PENDING:
         _check_in_run_order(job, "made due now")
@@ -165,12 +194,19 @@ def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
     with the Failure of a :class:`JobCancelled` naming ``by`` (and
     ``reason``), so its callbacks run (failure callbacks see the failure)
     and it is counted among the failed jobs; its unique key is freed once
-    those callbacks are done. A running or claimed job cannot be stopped
-    (threads cannot be killed), nor a completed one cancelled: AdminError.
+    those callbacks are done. A set-aside job is cancelled the same way if
+    it loads and can be stored again (else use :func:`discard_job`). A
+    running or claimed job cannot be stopped (threads cannot be killed),
+    nor a completed one cancelled: AdminError.
     Works in the current transaction; returns the job.
     """
     now = now or clock.utcnow()
     job = get_job(queues, job_id)
+    aside = _set_aside_reason(job)
+    if aside is not None:
+        # Back in the run order first, to be cancelled as any pending job.
+        job = _put_back(job, aside, "cancelled (its callbacks could not run)", now)
+    _check_loads(job, "cancelled")
     status = job.status
     name = f"job {job.id} ({job.callable_name})"
     if status == COMPLETED:
@@ -206,6 +242,30 @@ def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
     message += f" before it ran: {reason}" if reason else " before it ran"
     job.queue.cancel(job, failure_from(JobCancelled(message)), now)
     return job
+
+
+def discard_job(queues, job_id):
+    """Remove a set-aside job from its queue for good, without loading or
+    writing it (it may do neither): it never runs and no callback is
+    called. AdminError for a job that is not set aside. Works in the
+    current transaction; returns a dict: its id, queue, callable and the
+    reason it had been set aside."""
+    job = get_job(queues, job_id)
+    reason = _set_aside_reason(job)
+    if reason is None:
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) is {job.status}, not set aside; "
+            f"only set-aside jobs are discarded. Cancel a pending job with "
+            f"'zasync cancel {job.id}'; completed ones are removed by "
+            f"'zasync prune'"
+        )
+    job.queue.discard_set_aside(job.id)
+    return {
+        "id": job.id,
+        "queue": queue_label(job.queue.name),
+        "callable": job.callable_name,
+        "reason": reason,
+    }
 
 
 def in_transaction(db, work, database=None, attempts=MAX_CONFLICTS):

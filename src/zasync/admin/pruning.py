@@ -12,6 +12,7 @@ from zasync.admin.actions import MAX_CONFLICTS
 from zasync.admin.reports import _completed_threshold, read_queues, select_queues
 from zasync.admin.text import queue_label
 from zasync.exceptions import AdminError
+from zasync.loading import readable
 from zasync.status import COMPLETED
 from zasync.transact import TRANSIENT_ERRORS, abort, pause
 
@@ -42,8 +43,8 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
             batch = list(itertools.islice(completed, batch_size))
             batch_removed = batch_kept = 0
             for _, job in batch:
-                parent = job.parent
-                if parent is not None and parent.status != COMPLETED:
+                parent = readable(job).parent
+                if parent is not None and readable(parent).status != COMPLETED:
                     # Part of a serial/parallel job or callback of a job
                     # that is not done: its parent still needs it.
                     batch_kept += 1
@@ -93,6 +94,48 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
     return removed, kept
 
 
+def _prune_set_aside(tm, conn, database, name, cutoff, dry_run):
+    """Discard the set-aside jobs of one queue queued before ``cutoff``, in
+    one transaction. Returns how many."""
+    conflicts = 0
+    while True:
+        tm.begin()
+        try:
+            queue = read_queues(conn, database).get(name)
+            if queue is None:
+                abort(tm)
+                return 0
+            removed = 0
+            for job_id, (job, _) in sorted(queue.set_aside_jobs.items()):
+                queued = readable(job).queued
+                if queued is not None and queued >= cutoff:
+                    continue
+                if not dry_run:
+                    queue.discard_set_aside(job_id)
+                removed += 1
+            if dry_run or not removed:
+                abort(tm)
+            else:
+                tm.commit()
+                log.info(
+                    "queue %r: discarded %d set-aside jobs", queue_label(name), removed
+                )
+            return removed
+        except TRANSIENT_ERRORS:
+            abort(tm)
+            conflicts += 1
+            if conflicts >= MAX_CONFLICTS:
+                raise AdminError(
+                    f"gave up discarding the set-aside jobs of queue "
+                    f"{queue_label(name)!r} after {conflicts} write conflicts; "
+                    f"try again"
+                ) from None
+            pause(conflicts)
+        except BaseException:
+            abort(tm)
+            raise
+
+
 def prune(
     db,
     older_than,
@@ -102,6 +145,7 @@ def prune(
     database=None,
     batch_size=PRUNE_BATCH,
     now=None,
+    set_aside=False,
 ):
     """Remove completed jobs that ended more than ``older_than`` ago (a
     timedelta); failed jobs are kept until ``failed_older_than`` (default:
@@ -114,6 +158,10 @@ def prune(
     counts say what would be. Returns ``{queue name: {"succeeded": n,
     "failed": n, "kept": n}}``. The space is given back to the storage when
     it is packed.
+
+    Set-aside jobs are kept (an operator retries or discards them), unless
+    ``set_aside``: then those queued before the failed jobs' cutoff are
+    discarded too, and each queue's counts also have ``"set_aside"``.
     """
     if older_than < datetime.timedelta(0):
         raise AdminError("--older-than must not be negative")
@@ -152,6 +200,10 @@ def prune(
                 "failed": failed,
                 "kept": kept_ok + kept_failed,
             }
+            if set_aside:
+                counts[name]["set_aside"] = _prune_set_aside(
+                    tm, conn, database, name, now - failed_older_than, dry_run
+                )
         return counts
     finally:
         abort(tm)

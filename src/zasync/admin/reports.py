@@ -19,8 +19,9 @@ from zasync.admin.text import (
 from zasync.exceptions import AdminError, JobNotFound, NoQueues
 from zasync.failure import Failure
 from zasync.keys import ended_before
+from zasync.loading import readable
 from zasync.queue import ROOT_KEY
-from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED
 
 log = logging.getLogger("zasync.admin")
 
@@ -91,15 +92,19 @@ def get_job(queues, job_id):
             f"no job {job_id} in any queue (it may have been pruned; "
             f"'zasync jobs' lists the jobs there are{rounded})"
         )
-    return job
+    return readable(job)
 
 
 def _set_aside_reason(job):
     queue = job.queue
-    if queue is None or job.status != PENDING:
+    if queue is None:
         return None
-    entry = queue.set_aside_jobs.get(job.id)
-    return None if entry is None else entry[1]
+    return queue.set_aside_reason(job.id)
+
+
+def _problem(job):
+    """Why a job (as ``readable`` gives it) cannot be loaded, or None."""
+    return getattr(job, "broken", None)
 
 
 def _status_text(job, aside=False):
@@ -179,7 +184,7 @@ def _completed_threshold(cutoff):
 
 def _claimed(queue, statuses):
     """Jobs claimed by dispatchers or waiting for sub-jobs, by id."""
-    found = [j for j in queue.claimed_jobs() if j.status in statuses]
+    found = [j for j in map(readable, queue.claimed_jobs()) if j.status in statuses]
     return sorted(found, key=operator.attrgetter("id"))
 
 
@@ -201,11 +206,15 @@ def _candidates(queues, status, older_cutoff, newer_cutoff):
             yield from _claimed(queue, running)
     if everything or status == "pending":
         # Each queue iterates in run order; merged, all of them are.
-        yield from heapq.merge(*queues, key=operator.attrgetter("pending_key"))
+        yield from heapq.merge(
+            *(map(readable, queue) for queue in queues),
+            key=operator.attrgetter("pending_key"),
+        )
     if everything or status == "set-aside":
         for queue in queues:
-            for job_id in sorted(queue.set_aside_jobs):
-                yield queue.set_aside_jobs[job_id][0]
+            aside = queue.set_aside_jobs
+            for job_id in sorted(aside):
+                yield readable(aside[job_id][0])
     if everything or status in ("completed", "failed", "succeeded"):
         failed = {"failed": True, "succeeded": False}.get(status)
         min_key = None if older_cutoff is None else _completed_threshold(older_cutoff)
@@ -217,7 +226,7 @@ def _candidates(queues, status, older_cutoff, newer_cutoff):
         for key, job in merged:
             if max_key is not None and key >= max_key:
                 break  # newest first: all the rest ended before newer_cutoff
-            yield job
+            yield readable(job)
 
 
 def _callable_matcher(pattern):
@@ -276,9 +285,11 @@ def find_jobs(
 
 
 def job_summary(job):
-    """One line's worth of a job, as a dict (what ``zasync jobs`` shows)."""
+    """One line's worth of a job, as a dict (what ``zasync jobs`` shows);
+    ``problem`` too, saying why, for a job whose class cannot be imported."""
+    job = readable(job)
     aside = _set_aside_reason(job) is not None
-    return {
+    summary = {
         "id": job.id,
         "queue": queue_label(job.queue.name) if job.queue is not None else None,
         "status": _status_text(job, aside),
@@ -287,6 +298,38 @@ def job_summary(job):
         "ended": job.ended if job.status == COMPLETED else None,
         "attempts": job.attempts,
     }
+    if _problem(job) is not None:  # its class cannot be imported
+        summary["problem"] = _problem(job)
+    return summary
+
+
+def set_aside_report(queues, queue=None):
+    """The set-aside jobs of the queues (or of the one called ``queue``),
+    oldest id first, each a dict: its id, queue, the reason it was set
+    aside, whether it loads now, its class, callable, stored status,
+    queue time and attempts (what ``zasync set-aside`` shows)."""
+    found = []
+    for each in select_queues(queues, queue):
+        aside = each.set_aside_jobs
+        for job_id in sorted(aside):
+            stored, reason = aside[job_id]
+            job = readable(stored)
+            found.append(
+                {
+                    "id": job_id,
+                    "queue": queue_label(each.name),
+                    "reason": reason,
+                    "loads": _problem(job) is None,
+                    "problem": _problem(job),
+                    "class": getattr(job, "stored_class", None)
+                    or f"{type(job).__module__}.{type(job).__qualname__}",
+                    "callable": job.callable_name,
+                    "status": job.status.value,
+                    "queued": job.queued,
+                    "attempts": job.attempts,
+                }
+            )
+    return found
 
 
 # -- one job in full --------------------------------------------------------
@@ -319,8 +362,11 @@ def describe_job(job, full=False):
 
     Reprs of arguments, the environment, annotations and the result are
     shortened to a few hundred characters unless ``full``; the traceback of
-    a failure is always whole.
+    a failure is always whole. A job whose class cannot be imported is
+    described from its stored state, with ``problem`` (why) and ``class``
+    (the class it was stored as).
     """
+    job = readable(job)
     short = None if full else ARGUMENT_REPR_LIMIT
     long = None if full else VALUE_REPR_LIMIT
     aside = _set_aside_reason(job)
@@ -329,7 +375,7 @@ def describe_job(job, full=False):
     failure = result if isinstance(result, Failure) else None
     queue = job.home_queue
     own_annotations = dict(job.own_annotations)
-    return {
+    info = {
         "id": job.id,
         "queue": queue_label(queue.name) if queue is not None else None,
         "status": _status_text(job, aside is not None),
@@ -354,9 +400,13 @@ def describe_job(job, full=False):
             None if job.environment is None else _repr(job.environment, long)
         ),
         "role": job.role,
-        "parent": None if job.parent is None else _related(job.parent),
-        "callbacks": [_related(cb) for cb in job.callbacks if not cb.internal],
-        "children": [_related(child) for child in getattr(job, "children", ())],
+        "parent": None if job.parent is None else _related(readable(job.parent)),
+        "callbacks": [
+            _related(cb) for cb in map(readable, job.callbacks) if not cb.internal
+        ],
+        "children": [
+            _related(readable(child)) for child in getattr(job, "children", ())
+        ],
         "retry_of": own_annotations.get(RETRY_OF),
         "annotations": {
             str(name): _repr(value, short) for name, value in own_annotations.items()
@@ -369,3 +419,7 @@ def describe_job(job, full=False):
         "error": None if failure is None else f"{failure.type_name}: {failure.value}",
         "traceback": None if failure is None else failure.getTraceback(),
     }
+    if _problem(job) is not None:  # shown as far as its stored state goes
+        info["problem"] = _problem(job)
+        info["class"] = job.stored_class
+    return info

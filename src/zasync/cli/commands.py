@@ -1,6 +1,6 @@
 """The operators' commands of ``zasync``: status, jobs, job, retry, cancel,
-prune; settings, quota, agents (cluster-wide settings); mode (where the
-queues live).
+set-aside, discard, prune; settings, quota, agents (cluster-wide
+settings); mode (where the queues live).
 
 Each opens the database named by the usual options (``--zodb-conf`` or
 ``--zope-conf``; no dispatcher is started), does its work with
@@ -260,6 +260,9 @@ def _jobs(args):
     )
     if more:
         print(f"(the first {len(rows)}; more jobs match: raise --limit or filter)")
+    for row in rows:
+        if row.get("problem") is not None:
+            print(f"job {row['id']} cannot be loaded: {row['problem']}")
     return 0
 
 
@@ -292,6 +295,8 @@ def _job(args):
     rows = [
         ("status", info["status"]),
         ("set aside because", info["set_aside_reason"]),
+        ("cannot be loaded", info.get("problem")),
+        ("stored class", info.get("class")),
         ("callable", info["callable"]),
         ("arguments", ", ".join(info["args"]) or "-"),
         (
@@ -353,12 +358,18 @@ def _retry(args):
         outcome = admin.retry_job(queues, args.id)
         job = outcome.job
         label = admin.queue_label(job.queue.name)
-        return outcome.made_due, job.id, job.callable_name, label, outcome.was_due
+        return (
+            outcome.made_due,
+            job.id,
+            job.callable_name,
+            label,
+            outcome.was_due,
+            outcome.set_aside_reason,
+        )
 
     with _opened(args) as opened:
-        made_due, job_id, name, label, was_due = admin.in_transaction(
-            opened.db, work, opened.database
-        )
+        made_due, job_id, name, label, was_due, aside = _storing(opened, work, args.id)
+    put_back = aside is not None
     if args.json:
         _print_json(
             {
@@ -367,11 +378,18 @@ def _retry(args):
                 "queue": label,
                 "made_due": made_due,
                 "was_due": was_due,
-                "retry_of": None if made_due else args.id,
+                "put_back": put_back,
+                "set_aside_reason": aside,
+                "retry_of": None if made_due or put_back else args.id,
             }
         )
         return 0
-    if made_due:
+    if put_back:
+        print(
+            f"job {job_id} ({name}) in queue {label} is back in the run order; "
+            f"it had been set aside because: {aside}"
+        )
+    elif made_due:
         print(
             f"job {job_id} ({name}) in queue {label} is due now; it was due at "
             f"{was_due:{TIME_FORMAT}} UTC"
@@ -402,7 +420,7 @@ def _cancel(args):
         return len(callbacks), job.callable_name, label
 
     with _opened(args) as opened:
-        callbacks, name, label = admin.in_transaction(opened.db, work, opened.database)
+        callbacks, name, label = _storing(opened, work, args.id)
     if args.json:
         _print_json(
             {"id": args.id, "callable": name, "queue": label, "callbacks": callbacks}
@@ -410,6 +428,70 @@ def _cancel(args):
         return 0
     queued = f"; its {callbacks} callbacks were queued" if callbacks else ""
     print(f"cancelled job {args.id} ({name}) in queue {label}{queued}")
+    return 0
+
+
+def _storing(opened, work, job_id):
+    """``admin.in_transaction``; a commit that fails because the job cannot
+    be stored (not a conflict: those are retried) is a CommandError."""
+    try:
+        return admin.in_transaction(opened.db, work, opened.database)
+    except admin.AdminError:
+        raise
+    except Exception as exc:
+        raise connect.CommandError(
+            f"could not store the change of job {job_id}: {type(exc).__name__}: "
+            f"{exc}. Is the code it needs installed? 'zasync job {job_id}' "
+            f"shows what it is"
+        ) from None
+
+
+# -- set aside --------------------------------------------------------------
+
+
+def _set_aside(args):
+    with _reading(args) as queues:
+        rows = admin.set_aside_report(queues, queue=args.queue)
+    if args.json:
+        _print_json({"jobs": rows})
+        return 0
+    if not rows:
+        print("no job is set aside")
+        return 0
+    _table(
+        ["ID", "QUEUE", "STATUS", "CALLABLE", "QUEUED (UTC)", "LOADS", "REASON"],
+        [
+            [
+                row["id"],
+                row["queue"],
+                row["status"],
+                row["callable"],
+                _time(row["queued"]),
+                "yes" if row["loads"] else "no",
+                row["reason"],
+            ]
+            for row in rows
+        ],
+    )
+    print(
+        "'zasync job ID' shows one; 'zasync retry ID' puts it back in the run "
+        "order once its code is back; 'zasync discard ID' removes it"
+    )
+    return 0
+
+
+def _discard(args):
+    with _opened(args) as opened:
+        info = _storing(
+            opened, lambda queues: admin.discard_job(queues, args.id), args.id
+        )
+    if args.json:
+        _print_json(info)
+        return 0
+    print(
+        f"discarded set-aside job {info['id']} ({info['callable']}) of queue "
+        f"{info['queue']}; it had been set aside because: {info['reason']}"
+    )
     return 0
 
 
@@ -429,6 +511,7 @@ def _prune(args):
             dry_run=args.dry_run,
             database=opened.database,
             batch_size=args.batch_size,
+            set_aside=args.set_aside,
         )
     if args.json:
         _print_json(
@@ -452,9 +535,14 @@ def _prune(args):
         kept = (
             f" (kept {count['kept']} parts of unfinished jobs)" if count["kept"] else ""
         )
+        aside = (
+            f" and {count['set_aside']} set-aside jobs"
+            if count.get("set_aside") is not None
+            else ""
+        )
         print(
             f"  queue {admin.queue_label(name)}: {verb} {count['succeeded']} "
-            f"succeeded and {count['failed']} failed jobs{kept}"
+            f"succeeded and {count['failed']} failed jobs{aside}{kept}"
         )
     if args.dry_run:
         print("dry run: nothing was removed")
@@ -924,7 +1012,8 @@ def register(commands):
         "(same callable, arguments, environment, quotas, priority, retry "
         "policy and callbacks) in the same queue and print its id; the failed "
         "job is kept as it is. For a pending job waiting to start (a retry "
-        "delay, or scheduled for later): make it due now.",
+        "delay, or scheduled for later): make it due now. For a set-aside "
+        "job whose code is back: put it back in the run order.",
     )
     connect.add_database_options(retry)
     retry.add_argument("id", type=_job_id, metavar="ID", help="the job's id")
@@ -982,7 +1071,39 @@ def register(commands):
         metavar="N",
         help=f"jobs removed per transaction (default: {admin.PRUNE_BATCH})",
     )
+    prune.add_argument(
+        "--set-aside",
+        action="store_true",
+        help="also discard set-aside jobs queued longer ago than "
+        "--failed-older-than (they are kept otherwise)",
+    )
     _json_option(prune)
     prune.set_defaults(run=_prune)
+
+    aside = commands.add_parser(
+        "set-aside",
+        help="list the jobs set aside because they cannot be run",
+        description="Jobs a dispatcher set aside because they cannot be run "
+        "(their class or retry policy's cannot be imported, or they cannot be "
+        "stored): why, and whether they load now. 'zasync retry ID' puts one "
+        "back in the run order, 'zasync cancel ID' cancels one that loads, "
+        "'zasync discard ID' removes one.",
+    )
+    connect.add_database_options(aside)
+    _queue_option(aside, "only this queue ('default': the default queue)")
+    _json_option(aside)
+    aside.set_defaults(run=_set_aside)
+
+    discard = commands.add_parser(
+        "discard",
+        help="remove a set-aside job for good (it never runs)",
+        description="Remove a set-aside job from its queue without loading "
+        "or running it; no callback is called. Only set-aside jobs (see "
+        "'zasync set-aside') are discarded.",
+    )
+    connect.add_database_options(discard)
+    discard.add_argument("id", type=_job_id, metavar="ID", help="the job's id")
+    _json_option(discard)
+    discard.set_defaults(run=_discard)
     _register_settings(commands)
     _register_mode(commands)
