@@ -208,3 +208,21 @@ def test_a_clock_ten_seconds_ahead_keeps_deadlines_and_delays(peers, queue):
     assert wait_for_result(in_time) == 2
     assert wait_for_result(delayed) >= now + datetime.timedelta(seconds=2)
     assert ahead.clock_offset == pytest.approx(-10.0, abs=1.0)
+
+
+def test_a_peer_is_judged_when_its_death_interval_ends_not_at_the_next_ping(
+    db, queue, caplog
+):
+    """A judge with a long ping interval still finds a peer dead as soon as
+    the peer's (short) death interval has passed in its watch."""
+    caplog.set_level(logging.WARNING, logger="zasync")
+    ghost = str(uuid.uuid4())
+    queue.dispatchers[ghost] = DispatcherRecord(ghost, clock.utcnow(), PING, DEATH)
+    transaction.commit()
+    judge = zasync.start(db, ping_interval=30, death_interval=300, poll_interval=5)
+    try:
+        assert clock.wait_until(lambda: declared_dead(caplog), 10 * DEATH)
+    finally:
+        judge.stop(5)
+    transaction.begin()
+    assert queue.dispatchers[ghost].dead

@@ -70,6 +70,9 @@ WATCH_GAP_PINGS = 2.0
 # once it exceeds SKEW_TOLERANCE seconds.
 OFFSET_SAMPLES = 8
 SKEW_TOLERANCE = 1.0
+# A round that judges is also run when a peer's death interval, as watched,
+# is about to end (not only at the next heartbeat): this long after it.
+JUDGE_MARGIN = 0.1
 
 
 @dataclasses.dataclass
@@ -172,6 +175,8 @@ class Dispatcher:
         self._own_beat_tid = None
         self._pinged_beat = None
         self._previous_round_started = None
+        # time.monotonic() when a peer may be found dead, or None.
+        self._judge_at = None
         #: Seconds the rounds add to ``clock()`` (see _now): the storage's
         #: time less this process's clock, when more than SKEW_TOLERANCE.
         self.clock_offset = 0.0
@@ -512,6 +517,7 @@ class Dispatcher:
                 stalled
                 or self._last_ping is None
                 or ((now - self._last_ping).total_seconds() >= self.ping_interval)
+                or (self._judge_at is not None and time.monotonic() >= self._judge_at)
             )
             if round.pinged:
                 self._heartbeat(queues, now)
@@ -607,6 +613,8 @@ class Dispatcher:
                 self.ping_interval - (self._now() - self._last_ping).total_seconds()
             )
             wait = min(wait, max(until_ping, 0.001))
+        if self._judge_at is not None:
+            wait = min(wait, max(self._judge_at - time.monotonic(), 0.001))
         return wait
 
     def _claim(self, queue, round):
@@ -890,6 +898,36 @@ class Dispatcher:
                     peer.death_interval,
                     recovered,
                 )
+        self._judge_at = self._next_judgement(queues, tid, judging)
+
+    def _next_judgement(self, queues, tid, judging):
+        """time.monotonic() when the first live peer's death interval, as
+        this dispatcher watches it, ends: a round then judges, whatever
+        the ping interval. Only the wake-up is reckoned by this process's
+        clock (set to the storage's, see _now); the verdict waits for the
+        storage's time."""
+        if tid is None:
+            return None
+        now = clock.to_micros(self._now()) / 1e6
+        watch = None
+        if judging and self._watching_since is not None:
+            watch = clock.tid_seconds(self._watching_since)
+        soonest = None
+        for name in self.queue_names:
+            for uuid, peer in queues[name].dispatchers.items():
+                if uuid == self.uuid or peer.dead:
+                    continue
+                beat = peer.heartbeat_tid
+                if beat is None:
+                    continue
+                # A watch that is to begin begins about now.
+                start = max(clock.tid_seconds(beat), now if watch is None else watch)
+                remaining = start + peer.death_interval - now
+                if soonest is None or remaining < soonest:
+                    soonest = remaining
+        if soonest is None:
+            return None
+        return time.monotonic() + max(soonest, 0.0) + JUDGE_MARGIN
 
     def _storage_now(self, queues):
         """The storage's time this round sees, as a transaction id: the

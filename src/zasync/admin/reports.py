@@ -131,7 +131,7 @@ def _heartbeat_age(queue, record, now):
     wrote it where the storage does not tell its latest transaction."""
     tid = clock.seen_tid(queue._p_jar)
     if tid is not None and record.heartbeat_tid is not None:
-        return record.heartbeat_age(tid)
+        return round(record.heartbeat_age(tid), 6)  # to the microsecond
     return (now - record.last_ping).total_seconds()
 
 
