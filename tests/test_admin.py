@@ -166,7 +166,9 @@ def test_status_of_dead_and_recovered_dispatchers(queue, queues):
     default = report["queues"][0]
     by_uuid = {d["uuid"]: d for d in default["dispatchers"]}
     assert not by_uuid["late"]["alive"] and not by_uuid["late"]["declared_dead"]
-    assert by_uuid["late"]["heartbeat_age"] == HOUR.total_seconds()
+    # Its age is the storage's time since the commit of its heartbeat (just
+    # now), not what its clock wrote: peers judge by the storage's time.
+    assert 0 <= by_uuid["late"]["heartbeat_age"] < 30
     assert by_uuid["late"]["agents"] == [{"name": "main", "size": 4, "claimed": 0}]
     assert by_uuid["gone"]["declared_dead"] and not by_uuid["gone"]["alive"]
     assert default["set_aside"] == 1

@@ -123,7 +123,9 @@ def test_status(database, zasync_cli):
     assert default["counts"]["failed"] == 1 and default["counts"]["pending"] == 1
     by_uuid = {d["uuid"]: d for d in default["dispatchers"]}
     assert by_uuid["alive-one"]["alive"] and not by_uuid["dead-one"]["alive"]
-    assert by_uuid["dead-one"]["heartbeat_age"] >= DAY.total_seconds()
+    # By the storage's time: its heartbeat was committed just now, whatever
+    # its clock wrote.
+    assert 0 <= by_uuid["dead-one"]["heartbeat_age"] < 30
     assert datetime.datetime.fromisoformat(by_uuid["alive-one"]["last_heartbeat"])
     assert default["quotas"] == [{"name": "reports", "size": 2, "active": 0}]
     assert reports["dispatchers"] == []

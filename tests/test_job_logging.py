@@ -72,12 +72,12 @@ def test_a_job_that_keeps_killing_its_worker_is_an_error(
     poison = queue.put(zasync.Job(jobfuncs.add, 1, 1))
     poison.interruptions = 4  # the default policy allows four
     record = queue.dispatchers[ghost] = DispatcherRecord(
-        ghost, clock.utcnow() - datetime.timedelta(hours=1), 30, 60
+        ghost, clock.utcnow() - datetime.timedelta(hours=1), 0.1, 0.5
     )
     agent = record.agents["main"] = Agent("main", size=1)
     queue.claim(agent, ghost, 1, clock.utcnow(), start=1)
     transaction.commit()
-    start_dispatcher()
+    start_dispatcher(ping_interval=0.1)
     wait_for_result(poison)
     (error,) = records(caplog, poison, logging.ERROR)
     assert "interrupted 5 times" in error.getMessage()

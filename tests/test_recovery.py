@@ -18,9 +18,14 @@ from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED
 from zasync.testing import wait_for, wait_for_result
 
 
-def _claimed_by_ghost(queue, jobs, uuid_, last_ping, start):
-    """Jobs claimed by a dispatcher that then vanished (as after kill -9)."""
-    record = queue.dispatchers[uuid_] = DispatcherRecord(uuid_, last_ping, 30, 60)
+def _claimed_by_ghost(queue, jobs, uuid_, last_ping, start, death_interval=60):
+    """Jobs claimed by a dispatcher that then vanished (as after kill -9).
+    Peers judge its death by the storage's time since the commit that
+    wrote its heartbeat (here), not by ``last_ping``: a ghost meant to be
+    found dead has a short ``death_interval``."""
+    record = queue.dispatchers[uuid_] = DispatcherRecord(
+        uuid_, last_ping, 0.1, death_interval
+    )
     agent = record.agents["main"] = Agent("main", size=len(jobs))
     for job in jobs:
         queue.put(job)
@@ -50,9 +55,11 @@ def test_dead_peer_jobs_are_recovered(queue, start_dispatcher):
     ghost = str(uuid.uuid4())
     running, held = zasync.Job(jobfuncs.add, 1, 1), zasync.Job(jobfuncs.add, 2, 2)
     hour_ago = clock.utcnow() - datetime.timedelta(hours=1)
-    record, _ = _claimed_by_ghost(queue, [running, held], ghost, hour_ago, start=1)
+    record, _ = _claimed_by_ghost(
+        queue, [running, held], ghost, hour_ago, start=1, death_interval=0.5
+    )
     assert (running.status, held.status) == (ACTIVE, ASSIGNED)
-    start_dispatcher()
+    start_dispatcher(ping_interval=0.1)
     assert wait_for_result(running) == 2
     assert wait_for_result(held) == 4
     assert running.interruptions == 1
@@ -78,8 +85,8 @@ def test_job_that_keeps_killing_its_worker_fails(queue, start_dispatcher):
     poison.interruptions = 4  # the default policy allows four
     handled = poison.add_callbacks(failure=jobfuncs.on_failure)
     hour_ago = clock.utcnow() - datetime.timedelta(hours=1)
-    _claimed_by_ghost(queue, [poison], ghost, hour_ago, start=1)
-    start_dispatcher()
+    _claimed_by_ghost(queue, [poison], ghost, hour_ago, start=1, death_interval=0.5)
+    start_dispatcher(ping_interval=0.1)
     failure = wait_for_result(poison)
     assert failure.check("zasync.queue.JobInterrupted")
     assert "interrupted 5 times" in failure.getErrorMessage()
@@ -91,10 +98,10 @@ def test_callbacks_of_a_dead_peer_are_resumed(queue, start_dispatcher):
     job = zasync.Job(jobfuncs.add, 1, 2)
     callback = job.add_callback(jobfuncs.callback_value)
     hour_ago = clock.utcnow() - datetime.timedelta(hours=1)
-    _claimed_by_ghost(queue, [job], ghost, hour_ago, start=1)
+    _claimed_by_ghost(queue, [job], ghost, hour_ago, start=1, death_interval=0.5)
     job.result, job.ended, job.status = 3, clock.utcnow(), CALLBACKS
     transaction.commit()
-    start_dispatcher()
+    start_dispatcher(ping_interval=0.1)
     assert wait_for_result(callback) == "callback got 3"
     assert wait_for_result(job) == 3
     assert job.attempts == 1

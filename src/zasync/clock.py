@@ -82,3 +82,38 @@ def wait_until(predicate, timeout, interval=0.05):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+# -- the storage's time ------------------------------------------------------
+#
+# Every commit gets a transaction id (tid) from the storage (the ZEO server,
+# the FileStorage's process, PostgreSQL for RelStorage); tids only grow and
+# encode the time of the commit. Two clients comparing tids compare times
+# the storage gave, whatever their own clocks say: this is how heartbeats
+# are aged (see zasync.registry.DispatcherRecord.heartbeat_age).
+
+
+def tid_seconds(tid):
+    """Seconds since the Unix epoch at which the storage committed ``tid``
+    (8 bytes)."""
+    from ZODB.TimeStamp import TimeStamp
+
+    return TimeStamp(tid).timeTime()
+
+
+def seen_tid(conn):
+    """The id of the latest transaction that ``conn``'s current snapshot
+    shows, or None when the storage does not say (then callers fall back to
+    the serials they read, which are never newer than the snapshot).
+
+    Never a later one: an age measured to it from a serial read in the same
+    snapshot is consistent, however stale the snapshot (a process that was
+    paused may see an old one until its invalidations are read).
+    """
+    from ZODB.utils import p64, u64, z64
+
+    storage = getattr(conn, "_storage", None)
+    start = getattr(storage, "_start", None)  # ZODB's MVCC adapter: loads before it
+    if isinstance(start, bytes) and len(start) == 8 and start != z64:
+        return p64(u64(start) - 1)
+    return None

@@ -20,9 +20,10 @@ import threading
 import time
 
 import transaction
+from ZODB.utils import z64
 from zope.interface import implementer
 
-from zasync import remote_wakeup, transact, wakeup
+from zasync import clock, remote_wakeup, transact, wakeup
 from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
@@ -64,6 +65,23 @@ REOPEN_AFTER_FAILURES = 3
 REPEAT_LOG_EVERY = 100
 # How many jobs _claim_carefully claims or sets aside per queue at most.
 CAREFUL_CLAIMS = 1000
+# Judging peers (see Dispatcher._heartbeat): the loop stalled when two of
+# its rounds started more than STALL_PINGS ping intervals apart (by this
+# process's monotonic clock); its watch of the storage was interrupted when
+# two of its own heartbeats committed more than WATCH_GAP_PINGS ping
+# intervals apart (by the storage's time).
+STALL_PINGS = 1.5
+WATCH_GAP_PINGS = 2.0
+# Scheduling on the storage's time (see Dispatcher._now): the offset of
+# this process's clock from the storage's is the largest of the last
+# OFFSET_SAMPLES measured at its heartbeat commits (each sample errs by the
+# commit's latency, always on the low side), applied to the rounds' time
+# once it exceeds SKEW_TOLERANCE seconds.
+OFFSET_SAMPLES = 8
+SKEW_TOLERANCE = 1.0
+# A round that judges is also run when a peer's death interval, as watched,
+# is about to end (not only at the next heartbeat): this long after it.
+JUDGE_MARGIN = 0.1
 
 
 @dataclasses.dataclass
@@ -156,6 +174,22 @@ class Dispatcher:
         #: time.monotonic() when the loop last started a round, or None.
         self.last_round_started = None
         self._last_ping = None
+        # Judging peers (see _heartbeat). The tid of the heartbeat commit
+        # since which this dispatcher has watched the storage without
+        # interruption (None: not yet); whether its watch was interrupted
+        # since (a start, a stall of the loop, a lost server); the tid of
+        # its last committed heartbeat; the Heartbeat the round pinged.
+        self._watching_since = None
+        self._watch_broken = True
+        self._own_beat_tid = None
+        self._pinged_beat = None
+        self._previous_round_started = None
+        # time.monotonic() when a peer may be found dead, or None.
+        self._judge_at = None
+        #: Seconds the rounds add to ``clock()`` (see _now): the storage's
+        #: time less this process's clock, when more than SKEW_TOLERANCE.
+        self.clock_offset = 0.0
+        self._offsets = collections.deque(maxlen=OFFSET_SAMPLES)
         self._tm = transaction.TransactionManager(explicit=True)
         self._conn = None
         self._listening = None
@@ -187,6 +221,9 @@ class Dispatcher:
         if isinstance(exc, ClientDisconnected):
             self.count("disconnects")
             self._audit_due = True
+            # Peers may have lost the server too: judge none of them on
+            # heartbeats they could not commit (see _heartbeat).
+            self._watch_broken = True
         else:
             self.count("conflicts")
 
@@ -303,8 +340,10 @@ class Dispatcher:
             # restart keeps an operator's change.
             self._set_up_agent(queue, record)
             self._forget_long_dead(queue, now)
-        # The first round heartbeats and looks for dead peers at once.
+        # The first round heartbeats at once; peers are judged from a
+        # watch of the storage that begins with it (see _heartbeat).
         self._last_ping = None
+        self._watch_broken = True
 
     @staticmethod
     def _forget_long_dead(queue, now):
@@ -525,18 +564,24 @@ class Dispatcher:
     def _round(self):
         """One transaction: reconcile, heartbeat, recover peers, claim.
         Returns how long to sleep before the next round."""
-        now = self.clock()
+        now = self._now()
         self._ensure_connection()
         # Only jobs whose workers committed before this transaction begins:
         # reconciling a later commit from an older snapshot would conflict.
         round = Round(now=now, finished=self.pool.take_finished())
+        stalled = self._loop_stalled()
         self._tm.begin()
         try:
             self._reconcile(round.finished, now)
             queues = get_queues(self._conn, self.database)
             round.audit = self._audit_due
-            round.pinged = self._last_ping is None or (
-                (now - self._last_ping).total_seconds() >= self.ping_interval
+            # A loop that stalled heartbeats at once, and judges no peer
+            # before a round of its own on fresh evidence.
+            round.pinged = (
+                stalled
+                or self._last_ping is None
+                or ((now - self._last_ping).total_seconds() >= self.ping_interval)
+                or (self._judge_at is not None and time.monotonic() >= self._judge_at)
             )
             if round.pinged:
                 self._heartbeat(queues, now)
@@ -556,11 +601,62 @@ class Dispatcher:
             # Only once stored: a heartbeat lost to a conflict is retried in
             # the next round, not a whole ping interval later.
             self._last_ping = now
+            self._heartbeat_committed()
         for key, oid in round.to_hold:
             self.pool.hold(key, oid)
         for key, oid in round.to_start:
             self.pool.hand_over(oid, key)
         return self._wait_after(round)
+
+    def _now(self):
+        """The time of a round: ``clock()``, or the storage's time where
+        this process's clock is more than SKEW_TOLERANCE off it, so that
+        jobs become due (``begin_after``) and expire (``begin_by``) by the
+        time every client agrees on, not by the clock of whichever worker
+        claims them."""
+        now = self.clock()
+        if self.clock_offset:
+            now += datetime.timedelta(seconds=self.clock_offset)
+        return now
+
+    def _measure_clock(self, tid):
+        """Take the offset of this process's clock from the storage's at
+        the commit of ``tid`` (just now), and follow it (see _now)."""
+        local = clock.to_micros(self.clock()) / 1e6
+        self._offsets.append(clock.tid_seconds(tid) - local)
+        best = max(self._offsets)
+        offset = best if abs(best) > SKEW_TOLERANCE else 0.0
+        if offset == self.clock_offset:
+            return
+        if abs(offset - self.clock_offset) > SKEW_TOLERANCE or not offset:
+            log.warning(
+                "dispatcher %s: this process's clock is %.1fs off the storage's; %s",
+                self.uuid,
+                -best,
+                "its rounds now use the storage's time for due jobs and deadlines"
+                if offset
+                else "its rounds use it again",
+            )
+        if self._last_ping is not None:  # the same ping, in the new time
+            self._last_ping += datetime.timedelta(seconds=offset - self.clock_offset)
+        self.clock_offset = offset
+
+    def _loop_stalled(self):
+        """Whether the loop stalled (paused, starved of CPU, stuck in a
+        storage call or in its clock) since its last round: the two began
+        their transactions more than STALL_PINGS ping intervals apart (a
+        loop that runs rounds at least once a ping interval). Its view of
+        its peers may then be stale: it judges none before it has watched
+        again."""
+        started, previous = time.monotonic(), self._previous_round_started
+        self._previous_round_started = started
+        if previous is None:
+            return False
+        if started - previous > STALL_PINGS * self.ping_interval:
+            self._watch_broken = True
+            self.count("stalls")
+            return True
+        return False
 
     def _undo(self, round):
         """Put back what a round that did not commit took."""
@@ -575,12 +671,14 @@ class Dispatcher:
         job becomes due or a heartbeat is due sooner."""
         wait = self.poll_interval
         if round.due is not None:
-            wait = min(wait, max((round.due - self.clock()).total_seconds(), 0.001))
+            wait = min(wait, max((round.due - self._now()).total_seconds(), 0.001))
         if self._last_ping is not None:
             until_ping = (
-                self.ping_interval - (self.clock() - self._last_ping).total_seconds()
+                self.ping_interval - (self._now() - self._last_ping).total_seconds()
             )
             wait = min(wait, max(until_ping, 0.001))
+        if self._judge_at is not None:
+            wait = min(wait, max(self._judge_at - time.monotonic(), 0.001))
         return wait
 
     def _claim(self, queue, round):
@@ -833,6 +931,26 @@ class Dispatcher:
             job.queue.reconcile(job, now)
 
     def _heartbeat(self, queues, now):
+        """Ping, and declare dead the peers whose heartbeats stopped.
+
+        Death is judged on evidence every client agrees on and that this
+        dispatcher gathered itself, watching: a peer is dead when, in this
+        transaction's snapshot, a whole death interval of the storage's
+        time (transaction ids, whatever any machine's clock says) has
+        passed since the commit of its last heartbeat and since this
+        dispatcher began its current watch. A watch begins with a
+        heartbeat commit of this dispatcher, after its start and after
+        each interruption: a stall of its loop (_loop_stalled), a lost
+        server, or its own heartbeats committed far apart (then the
+        storage, or this process, was away, and peers could not commit
+        theirs either). No peer is judged in such a round, nor while this
+        dispatcher cannot commit. A verdict commits only if the peer's
+        heartbeat did not change meanwhile (readCurrent).
+        """
+        tid = self._storage_now(queues)
+        judging = self._may_judge(tid)
+        if judging:
+            self.count("judgements")
         for name in self.queue_names:
             queue = queues[name]
             record = queue.dispatchers.get(self.uuid)
@@ -845,19 +963,115 @@ class Dispatcher:
             if record.dead:  # only then: setting it would rewrite the record
                 record.dead = False
             record.ping(now)
+            self._pinged_beat = record.heartbeat
+            if not judging:
+                continue
             for uuid, peer in queue.dispatchers.items():
-                if uuid != self.uuid and not peer.dead and peer.is_dead(now):
-                    recovered = queue.recover_dispatcher(peer, now)
-                    peer.dead = True
-                    log.warning(
-                        "dispatcher %s (%s:%s) missed its heartbeat since %s: "
-                        "recovered %d of its jobs",
-                        uuid,
-                        peer.host,
-                        peer.pid,
-                        peer.last_ping,
-                        recovered,
-                    )
+                if uuid == self.uuid or peer.dead:
+                    continue
+                if not peer.looks_dead(tid, self._watching_since):
+                    continue
+                age = peer.heartbeat_age(tid)
+                peer.heartbeat._p_jar.readCurrent(peer.heartbeat)
+                recovered = queue.recover_dispatcher(peer, now)
+                peer.dead = True
+                self.count("peers declared dead")
+                log.warning(
+                    "dispatcher %s (%s:%s) missed its heartbeat since %s (by "
+                    "its clock; none committed for %.1fs of the storage's "
+                    "time, death interval %ss): recovered %d of its jobs",
+                    uuid,
+                    peer.host,
+                    peer.pid,
+                    peer.last_ping,
+                    age,
+                    peer.death_interval,
+                    recovered,
+                )
+        self._judge_at = self._next_judgement(queues, tid, judging)
+
+    def _next_judgement(self, queues, tid, judging):
+        """time.monotonic() when the first live peer's death interval, as
+        this dispatcher watches it, ends: a round then judges, whatever
+        the ping interval. Only the wake-up is reckoned by this process's
+        clock (set to the storage's, see _now); the verdict waits for the
+        storage's time."""
+        if tid is None:
+            return None
+        now = clock.to_micros(self._now()) / 1e6
+        watch = None
+        if judging and self._watching_since is not None:
+            watch = clock.tid_seconds(self._watching_since)
+        soonest = None
+        for name in self.queue_names:
+            for uuid, peer in queues[name].dispatchers.items():
+                if uuid == self.uuid or peer.dead:
+                    continue
+                beat = peer.heartbeat_tid
+                if beat is None:
+                    continue
+                # A watch that is to begin begins about now.
+                start = max(clock.tid_seconds(beat), now if watch is None else watch)
+                remaining = start + peer.death_interval - now
+                if soonest is None or remaining < soonest:
+                    soonest = remaining
+        if soonest is None:
+            return None
+        return time.monotonic() + max(soonest, 0.0) + JUDGE_MARGIN
+
+    def _storage_now(self, queues):
+        """The storage's time this round sees, as a transaction id: the
+        latest transaction of the snapshot, or, where the storage does not
+        say, the latest heartbeat commit it shows (never later than the
+        snapshot, so ages are never overstated)."""
+        tid = clock.seen_tid(queues._p_jar)
+        if tid is not None:
+            return tid
+        beats = [
+            record.heartbeat_tid
+            for name in self.queue_names
+            for record in queues[name].dispatchers.values()
+        ]
+        beats = [beat for beat in beats if beat is not None]
+        if self._own_beat_tid is not None:
+            beats.append(self._own_beat_tid)
+        return max(beats, default=None)
+
+    def _may_judge(self, tid):
+        """Whether this round may judge peers: its watch is unbroken, and
+        the storage's time since its own last heartbeat is no longer than
+        WATCH_GAP_PINGS ping intervals."""
+        if self._watch_broken or self._watching_since is None:
+            return False
+        if tid is not None and self._own_beat_tid is not None:
+            gap = clock.tid_seconds(tid) - clock.tid_seconds(self._own_beat_tid)
+            if gap > WATCH_GAP_PINGS * self.ping_interval:
+                self._watch_broken = True
+                return False
+        return True
+
+    def _heartbeat_committed(self):
+        """After a heartbeat's commit: note its tid, and begin a new watch
+        if the last was interrupted (or if this heartbeat came too long
+        after the previous one, in the storage's time)."""
+        beat, self._pinged_beat = self._pinged_beat, None
+        tid = None if beat is None else beat._p_serial
+        if tid is None or tid == z64:
+            return
+        previous, self._own_beat_tid = self._own_beat_tid, tid
+        self._measure_clock(tid)
+        gap = (
+            None
+            if previous is None
+            else clock.tid_seconds(tid) - clock.tid_seconds(previous)
+        )
+        if (
+            self._watch_broken
+            or self._watching_since is None
+            or (gap is not None and gap > WATCH_GAP_PINGS * self.ping_interval)
+        ):
+            self._watching_since = tid
+            self._watch_broken = False
 
     def _watched_oids(self, queue, record, parts):
         """The oids of the objects whose change by another process means

@@ -707,8 +707,25 @@ class IDispatcherRecord(Interface):
         "or None: it follows the queue's IAgentSettings."
     )
 
+    heartbeat_tid = Attribute(
+        "The transaction id of the commit of its last heartbeat (the "
+        "storage's time of it), or None before its first commit."
+    )
+
     def is_dead(now):
-        """True if the heartbeat is older than the death interval."""
+        """True if declared dead, or if the heartbeat's time, as the
+        dispatcher's own clock wrote it, is older than the death interval
+        at ``now`` (this process's clock). For display only: peers judge by
+        the storage's time (looks_dead)."""
+
+    def heartbeat_age(tid, since=None):
+        """Seconds of the storage's time from the last heartbeat's commit
+        (or from ``since``, a transaction id, if later) to the transaction
+        ``tid``; 0 if either is unknown. No machine's clock enters it."""
+
+    def looks_dead(tid, since=None):
+        """True if declared dead, or if heartbeat_age(tid, since) exceeds
+        the death interval."""
 
 
 class IRetryPolicy(Interface):
@@ -773,6 +790,11 @@ class IDispatcher(Interface):
     config = Attribute(
         "Its options: a zasync.config.DispatcherConfig (with the UUID in use)."
     )
+    clock_offset = Attribute(
+        "Seconds its rounds add to its clock to decide due and expired jobs: "
+        "the storage's time less its clock, measured at its heartbeat "
+        "commits, when they differ by more than a second; else 0."
+    )
     last_round_started = Attribute(
         "time.monotonic() when its loop last started a round (None before "
         "the first): how long it has been quiet."
@@ -781,7 +803,10 @@ class IDispatcher(Interface):
         "Counters since it was made (a collections.Counter, read-only for "
         "others): 'completed', 'failed' and 'retried' jobs, 'conflicts' and "
         "'disconnects' (transactions lost to a conflict or to a lost storage "
-        "server, and tried again), 'rounds' (loop transactions committed). "
+        "server, and tried again), 'rounds' (loop transactions committed), "
+        "'judgements' (heartbeat rounds that judged peers), 'stalls' (rounds "
+        "after a stall of the loop, which judged no one), 'peers declared "
+        "dead'. "
         "A counter that never counted is missing (0). zasync worker logs "
         "them when it stops."
     )

@@ -25,6 +25,7 @@ import socket
 import persistent
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree
+from ZODB.utils import z64
 from zope.interface import implementer
 
 from zasync import clock
@@ -82,7 +83,14 @@ class Agent(persistent.Persistent):
 
 class Heartbeat(persistent.Persistent):
     """The time of the last ping, alone in a small object so that each
-    heartbeat writes as few bytes as possible."""
+    heartbeat writes as few bytes as possible.
+
+    Only pings write it, so its ``_p_serial`` is the transaction id of the
+    last heartbeat's commit: the storage's time of that heartbeat, which
+    peers compare with the storage's time they see (see
+    DispatcherRecord.heartbeat_age); ``micros`` is the pinging process's
+    own clock, for display only.
+    """
 
     def __init__(self, micros):
         self.micros = micros
@@ -120,6 +128,26 @@ class DispatcherRecord(persistent.Persistent):
             return True
         age = clock.to_micros(now) - self.heartbeat.micros
         return age > self.death_interval * 1_000_000
+
+    @property
+    def heartbeat_tid(self):
+        heartbeat = self.heartbeat
+        heartbeat._p_activate()
+        serial = heartbeat._p_serial
+        return None if serial == z64 else serial
+
+    def heartbeat_age(self, tid, since=None):
+        beat = self.heartbeat_tid
+        if tid is None or beat is None:
+            return 0.0
+        if since is not None and since > beat:
+            beat = since
+        return max(clock.tid_seconds(tid) - clock.tid_seconds(beat), 0.0)
+
+    def looks_dead(self, tid, since=None):
+        if self.dead:
+            return True
+        return self.heartbeat_age(tid, since) > self.death_interval
 
     def __repr__(self):
         return f"<DispatcherRecord {self.uuid} {self.host}:{self.pid}>"

@@ -129,6 +129,17 @@ def status_report(queues, now=None):
     }
 
 
+def _heartbeat_age(queue, record, now):
+    """Seconds since the dispatcher's last heartbeat by the storage's time
+    (from its commit to the latest transaction seen: what peers judge by,
+    whatever the clocks say), or by this process's clock and the one that
+    wrote it where the storage does not tell its latest transaction."""
+    tid = clock.seen_tid(queue._p_jar)
+    if tid is not None and record.heartbeat_tid is not None:
+        return round(record.heartbeat_age(tid), 6)  # to the microsecond
+    return (now - record.last_ping).total_seconds()
+
+
 def _queue_status(queue, now):
     dispatchers = []
     for uuid, record in queue.dispatchers.items():
@@ -143,7 +154,7 @@ def _queue_status(queue, now):
                 "declared_dead": bool(record.dead),
                 "started": record.started,
                 "last_heartbeat": last,
-                "heartbeat_age": (now - last).total_seconds(),
+                "heartbeat_age": _heartbeat_age(queue, record, now),
                 "ping_interval": record.ping_interval,
                 "death_interval": record.death_interval,
                 "agents": [
