@@ -196,17 +196,6 @@ class WorkerPool:
         self._idle_threads += 1
         thread.start()
 
-    @property
-    def threads(self):
-        """The worker threads (alive, unless stopped)."""
-        with self._task_ready:
-            return list(self._threads)
-
-    @property
-    def idle_thread_count(self):
-        """How many threads wait for a job."""
-        return self._idle_threads
-
     def wait_idle(self, timeout):
         """Wait up to ``timeout`` seconds until no job runs; True if none does."""
         with self._idle:
