@@ -351,3 +351,77 @@ def open_connection(db):
 def started_at():
     """A job that returns when it started (aware UTC)."""
     return datetime.datetime.now(UTC)
+
+
+# -- thread faults (test_thread_faults.py) -----------------------------------------
+
+
+class JobBaseException(BaseException):
+    """An importable BaseException that is not an Exception."""
+
+
+BASE_EXCEPTIONS = {
+    cls.__name__: cls
+    for cls in (SystemExit, KeyboardInterrupt, GeneratorExit, JobBaseException)
+}
+
+
+def raise_base(name, message="raised by the job"):
+    """Raise the BaseException called ``name`` (see BASE_EXCEPTIONS)."""
+    raise BASE_EXCEPTIONS[name](message)
+
+
+def raise_base_first(token, name, result):
+    """Raise the BaseException ``name`` on the first call, then return result."""
+    if _count_call(token) == 1:
+        raise_base(name)
+    return result
+
+
+class PolicyKillsThread(zasync.retry.NeverRetry):
+    """A broken retry policy: asked about a job's error, it raises
+    SystemExit, outside the job, in the worker thread. Interruptions are
+    retried at once."""
+
+    def job_error(self, job, failure):
+        raise SystemExit("a retry policy that raises SystemExit")
+
+    def interrupted(self, job):
+        return datetime.timedelta(0)
+
+
+def missing_record_first(token, result):
+    """Load a record the storage does not have (POSKeyError) on the first
+    call, then return result."""
+    if _count_call(token) == 1:
+        from ZODB.utils import p64
+
+        local.get_job()._p_jar.get(p64(2**62))
+    return result
+
+
+def read_value(obj):
+    """Return ``obj.value`` (loads ``obj`` from the storage)."""
+    return obj.value
+
+
+def block_then_add(name, counter, payload_size=0):
+    """Wait until events[name] is set, then add one to ``counter`` (a
+    Counter), with ``payload_size`` bytes written beside it; counts calls
+    in counters[name]."""
+    _count_call(name)
+    if not events[name].wait(30):
+        raise RuntimeError(f"event {name!r} was never set")
+    counter.add(1)
+    counter.payload = b"x" * payload_size
+    return counter.value
+
+
+def record_then_raise(tree, key, name=None):
+    """Record one run in ``tree[key]`` as (attempt, ran in a batch), then
+    raise the BaseException ``name`` if given; returns ``key``."""
+    in_batch = bool(transaction.get()._savepoint2index)
+    tree[key] = tree.get(key, ()) + ((local.get_job().attempts, in_batch),)
+    if name is not None:
+        raise_base(name)
+    return key

@@ -120,6 +120,7 @@ def test_the_runner_needs_only_its_context(db, conn):
         "abandoned",
         "count",
         "transient_error",
+        "storage",  # has a default: one StorageTrouble per context
     ]
     job, outcome, counted = run_claimed(db, conn, zasync.Job(jobfuncs.add, 20, 22))
     assert outcome == (None, False)

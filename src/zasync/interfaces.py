@@ -119,7 +119,16 @@ class IJob(Interface):
     result = Attribute(
         "The return value of the call, or an IFailure if it raised, was "
         "interrupted too often or missed its ``begin_by`` deadline. None "
-        "until the job has completed."
+        "until the job has completed. In a dispatcher's worker thread any "
+        "exception the call raises is its Failure, SystemExit, "
+        "KeyboardInterrupt, GeneratorExit and other BaseExceptions too, "
+        "through the retry policy (``job_error``); they are not raised "
+        "again, since in a worker thread they would end only that thread "
+        "(and leave the job running for ever), never the process. A storage "
+        "error met while the job runs or commits (a full disk, an "
+        "unreadable record: zasync.transact.storage_error) is never the "
+        "job's: the job is postponed, its attempt not counted, and runs "
+        "again once the storage works."
     )
     failed = Attribute("True if the job completed with a Failure.")
     queue = Attribute("The queue the job was put in, or None.")
@@ -742,15 +751,21 @@ class IRetryPolicy(Interface):
 
     def job_error(job, failure):
         """The callable raised; ``failure`` describes it. ``job.attempts``
-        counts this attempt."""
+        counts this attempt. The exception may be a BaseException that is
+        not an Exception (SystemExit, KeyboardInterrupt, GeneratorExit):
+        the policies of zasync.retry give those up, unless named in
+        ``retry_on``. Storage errors never get here (the job is postponed)."""
 
     def commit_error(job, failure):
         """The call returned but its transaction could not be committed
-        (for example an unpicklable result, or a full disk)."""
+        (for example an unpicklable result). A storage error at commit (a
+        full disk) is not the job's and never gets here: the job is
+        postponed, its attempt not counted."""
 
     def interrupted(job):
-        """The job was found active on a dead dispatcher;
-        ``job.interruptions`` counts this interruption."""
+        """The job was found active on a dead dispatcher, or its worker
+        thread died under it (an error outside the job: the thread is
+        replaced); ``job.interruptions`` counts this interruption."""
 
 
 class IDispatcher(Interface):
@@ -803,7 +818,9 @@ class IDispatcher(Interface):
         "Counters since it was made (a collections.Counter, read-only for "
         "others): 'completed', 'failed' and 'retried' jobs, 'conflicts' and "
         "'disconnects' (transactions lost to a conflict or to a lost storage "
-        "server, and tried again), 'rounds' (loop transactions committed), "
+        "server, and tried again), 'storage_errors' (storage errors its "
+        "worker threads met: a full disk, an unreadable record; the jobs "
+        "were postponed), 'rounds' (loop transactions committed), "
         "'judgements' (heartbeat rounds that judged peers), 'stalls' (rounds "
         "after a stall of the loop, which judged no one), 'peers declared "
         "dead'. "

@@ -15,10 +15,12 @@ back a held job they could not start.
 """
 
 import collections
+import itertools
 import logging
 import threading
 import time
 
+from zasync import transact
 from zasync.runner import GroupCommit
 from zasync.transact import abort
 
@@ -74,6 +76,7 @@ class WorkerPool:
         self._tasks = collections.deque()
         self._task_ready = threading.Condition()
         self._threads = []
+        self._numbers = itertools.count()
         self._idle_threads = 0
 
     # -- what the loop thread asks ------------------------------------------
@@ -179,15 +182,19 @@ class WorkerPool:
         with self._task_ready:
             self._tasks.append((oid, key))
             if self._idle_threads < len(self._tasks):
-                thread = threading.Thread(
-                    target=self._work,
-                    name=f"zasync-worker-{self.name[:8]}-{len(self._threads)}",
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                self._idle_threads += 1
-                thread.start()
+                self._start_thread()
             self._task_ready.notify()
+
+    def _start_thread(self):
+        """Start a thread, counted idle (``_task_ready`` held)."""
+        thread = threading.Thread(
+            target=self._work,
+            name=f"zasync-worker-{self.name[:8]}-{next(self._numbers)}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        self._idle_threads += 1
+        thread.start()
 
     def wait_idle(self, timeout):
         """Wait up to ``timeout`` seconds until no job runs; True if none does."""
@@ -200,13 +207,24 @@ class WorkerPool:
         with self._task_ready:
             self._tasks.extend([None] * len(self._threads))
             self._task_ready.notify_all()
-        for thread in self._threads:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(join_timeout)
 
     def _work(self):
-        runner = self.make_runner()
+        """A worker thread: runs the jobs handed over, one chain at a time.
+
+        It is supervised: whatever escapes a chain (an error outside the
+        jobs, in this code, a retry policy or the storage's abort) is
+        logged, the chain's jobs are given back (those started to the next
+        round, which recovers them through their retry policy, counted as
+        an interruption), and a new thread with a new connection takes this
+        one's place, so that the counts of idle threads and of jobs in
+        flight stay true."""
+        runner = self._open_runner()
+        died = False
         try:
-            while True:
+            while runner is not None:
                 with self._task_ready:
                     while not self._tasks:
                         self._task_ready.wait()
@@ -214,24 +232,102 @@ class WorkerPool:
                     self._idle_threads -= 1
                 if task is None:
                     return
+                chain = [task[0]]  # what this thread runs (see _run_chain)
                 try:
-                    self._run_chain(runner, *task)
-                finally:
+                    self._run_chain(runner, *task, chain=chain)
+                except BaseException:
+                    died = True
+                    self._give_back_chain(runner, task[1], chain)
+                    # The new thread is counted idle before the job's slot
+                    # is freed, so that the loop hands the next job to it.
                     with self._task_ready:
-                        self._idle_threads += 1
+                        self._threads.remove(threading.current_thread())
+                        self._start_thread()
+                        self._task_ready.notify()
+                finally:
+                    if not died:
+                        with self._task_ready:
+                            self._idle_threads += 1
                     with self._idle:
                         self._in_flight -= 1
                         self._running[task[1]] -= 1
                         self._idle.notify_all()
                     self.wake()
+                if died:
+                    return
         finally:
-            runner.close()
+            if runner is not None:
+                self._close_runner(runner)
 
-    def _run_chain(self, runner, oid, key):
+    def _open_runner(self):
+        """The thread's JobRunner; while none can be made (the storage is
+        unreachable), retry with a growing pause, logging once. None if the
+        pool stops meanwhile."""
+        failures = 0
+        while True:
+            try:
+                return self.make_runner()
+            except Exception:
+                if not failures:
+                    log.exception(
+                        "dispatcher %s: a worker thread could not open its "
+                        "connection; it tries again",
+                        self.name,
+                    )
+                failures += 1
+                if self.stopping:
+                    return None
+                time.sleep(transact.backoff(failures, base=0.05, cap=5.0))
+
+    def _close_runner(self, runner):
+        try:
+            runner.close()
+        except Exception:
+            log.warning(
+                "dispatcher %s: a worker thread could not close its connection",
+                self.name,
+                exc_info=True,
+            )
+
+    def _give_back_chain(self, runner, key, chain):
+        """A worker thread died running ``chain`` (the jobs it was running,
+        and those it took to run next): the running ones are reported
+        finished, so that the next round recovers them (Queue.reconcile: an
+        ACTIVE job as interrupted, through its retry policy); those taken to
+        run next are held again for the other threads."""
+        log.exception(
+            "dispatcher %s: worker thread %s died running jobs %r; a new "
+            "thread takes its place, and the jobs are recovered through their "
+            "retry policy (an interruption)",
+            self.name,
+            threading.current_thread().name,
+            chain,
+        )
+        running = list(chain)
+        try:
+            taken, _ = runner.taken_next()
+        except BaseException:
+            taken = []
+        taken = [oid for oid in taken if oid not in running]
+        with self._track:
+            self._finished.extend(oid for oid in running if oid not in self._finished)
+            self._running_oids.difference_update(running)
+            for oid in reversed(taken):
+                if oid in self._running_oids:
+                    self._running_oids.discard(oid)
+                    if not self.stopping:
+                        self._buffers[key].appendleft(oid)
+
+    def _run_chain(self, runner, oid, key, chain=None):
         """Run a job, then the jobs held for its agent, while there are any
-        (several at a time when they may share a transaction)."""
+        (several at a time when they may share a transaction). ``chain``,
+        a list, is kept holding the jobs this thread runs, for
+        _give_back_chain."""
+        if chain is None:
+            chain = []
         ready = [oid]
         while ready:
+            chain[:] = ready
             started = time.monotonic()
             try:
                 taken, activated = runner.run_group(
@@ -253,6 +349,7 @@ class WorkerPool:
             with self._track:
                 self._finished.extend(ready)
                 self._running_oids.difference_update(ready)
+            chain[:] = []
             if len(self._finished) >= self.batch_size or not self._buffers[key]:
                 self.wake()
             rest = [oid for oid in taken if oid not in activated]

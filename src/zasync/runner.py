@@ -14,9 +14,11 @@ the transaction itself) aborts it and runs its jobs again, each alone.
 A runner knows of its dispatcher only its RunnerContext.
 """
 
+import collections
 import dataclasses
 import datetime
 import logging
+import threading
 import time
 import typing
 
@@ -28,7 +30,7 @@ from zasync import local, transact, wakeup
 from zasync.failure import Failure
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING
 from zasync.storable import check_value
-from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort
+from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort, storage_error
 
 log = logging.getLogger("zasync.job")
 
@@ -37,7 +39,8 @@ log = logging.getLogger("zasync.job")
 IMMEDIATE_CONFLICT_RETRIES = 5
 MAX_POSTPONEMENT = 60.0
 # How long a worker keeps a job's outcome in hand while the storage server
-# is unreachable (ZEO restarting) before leaving the job to recovery.
+# is unreachable (ZEO restarting), or the storage fails (a full disk),
+# before leaving the job to recovery.
 DISCONNECTED_PATIENCE = 600.0
 # Tries of the small transactions that record a job's outcome, and of a
 # live annotation, when they conflict.
@@ -61,6 +64,44 @@ def jobs_connection(connection, database=None):
     return connection.get_connection(database)
 
 
+class StorageTrouble:
+    """The storage errors (transact.storage_error) the threads of one
+    dispatcher met: the first of each kind is logged, with the job it hit,
+    the next ones only counted, until a commit goes through again, which is
+    logged once with the counts. One is shared by the runners of a
+    dispatcher, through its RunnerContext."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seen = collections.Counter()
+
+    def failed(self, kind, exc, what):
+        with self._lock:
+            first = kind not in self._seen
+            self._seen[kind] += 1
+        if first:
+            log.warning(
+                "the storage failed (%s) %s: %s. Not the job's fault: it is not "
+                "charged to the job, which is tried again once the storage "
+                "works (errors of this kind are counted, not logged, until then)",
+                kind,
+                what,
+                exc,
+            )
+
+    def recovered(self):
+        """A commit went through: the storage works (again)."""
+        if not self._seen:
+            return
+        with self._lock:
+            seen, self._seen = self._seen, collections.Counter()
+        if seen:
+            log.warning(
+                "the storage works again, after %s",
+                ", ".join(f"{count} x {kind}" for kind, count in seen.items()),
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class RunnerContext:
     """What a JobRunner needs of its dispatcher, and nothing more."""
@@ -82,6 +123,8 @@ class RunnerContext:
     #: ``transient_error(exc)``: a transaction was aborted by a conflict or
     #: a lost server (counted; a lost server makes the next round audit).
     transient_error: typing.Callable[[BaseException], None]
+    #: The storage errors its runners met (logged once per kind).
+    storage: StorageTrouble = dataclasses.field(default_factory=StorageTrouble)
 
 
 @dataclasses.dataclass
@@ -162,10 +205,11 @@ class _Unchanged(Exception):
 
 class _Patience:
     """How long a small transaction of a runner keeps trying: until
-    OUTCOME_TRIES conflicts, or while the storage server has been gone for
-    less than DISCONNECTED_PATIENCE (a restart) and the dispatcher still
-    wants the outcome; and how long it pauses between tries (for
-    transact.run's should_stop and wait)."""
+    OUTCOME_TRIES conflicts, or while the storage server has been gone, or
+    the storage has been failing (transact.storage_error: a full disk), for
+    less than DISCONNECTED_PATIENCE and the dispatcher still wants the
+    outcome; and how long it pauses between tries (for transact.run's
+    should_stop and wait)."""
 
     def __init__(self, abandoned):
         self.abandoned = abandoned
@@ -173,10 +217,17 @@ class _Patience:
         self.disconnects = 0
         self.disconnected_since = None
 
+    @staticmethod
+    def _outage(exc):
+        return isinstance(exc, ClientDisconnected) or not isinstance(
+            exc, TRANSIENT_ERRORS
+        )
+
     def exhausted(self, exc, attempt):
-        if isinstance(exc, ClientDisconnected):
-            # Not a conflict: the server is gone for a while (a restart).
-            # Keep the outcome in hand until it is back, unless stopping.
+        if self._outage(exc):
+            # Not a conflict: the server is gone for a while (a restart), or
+            # the storage fails (a full disk). Keep the outcome in hand until
+            # it is back, unless stopping.
             self.disconnects += 1
             now = time.monotonic()
             if self.disconnected_since is None:
@@ -187,7 +238,7 @@ class _Patience:
         return self.conflicts >= OUTCOME_TRIES
 
     def pause(self, exc, attempt):
-        if isinstance(exc, ClientDisconnected):
+        if self._outage(exc):
             return transact.backoff(self.disconnects - 1, **DISCONNECTED_BACKOFF)
         return transact.backoff(self.conflicts - 1, **CONFLICT_BACKOFF)
 
@@ -263,6 +314,7 @@ class _Commit:
         self.claimed = claimed
         self.committed = False
         self.transient = None
+        self.storage = None  # a storage error (transact.storage_error)
         self.failure = None
         self.ran = None  # perf_counter() when the job's call returned
 
@@ -276,8 +328,11 @@ class _Commit:
             )
         except TRANSIENT_ERRORS as exc:
             self.transient = exc
-        except Exception:
-            self.failure = Failure()
+        except Exception as exc:
+            if storage_error(exc):
+                self.storage = exc  # the storage's fault, not the job's
+            else:
+                self.failure = Failure()
         return result
 
 
@@ -343,6 +398,7 @@ class JobRunner:
         self.tm.commit()
         if activating:
             self._next_activated = True
+        self.context.storage.recovered()
         wakeup.notify_changed()
         return True
 
@@ -426,8 +482,8 @@ class JobRunner:
     def _small_transaction(self, oid, change, final=False):
         """Run ``change(job)`` in a transaction of its own (nothing is
         committed if it returns False), retrying conflicts (OUTCOME_TRIES)
-        and waiting out a lost storage server (up to DISCONNECTED_PATIENCE).
-        True if committed."""
+        and waiting out a lost storage server or a failing storage (a full
+        disk; up to DISCONNECTED_PATIENCE). True if committed."""
         activating = []
         patience = _Patience(self.context.abandoned)
 
@@ -439,27 +495,50 @@ class JobRunner:
                 final and job.status in (COMPLETED, PENDING) and self._activate_next()
             ]
 
+        def on_error(exc, attempt):
+            if isinstance(exc, TRANSIENT_ERRORS):
+                self.context.transient_error(exc)
+            else:
+                self._storage_failed(
+                    exc, f"recording the outcome of job {oid!r} (it is kept)"
+                )
+
         try:
             transact.run(
                 self.tm,
                 work,
                 tries=None,
-                on_error=lambda exc, attempt: self.context.transient_error(exc),
+                on_error=on_error,
                 should_stop=patience.exhausted,
                 wait=patience.pause,
+                retry_also=storage_error,
             )
         except _Unchanged:
             return False
         except TRANSIENT_ERRORS:
             log.error("gave up recording the outcome of job %r", oid)
             return False
-        except Exception:
-            log.exception("could not record the outcome of job %r", oid)
+        except Exception as exc:
+            if storage_error(exc):
+                log.error(
+                    "gave up recording the outcome of job %r: the storage "
+                    "failed (%s); the job is recovered as interrupted",
+                    oid,
+                    exc,
+                )
+            else:
+                log.exception("could not record the outcome of job %r", oid)
             return False
         if activating[0]:
             self._next_activated = True
+        self.context.storage.recovered()
         wakeup.notify_changed()
         return True
+
+    def _storage_failed(self, exc, what, kind=None):
+        """Count a storage error and log it (once per kind)."""
+        self.context.count("storage_errors")
+        self.context.storage.failed(kind or storage_error(exc), exc, what)
 
     def _count_transient(self, exc, oid=None):
         self.context.transient_error(exc)
@@ -534,9 +613,26 @@ class JobRunner:
         a batch that held it failed to commit (maybe only its answer was
         lost)."""
         conflicts = 1 if retried else 0
+        storage_errors = 0
+        patience = _Patience(self.context.abandoned)
         while True:
             self.tm.begin()
-            job = self.jobs.get(oid)
+            try:
+                job = self.jobs.get(oid)
+                job._p_activate()
+            except Exception as exc:
+                # The job's own record cannot be read now (a damaged read
+                # after a full disk, a lost database server): try again,
+                # with a growing pause, while the storage is given time.
+                if not storage_error(exc):
+                    raise
+                abort(self.tm)
+                storage_errors += 1
+                self._storage_failed(exc, f"reading job {oid!r}")
+                if patience.exhausted(exc, storage_errors):
+                    return None
+                time.sleep(patience.pause(exc, storage_errors))
+                continue
             if claimed and not self._mine(job):
                 if (
                     conflicts
@@ -576,9 +672,21 @@ class JobRunner:
                 if self._postpone_after(oid, conflicts, exc, claimed):
                     return None
                 continue
-            except Exception:
-                failure = Failure()
+            except BaseException as exc:
+                # Whatever the job raises is its outcome, SystemExit,
+                # KeyboardInterrupt and GeneratorExit too: in a worker thread
+                # they would end only the thread, and leave the job ACTIVE
+                # (see IJob). A storage error is the storage's, not the job's.
+                kind = storage_error(exc)
+                failure = None if kind else Failure()
                 abort(self.tm)
+                if kind:
+                    storage_errors += 1
+                    if self._storage_postpone(
+                        oid, exc, kind, claimed, storage_errors, "while it ran"
+                    ):
+                        return None
+                    continue
                 elapsed = time.perf_counter() - started
                 return self._decide(oid, failure, "job_error", claimed, elapsed)
             if commit.transient is not None:
@@ -586,6 +694,14 @@ class JobRunner:
                 conflicts += 1
                 self._count_transient(commit.transient, oid)
                 if self._postpone_after(oid, conflicts, commit.transient, claimed):
+                    return None
+                continue
+            if commit.storage is not None:
+                abort(self.tm)
+                storage_errors += 1
+                if self._storage_postpone(
+                    oid, commit.storage, None, claimed, storage_errors, "at its commit"
+                ):
                     return None
                 continue
             if commit.failure is not None:
@@ -645,19 +761,26 @@ class JobRunner:
             abort(self.tm)
             self._count_transient(exc)
             return took, oids[:took]
-        except Exception:
+        except Exception as exc:
             abort(self.tm)
-            log.exception(
-                "dispatcher %s: a batch of %d jobs could not commit; they run "
-                "again, each alone",
-                self.context.uuid,
-                len(members),
-            )
+            kind = storage_error(exc)
+            if kind:
+                self._storage_failed(
+                    exc, f"at the commit of a batch of {len(members)} jobs", kind
+                )
+            else:
+                log.exception(
+                    "dispatcher %s: a batch of %d jobs could not commit; they "
+                    "run again, each alone",
+                    self.context.uuid,
+                    len(members),
+                )
             return took, oids[:took]
         finally:
             self._committing = False
         if activating:
             self._next_activated = True
+        self.context.storage.recovered()
         wakeup.notify_changed()
         for member in members:
             self._report_member(member)
@@ -676,8 +799,14 @@ class JobRunner:
         for oid in oids:
             if len(members) >= group.size or work >= group.window:
                 break
-            job = self.jobs.get(oid)
-            if not (self._mine(job) and job.status == ACTIVE):
+            try:
+                job = self.jobs.get(oid)
+                mine = self._mine(job) and job.status == ACTIVE
+            except Exception as exc:
+                if not storage_error(exc):
+                    raise
+                return members, exc, len(members) + 1  # alone, it waits
+            if not mine:
                 members.append(_Member(oid, None, 0.0, None))  # taken back
                 continue
             if not group.joinable(job):
@@ -694,7 +823,11 @@ class JobRunner:
             except TRANSIENT_ERRORS as exc:
                 self._count_transient(exc, oid)
                 return members, exc, len(members) + 1
-            except Exception:
+            except BaseException as exc:  # any exception is the job's outcome
+                if storage_error(exc):
+                    # Not the job's: the batch aborts, and its jobs run
+                    # again alone, where the storage error postpones them.
+                    return members, exc, len(members) + 1
                 failure = Failure()
             elapsed = time.perf_counter() - started
             work += elapsed
@@ -774,6 +907,28 @@ class JobRunner:
         if not claimed:
             transact.pause(6, **CONFLICT_BACKOFF)
             return False
+        # Conflicts are routine under load: DEBUG, not noise.
+        self._postpone(oid, f"{conflicts} transient errors: {exc}")
+        return True
+
+    def _storage_postpone(self, oid, exc, kind, claimed, count, when):
+        """A storage error (transact.storage_error) hit the job ``when``:
+        log it (once per kind) and put the job back for later without
+        counting the attempt, once the storage lets us (a callback run in
+        its parent's thread tries again in place, after a pause). True if
+        the job is done with here."""
+        self._storage_failed(exc, f"{when}: job {oid!r}", kind)
+        if not claimed:
+            if self.context.abandoned():
+                return True
+            time.sleep(transact.backoff(count - 1, **DISCONNECTED_BACKOFF))
+            return False
+        self._postpone(oid, f"a storage error: {exc}")
+        return True
+
+    def _postpone(self, oid, why):
+        """Put the job back in the queue for a while, its attempt not
+        counted (Job.postpone); the log line says ``why`` (DEBUG)."""
 
         def postpone(job):
             if not self._mine(job):
@@ -781,18 +936,10 @@ class JobRunner:
             # The pause grows with each postponement of this job, so a job
             # that always conflicts is retried forever, but ever more rarely.
             delay = min(0.05 * 2**job.postponements, MAX_POSTPONEMENT)
-            # Conflicts are routine under load: DEBUG, not noise.
-            log.debug(
-                "job %s postponed %.2fs after %d transient errors: %s",
-                job.id,
-                delay,
-                conflicts,
-                exc,
-            )
+            log.debug("job %s postponed %.2fs after %s", job.id, delay, why)
             job.postpone(self.clock() + datetime.timedelta(seconds=delay))
 
         self._small_transaction(oid, postpone)
-        return True
 
     def _decide(self, oid, failure, kind, final, elapsed=0.0):
         """Ask the job's retry policy about an error; record its answer.

@@ -3,12 +3,13 @@ back-off between tries, and one retrying call that every conflict loop in
 zasync uses (modelled on ``transaction.TransactionManager.run``)."""
 
 import contextlib
+import errno
 import random
 import time
 
 import transaction
 from transaction.interfaces import NoTransaction, TransientError
-from ZODB.POSException import ConflictError
+from ZODB.POSException import ConflictError, POSKeyError
 
 try:  # ZEO is optional; losing its server is worth another try too.
     from ZEO.Exceptions import ClientDisconnected
@@ -24,6 +25,59 @@ TRANSIENT_ERRORS = (TransientError, ConflictError, ClientDisconnected)
 
 #: How many tries :func:`run` makes unless told otherwise.
 DEFAULT_TRIES = 50
+
+#: The modules of storages (by name prefix): an error raised inside one of
+#: them (other than a conflict) is the storage's trouble, not that of the
+#: code that used it. Drivers (psycopg2, ...) are not listed: a job may use
+#: them for its own work; RelStorage's own frames are on the way anyway.
+STORAGE_MODULES = (
+    "ZODB.FileStorage",
+    "ZODB.fsIndex",
+    "ZODB.blob",
+    "ZODB.mvccadapter",
+    "ZODB.MappingStorage",
+    "ZODB.DemoStorage",
+    "ZEO",
+    "relstorage",
+    "zc.zlibstorage",
+    "tempstorage",
+)
+
+
+def storage_error(exc):
+    """What kind of storage error ``exc`` is, as a short text for the log
+    ("OSError ENOSPC", "POSKeyError", "ValueError", ...), or None if it is
+    not one.
+
+    A storage error is the storage's fault, never that of the code that
+    happened to use it: a missing record (POSKeyError), or any other
+    exception raised inside a storage's own code (STORAGE_MODULES) — a full
+    disk at commit, a record that cannot be read, a database server that
+    went away under RelStorage. Transient errors (TRANSIENT_ERRORS) and
+    exceptions that are not ``Exception`` are not storage errors.
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, TRANSIENT_ERRORS):
+        return None
+    if not isinstance(exc, POSKeyError) and not _raised_in_storage(exc):
+        return None
+    kind = type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno is not None:
+        kind = f"{kind} {errno.errorcode.get(exc.errno, exc.errno)}"
+    return kind
+
+
+def _raised_in_storage(exc):
+    """True if the traceback of ``exc`` goes through a storage's code."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__") or ""
+        if any(
+            module == prefix or module.startswith(prefix + ".")
+            for prefix in STORAGE_MODULES
+        ):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def abort(tm):
@@ -54,6 +108,7 @@ def run(
     on_error=None,
     should_stop=None,
     wait=None,
+    retry_also=None,
 ):
     """Begin a transaction of the explicit manager ``tm``, call ``work()``,
     commit and return what it returned: the one retrying call of zasync.
@@ -62,7 +117,10 @@ def run(
     aborts and tries again after a pause, at most ``tries`` times in all
     (``None``: no limit, until ``should_stop`` says so); the last one is
     raised. Any other error aborts and is raised at once, so ``work`` can
-    leave without committing by raising an exception of its own.
+    leave without committing by raising an exception of its own; unless
+    ``retry_also(exc)``, if given, says it is worth trying again too (say
+    :func:`storage_error`: a full disk), and then it is treated as a
+    transient error.
 
     ``on_error(exc, attempt)``, if given, hears of every transient error
     first, the last one too (to count or log it; ``attempt`` counts from 0).
@@ -80,8 +138,14 @@ def run(
             result = work()
             tm.commit()
             return result
-        except TRANSIENT_ERRORS as exc:
+        except BaseException as exc:
             abort(tm)
+            if not isinstance(exc, TRANSIENT_ERRORS) and not (
+                retry_also is not None
+                and isinstance(exc, Exception)
+                and retry_also(exc)
+            ):
+                raise
             if on_error is not None:
                 on_error(exc, attempt)
             if tries is not None and attempt + 1 >= tries:
@@ -93,9 +157,6 @@ def run(
             else:
                 time.sleep(wait(exc, attempt))
             attempt += 1
-        except BaseException:
-            abort(tm)
-            raise
 
 
 def in_own_transaction(db, work, attempts=DEFAULT_TRIES):
