@@ -43,8 +43,11 @@ def _set_aside_lines(caplog, job_id):
 
 def _claim_for(queue, uuid_, job, last_ping):
     """Make ``job`` ACTIVE, claimed by dispatcher ``uuid_`` whose last
-    heartbeat was at ``last_ping`` (a worker killed while running it)."""
-    record = queue.dispatchers[uuid_] = DispatcherRecord(uuid_, last_ping)
+    heartbeat was at ``last_ping`` (a worker killed while running it), with
+    a death interval of half a second."""
+    # Found dead by storage time (see DispatcherRecord.looks_dead): half a
+    # second after the judge began watching it.
+    record = queue.dispatchers[uuid_] = DispatcherRecord(uuid_, last_ping, 0.1, 0.5)
     agent = record.agents["main"] = Agent("main", size=1)
     assert queue.claim(agent, uuid_, 1, clock.utcnow(), start=1) == [job]
     assert job.status == ACTIVE
@@ -67,7 +70,7 @@ def test_removed_job_subclass_is_set_aside_once_and_the_rest_runs(
     with opened(path) as conn:
         queue = zasync.get_queues(conn)[""]
         assert isinstance(queue.get(bad_id), Broken)
-        dispatcher = zasync.start(conn.db(), poll_interval=0.05)
+        dispatcher = zasync.start(conn.db(), poll_interval=0.05, ping_interval=0.1)
         try:
             wait_for_all_jobs(conn, seconds=10)
             assert dispatcher._loop_thread.is_alive()
@@ -90,7 +93,7 @@ def test_removed_job_subclass_is_set_aside_once_and_the_rest_runs(
         assert type(job).__name__ == "CustomJob"
         transaction.commit()
         assert queue.set_aside_jobs == {}
-        dispatcher = zasync.start(conn.db(), poll_interval=0.05)
+        dispatcher = zasync.start(conn.db(), poll_interval=0.05, ping_interval=0.1)
         try:
             assert wait_for_result(job, seconds=10) == 2
         finally:
@@ -118,7 +121,7 @@ def test_removed_retry_policy_on_a_dead_peer_does_not_stall_the_others(
     caplog.set_level(logging.ERROR, logger="zasync.dispatcher")
     with opened(path) as conn:
         queue = zasync.get_queues(conn)[""]
-        dispatcher = zasync.start(conn.db(), poll_interval=0.05)
+        dispatcher = zasync.start(conn.db(), poll_interval=0.05, ping_interval=0.1)
         try:
             wait_for_all_jobs(conn, seconds=10)
             assert dispatcher._loop_thread.is_alive()
@@ -138,7 +141,7 @@ def test_removed_retry_policy_on_a_dead_peer_does_not_stall_the_others(
         queue = zasync.get_queues(conn)[""]
         job = queue.put_back_set_aside(bad_id)
         transaction.commit()
-        dispatcher = zasync.start(conn.db(), poll_interval=0.05)
+        dispatcher = zasync.start(conn.db(), poll_interval=0.05, ping_interval=0.1)
         try:
             assert wait_for_result(job, seconds=10) == 2
         finally:
@@ -204,7 +207,7 @@ def test_claimed_job_of_a_removed_class_is_shown_then_set_aside(
         info = admin.describe_job(admin.get_job(queues, bad_id))
         assert info["class"] == f"{gone.name}.CustomJob"
         assert info["callable"] == "jobfuncs.add"
-        dispatcher = zasync.start(conn.db(), poll_interval=0.05)
+        dispatcher = zasync.start(conn.db(), poll_interval=0.05, ping_interval=0.1)
         try:
             wait_for_all_jobs(conn, seconds=10)
             _check_healthy_ran(queue, healthy)

@@ -3,7 +3,7 @@
 import logging
 import threading
 
-from zasync.logonce import LogOnce
+from zasync.logonce import LogOnce, UntilRecovered
 
 LOGGER = "zasync.tests.logonce"
 
@@ -65,3 +65,21 @@ def test_threads_log_a_key_once(caplog):
             thread.join(10)
     assert _messages(caplog) == ["shared error"]
     assert once.repeats("shared") == 8 * 200 - 1
+
+
+def test_until_recovered_logs_each_kind_once_then_the_recovery(caplog):
+    log = logging.getLogger("zasync.test.untilrecovered")
+    errors = UntilRecovered(log, every=3)
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        for _ in range(4):
+            errors.failed("disk full", logging.ERROR, "failed: %s", "disk full")
+        errors.failed("gone", logging.ERROR, "failed: %s", "gone")
+        errors.recovered("works again")
+        errors.recovered("works again")  # nothing came since: silent
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "failed: disk full",
+        "failed: disk full (3 times so far)",
+        "failed: gone",
+        "works again, after 4 x disk full, 1 x gone",
+    ]

@@ -28,7 +28,7 @@ from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
 from zasync.loading import is_broken, stored_state
-from zasync.logonce import LogOnce
+from zasync.logonce import LogOnce, UntilRecovered
 from zasync.pool import WorkerPool
 from zasync.queue import RUN_PARTS, get_queues
 from zasync.registry import Agent, DispatcherRecord, configured_agent_size, threads_text
@@ -857,10 +857,12 @@ class Dispatcher:
                         self._tm, lambda n=name, p=peeked: self._claim_one(n, p)
                     )
                 except TRANSIENT_ERRORS:
-                    abort(self._tm)
+                    self._abort_round()
                     break  # the next round tries again
                 except Exception as exc:
-                    abort(self._tm)
+                    self._abort_round()
+                    if transact.storage_error(exc):
+                        break  # the storage's fault, not the job's: next round
                     if not peeked:
                         careful_log.error(
                             (self.uuid, name, "claim", type(exc).__name__, str(exc)),
@@ -880,7 +882,7 @@ class Dispatcher:
                             )
                         )
                     except Exception as error:
-                        abort(self._tm)
+                        self._abort_round()
                         careful_log.error(
                             (self.uuid, name, "set aside", peeked[0]),
                             "dispatcher %s: could not set aside the job of oid "
@@ -1096,40 +1098,25 @@ class _RoundErrors:
     """How a dispatcher's loop logs failed rounds without flooding: the
     first failure of each kind (exception class and message) since rounds
     last worked is logged with its traceback, repeats only every
-    REPEAT_LOG_EVERY times with their count, and the recovery once."""
+    REPEAT_LOG_EVERY times with their count, and the recovery once (see
+    zasync.logonce.UntilRecovered)."""
 
     def __init__(self, uuid):
         self.uuid = uuid
-        self.seen = collections.Counter()
+        self._errors = UntilRecovered(log, every=REPEAT_LOG_EVERY)
 
     def failed(self, exc, wait):
-        kind = f"{type(exc).__name__}: {exc}"
-        self.seen[kind] += 1
-        count = self.seen[kind]
-        if count == 1:
-            log.error(
-                "dispatcher %s: round failed; retrying in %.1fs",
-                self.uuid,
-                wait,
-                exc_info=exc,
-            )
-        elif count % REPEAT_LOG_EVERY == 0:
-            log.error(
-                "dispatcher %s: round failed again (%d times so far): %s",
-                self.uuid,
-                count,
-                kind,
-            )
+        self._errors.failed(
+            f"{type(exc).__name__}: {exc}",
+            logging.ERROR,
+            "dispatcher %s: round failed; retrying in %.1fs",
+            self.uuid,
+            wait,
+            exc_info=exc,
+        )
 
     def recovered(self):
-        if self.seen:
-            log.warning(
-                "dispatcher %s: rounds work again after %d failed: %s",
-                self.uuid,
-                sum(self.seen.values()),
-                "; ".join(f"{count} x {kind}" for kind, count in self.seen.items()),
-            )
-            self.seen.clear()
+        self._errors.recovered("dispatcher %s: rounds work again", self.uuid)
 
 
 def _busy(record):

@@ -69,3 +69,41 @@ class LogOnce:
         """Log ``key`` at once the next time it comes."""
         with self._lock:
             self._seen.pop(key, None)
+
+
+class UntilRecovered:
+    """The errors of something that fails until it works again (the
+    storage under a dispatcher's threads, a dispatcher's rounds): the
+    first error of each kind is logged, the next ones of that kind only
+    counted (and logged again every ``every``-th time, with the count),
+    until ``recovered()``, which logs once, with the counts, what it got
+    over. Thread-safe."""
+
+    def __init__(self, logger, every=100):
+        self.logger = logger
+        self.every = every
+        self._lock = threading.Lock()
+        self._seen = collections.Counter()
+
+    def failed(self, kind, level, msg, *args, exc_info=False):
+        """Count an error of ``kind``; log ``msg % args`` at ``level`` if it
+        is the first of its kind (or an ``every``-th). True if logged."""
+        with self._lock:
+            self._seen[kind] += 1
+            count = self._seen[kind]
+        if count == 1:
+            self.logger.log(level, msg, *args, exc_info=exc_info)
+            return True
+        if self.every and count % self.every == 0:
+            self.logger.log(level, f"{msg} ({count} times so far)", *args)
+            return True
+        return False
+
+    def recovered(self, msg, *args):
+        """It works again: if errors came since, log ``msg % args`` with
+        ", after N x KIND, ..." appended, and forget them."""
+        with self._lock:
+            seen, self._seen = self._seen, collections.Counter()
+        if seen:
+            after = ", ".join(f"{count} x {kind}" for kind, count in seen.items())
+            self.logger.warning(f"{msg}, after %s", *args, after)

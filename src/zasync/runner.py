@@ -14,11 +14,9 @@ the transaction itself) aborts it and runs its jobs again, each alone.
 A runner knows of its dispatcher only its RunnerContext.
 """
 
-import collections
 import dataclasses
 import datetime
 import logging
-import threading
 import time
 import typing
 
@@ -28,6 +26,7 @@ from ZODB.POSException import ConflictError, ReadConflictError
 
 from zasync import local, transact, wakeup
 from zasync.failure import Failure
+from zasync.logonce import UntilRecovered
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING
 from zasync.storable import check_value
 from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort, storage_error
@@ -68,38 +67,27 @@ class StorageTrouble:
     """The storage errors (transact.storage_error) the threads of one
     dispatcher met: the first of each kind is logged, with the job it hit,
     the next ones only counted, until a commit goes through again, which is
-    logged once with the counts. One is shared by the runners of a
-    dispatcher, through its RunnerContext."""
+    logged once with the counts (see zasync.logonce.UntilRecovered). One
+    is shared by the runners of a dispatcher, through its RunnerContext."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._seen = collections.Counter()
+        self._errors = UntilRecovered(log, every=0)
 
     def failed(self, kind, exc, what):
-        with self._lock:
-            first = kind not in self._seen
-            self._seen[kind] += 1
-        if first:
-            log.warning(
-                "the storage failed (%s) %s: %s. Not the job's fault: it is not "
-                "charged to the job, which is tried again once the storage "
-                "works (errors of this kind are counted, not logged, until then)",
-                kind,
-                what,
-                exc,
-            )
+        self._errors.failed(
+            kind,
+            logging.WARNING,
+            "the storage failed (%s) %s: %s. Not the job's fault: it is not "
+            "charged to the job, which is tried again once the storage works "
+            "(errors of this kind are counted, not logged, until then)",
+            kind,
+            what,
+            exc,
+        )
 
     def recovered(self):
         """A commit went through: the storage works (again)."""
-        if not self._seen:
-            return
-        with self._lock:
-            seen, self._seen = self._seen, collections.Counter()
-        if seen:
-            log.warning(
-                "the storage works again, after %s",
-                ", ".join(f"{count} x {kind}" for kind, count in seen.items()),
-            )
+        self._errors.recovered("the storage works again")
 
 
 @dataclasses.dataclass(frozen=True)
