@@ -47,8 +47,10 @@ def test_broken_job_and_policy_are_set_aside_and_the_rest_runs(
             retry_policy=policy_module.CustomPolicy(),
         )
         # Running on a worker that died (a day ago): the live ones recover it.
+        # Found dead by the storage's time half a second after a live
+        # worker began watching it (see DispatcherRecord.looks_dead).
         peer = queue.dispatchers["dead-peer"] = DispatcherRecord(
-            "dead-peer", clock.utcnow() - datetime.timedelta(days=1)
+            "dead-peer", clock.utcnow() - datetime.timedelta(days=1), 0.1, 0.5
         )
         agent = peer.agents["main"] = Agent("main", size=1)
         assert queue.claim(agent, "dead-peer", 1, clock.utcnow(), start=1) == [
