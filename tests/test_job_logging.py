@@ -25,6 +25,14 @@ def records(caplog, job, level=None):
     ]
 
 
+def logged(caplog, job, level):
+    """The job's records at ``level``, once there is one: its worker logs
+    the outcome just after committing it, so a test that saw the result
+    may be a moment early for the line."""
+    clock.wait_until(lambda: records(caplog, job, level), timeout=10, interval=0.01)
+    return records(caplog, job, level)
+
+
 def test_a_final_failure_is_a_warning_naming_job_queue_and_error(
     queue, dispatcher, caplog
 ):
@@ -32,7 +40,7 @@ def test_a_final_failure_is_a_warning_naming_job_queue_and_error(
     job = queue.put(zasync.Job(jobfuncs.fail, "the export broke"))
     transaction.commit()
     wait_for_result(job)
-    (warning,) = records(caplog, job, logging.WARNING)
+    (warning,) = logged(caplog, job, logging.WARNING)
     message = warning.getMessage()
     assert warning.name == "zasync.job"
     assert "jobfuncs.fail" in message and "failed" in message
@@ -50,7 +58,7 @@ def test_a_retry_is_info_and_only_the_last_failure_a_warning(queue, dispatcher, 
     wait_for_result(job)
     infos = [r.getMessage() for r in records(caplog, job, logging.INFO)]
     assert any("will be retried" in m and "service unavailable" in m for m in infos)
-    (warning,) = records(caplog, job, logging.WARNING)
+    (warning,) = logged(caplog, job, logging.WARNING)
     assert "attempt 2" in warning.getMessage()
 
 
