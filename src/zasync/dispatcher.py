@@ -239,6 +239,7 @@ class Dispatcher:
         # Commits of other processes wake us through the storage (ZEO
         # invalidations, PostgreSQL NOTIFY); see zasync.remote_wakeup.
         self._listening = remote_wakeup.listen(self._jobs_connection().db(), self.wake)
+        self._watch_at_start()
         self._loop_thread = threading.Thread(
             target=self._loop, name=f"zasync-dispatcher-{self.uuid[:8]}", daemon=True
         )
@@ -1074,6 +1075,24 @@ class Dispatcher:
         ):
             self._watching_since = tid
             self._watch_broken = False
+
+    def _watch_at_start(self):
+        """Listen for puts before the first round: a job queued by another
+        process while that round runs must wake it (later rounds keep the
+        watch up to date, see _watched_oids)."""
+        if self._listening is None:
+            return
+        self._tm.begin()
+        try:
+            queues = get_queues(self._conn, self.database)
+            watched = set()
+            for name in self.queue_names:
+                queue = queues[name]
+                record = queue.dispatchers[self.uuid]
+                watched |= self._watched_oids(queue, record, None)
+            self._listening.watch(watched)
+        finally:
+            abort(self._tm)
 
     def _watched_oids(self, queue, record, parts):
         """The oids of the objects whose change by another process means
