@@ -256,6 +256,18 @@ def test_find_jobs_in_display_order(queues, history):
             {"newer_than": 3 * HOUR, "older_than": datetime.timedelta(minutes=30)},
             ["recent_failed", "recent_ok"],
         ),
+        # The text of the error, case ignored; only failed jobs have one.
+        ({"error": "RECENT"}, ["recent_failed"]),
+        ({"error": "valueerror: "}, ["recent_failed", "old_failed"]),
+        ({"error": "nothing like it"}, []),
+        (
+            {"where": lambda job: job.queue.name == "reports"},
+            ["pending_reports", "recent_ok"],
+        ),
+        ({"start": 5}, ["old_failed", "old_ok"]),
+        ({"start": 1, "limit": 2}, ["pending_old", "pending_reports"]),
+        ({"status": "failed", "start": 1}, ["old_failed"]),
+        ({"start": 7}, []),
     ],
 )
 def test_find_jobs_filters(queues, history, filters, expected):
@@ -278,6 +290,8 @@ def test_find_jobs_refuses_bad_filters(queues, history):
         admin.find_jobs(queues, status="done")
     with pytest.raises(admin.AdminError, match="at least 1"):
         admin.find_jobs(queues, limit=0)
+    with pytest.raises(admin.AdminError, match="start must be 0 or more"):
+        admin.find_jobs(queues, start=-1)
     with pytest.raises(admin.AdminError, match="no queue 'nope'"):
         admin.find_jobs(queues, queue="nope")
 

@@ -140,7 +140,7 @@ def upgrade(setup):
         if not isinstance(step, list)
     ]
     setup.upgradeProfile("zasync.plone:default")
-    assert setup.getLastVersionForProfile("zasync.plone:default") == ("1001",)
+    assert setup.getLastVersionForProfile("zasync.plone:default") == ("1002",)
 
 
 def test_upgrade_moves_changed_sizes_to_the_queues(portal):

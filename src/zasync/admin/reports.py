@@ -248,6 +248,20 @@ def _callable_matcher(pattern):
     return lambda name: pattern in name
 
 
+def _error_matcher(text):
+    if text is None:
+        return lambda job: True
+    wanted = text.casefold()
+
+    def in_error(job):
+        failure = job.result if job.failed else None
+        if not isinstance(failure, Failure):
+            return False
+        return wanted in f"{failure.type_name}: {failure.value}".casefold()
+
+    return in_error
+
+
 def find_jobs(
     queues,
     status=None,
@@ -257,6 +271,9 @@ def find_jobs(
     newer_than=None,
     limit=50,
     now=None,
+    error=None,
+    where=None,
+    start=0,
 ):
     """Jobs matching every filter given, and whether more match.
 
@@ -265,9 +282,13 @@ def find_jobs(
     callable's dotted name, or an fnmatch pattern if it has ``*``, ``?`` or
     ``[`` (case matters); ``older_than`` / ``newer_than`` timedeltas: the age
     of a completed job counts from its end, of any other job from when it
-    was queued. Returns ``(jobs, more)``: at most ``limit`` jobs, running
-    ones first, then pending in run order, set aside, and completed newest
-    first; ``more`` is True if the limit left some out.
+    was queued; ``error`` a text the error of a failed job contains (its
+    type and message, case ignored; only failed jobs match); ``where`` a
+    function of a job that says whether it matches (the Plone layer's
+    user and site filters). Returns ``(jobs, more)``: at most ``limit``
+    jobs, running ones first, then pending in run order, set aside, and
+    completed newest first, leaving out the first ``start`` that match
+    (paging); ``more`` is True if the limit left some out.
     """
     if status is not None and status not in STATUS_FILTERS:
         raise AdminError(
@@ -275,12 +296,16 @@ def find_jobs(
         )
     if limit is not None and limit < 1:
         raise AdminError(f"the limit must be at least 1, not {limit}")
+    if start < 0:
+        raise AdminError(f"the start must be 0 or more, not {start}")
     now = now or clock.utcnow()
     selected = select_queues(queues, queue)
     older_cutoff = None if older_than is None else now - older_than
     newer_cutoff = None if newer_than is None else now - newer_than
     matches = _callable_matcher(callable)
+    in_error = _error_matcher(error)
     found = []
+    skipped = 0
     for job in _candidates(selected, status, older_cutoff, newer_cutoff):
         if job.internal or not matches(job.callable_name):
             continue
@@ -288,6 +313,11 @@ def find_jobs(
         if older_cutoff is not None and (when is None or when >= older_cutoff):
             continue
         if newer_cutoff is not None and (when is None or when < newer_cutoff):
+            continue
+        if not in_error(job) or (where is not None and not where(job)):
+            continue
+        if skipped < start:
+            skipped += 1
             continue
         found.append(job)
         if limit is not None and len(found) > limit:
