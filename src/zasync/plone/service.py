@@ -6,6 +6,7 @@ from zope.interface import implementer
 import zasync
 from zasync.job import Job
 from zasync.plone import environment as env
+from zasync.plone import queuers
 from zasync.plone.events import notify_job_event
 from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
 from zasync.plone.roles import queues_database
@@ -56,13 +57,17 @@ def queue_job(queue, quota_names, job, begin_after=None, begin_by=None, priority
         quota_names = (quota_names,)
     quota_names = tuple(quota_names or ())
     ensure_quotas(queue, quota_names)
-    return queue.put(
+    job = queue.put(
         job,
         quota_names=quota_names,
         begin_after=begin_after,
         begin_by=begin_by,
         priority=priority,
     )
+    site = getSite()
+    if site is not None:
+        queuers.remember(site, job)
+    return job
 
 
 def _site_connection():
