@@ -1,5 +1,7 @@
 """Jobs for the tests of @@my-jobs and the notices."""
 
+from zasync.plone import asyncfunction
+
 
 def note(context, text):
     """Return ``text`` after the context's path (changes nothing)."""
@@ -12,3 +14,9 @@ def echo(context, value=None):
 
 def fail(context):
     raise ValueError("this job fails on purpose")
+
+
+@asyncfunction(notify=True)
+def told(context, value=None):
+    """Queues itself when called, and tells the caller when it is done."""
+    return value

@@ -22,7 +22,7 @@ from zope.component.hooks import setSite
 
 from plone import api
 from zasync import clock
-from zasync.plone import asyncfunction, queuers
+from zasync.plone import queuers
 from zasync.plone.interfaces import IAsyncService
 from zasync.plone.myjobs import notices, views
 from zasync.testing import wait_for_result
@@ -173,12 +173,13 @@ def test_notify_when_done_tells_the_user_on_their_next_page(functional_app, site
         assert service().notifyWhenDone(job) is job
     cookie = watched_cookie(request)
     assert cookie["value"] == f"{done.id} {failing.id} {later.id}"
-    assert cookie["path"] == site.absolute_url_path()
+    assert cookie["Path"] == site.absolute_url_path()
     transaction.commit()
     wait_for_result(done)
     wait_for_result(failing)
 
     browser = browser_for(functional_app)
+    browser.open(f"{site.absolute_url()}/robots.txt")  # where cookies go
     browser.cookies[notices.COOKIE] = cookie["value"]
     browser.open(site.absolute_url())
     shown = browser.contents
@@ -195,6 +196,7 @@ def test_no_notice_of_somebody_elses_job(functional_app, site):
     (theirs,) = queue_as(site, OTHER, myjobs_jobs.note, " secret")
     wait_for_result(theirs)
     browser = browser_for(functional_app)
+    browser.open(f"{site.absolute_url()}/robots.txt")
     browser.cookies[notices.COOKIE] = f"{theirs.id} 12 not-an-id"
     browser.open(site.absolute_url())
     assert str(theirs.id) not in browser.contents
@@ -203,8 +205,7 @@ def test_no_notice_of_somebody_elses_job(functional_app, site):
 
 def test_asyncfunction_can_notify(site):
     login(site, TEST_USER_NAME)
-    told = asyncfunction(notify=True)(myjobs_jobs.echo)
-    job = told(site, "hello")
+    job = myjobs_jobs.told(site, "hello")
     assert watched_cookie(site.REQUEST)["value"] == str(job.id)
     transaction.abort()
 

@@ -82,7 +82,7 @@ def notify_when_done(job, request=None):
             "notifyWhenDone needs the request of the user to tell: call it "
             "in the request that queues the job, not from a script."
         )
-    if job.id is None:
+    if job.id is None or job.queue is None:
         raise ValueError(
             f"{job!r} is not queued yet: queue it first, then ask to be "
             f"notified when it is done."
