@@ -40,6 +40,18 @@ def _iso(when):
     return None if when is None else when.isoformat()
 
 
+def _shown(when):
+    """``when`` as the site shows times (its time zone and language)."""
+    if when is None:
+        return None
+    from plone import api
+
+    try:
+        return api.portal.get_localized_time(datetime=when, long_format=True)
+    except Exception:  # no site or no translation service: plain UTC
+        return f"{when:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def context_path(job):
     """The path of the object the job was queued on, if it has one."""
     first = job.args[0] if job.args else None
@@ -63,6 +75,8 @@ def job_info(job, translate=str):
         # Job ids do not fit in a JavaScript number: a string.
         "id": str(job.id),
         "callable": job.callable_name,
+        "function": job.callable_name.rpartition(".")[2],
+        "module": job.callable_name.rpartition(".")[0],
         "context": context_path(job),
         "status": status,
         "status_text": status if label is None else translate(label),
@@ -74,6 +88,8 @@ def job_info(job, translate=str):
         "queued": _iso(job.queued),
         "started": _iso(job.started),
         "ended": _iso(job.ended if done else None),
+        "queued_text": _shown(job.queued),
+        "ended_text": _shown(job.ended if done else None),
         "result": shorten(repr(result)) if done and failure is None else None,
         "error": (
             None
