@@ -664,6 +664,37 @@ class IAgent(Interface):
     jobs = Attribute("Mapping of job id to the jobs this agent has claimed.")
 
 
+class IIntervalSettings(Interface):
+    """The poll, ping and death intervals set in the database for every
+    dispatcher of the cluster (kept in ``queues.interval_settings``).
+
+    A dispatcher follows each interval its process does not set itself
+    (``--ping-interval``, ``<product-config zasync> ping-interval``, an
+    argument of ``zasync.start``): when it registers and at each round
+    after a change, it takes the value set here, else the built-in
+    default, and records the intervals in force, with where each comes
+    from, in its dispatcher records (peers judge its death by them).
+    """
+
+    def get(field):
+        """The seconds set for ``field`` ('poll_interval', 'ping_interval'
+        or 'death_interval'), or None (not set)."""
+
+    def set(field, seconds):
+        """Set ``field`` to ``seconds`` (> 0), or unset it with None.
+        ValueError for an unknown field, a bad value, or a death interval
+        that would not be longer than the ping interval (with the built-in
+        default for one not set)."""
+
+    def update(changes):
+        """``set`` each of ``changes`` (``{field: seconds or None}``),
+        checking the intervals they make together; nothing changes if one
+        cannot be used."""
+
+    def values():
+        """``{field: seconds}`` of the intervals set."""
+
+
 class IAgentSettings(Interface):
     """The agent sizes set in the database for the dispatchers of one
     queue, cluster-wide (kept in ``queue.agent_settings``).

@@ -175,7 +175,7 @@ def run(args):
             agent_size_source="command line",
             names=COMMAND_LINE,
             **options,
-        )
+        ).with_sources_of(options, "command line")
         dispatcher = zasync.start(opened.db, config=config)
     log.info(
         "%s: dispatcher %s (UUID file %s), queues %s, %s, database %s",

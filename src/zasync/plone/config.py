@@ -31,7 +31,13 @@ from zope.conf.
 import dataclasses
 import os
 
-from zasync.config import DEFAULTS, ConfigurationError, DispatcherConfig, queue_name
+from zasync.config import (
+    DEFAULTS,
+    INTERVALS,
+    ConfigurationError,
+    DispatcherConfig,
+    queue_name,
+)
 
 SECTION = "zasync"
 DISPATCHER_ENVIRONMENT = "ZASYNC_DISPATCHER"
@@ -69,6 +75,9 @@ class ProcessConfig:
     #: Where ``threads`` came from (FROM_ZOPE_CONF, FROM_COMMAND_LINE), or
     #: None when it is not set.
     threads_from: str | None = None
+    #: ((interval, where it came from), ...) of the intervals this process
+    #: sets; the others follow the cluster-wide settings.
+    interval_sources: tuple = ()
     #: Whether start-up checks that this process keeps the queues where the
     #: cluster does (see startup.check_queues_location). Only a command line
     #: turns it off (``zasync mode``, which changes the record).
@@ -86,6 +95,7 @@ class ProcessConfig:
             ping_interval=self.ping_interval,
             death_interval=self.death_interval,
             group_commit=self.group_commit,
+            interval_sources=self.interval_sources,
             names=PRODUCT_CONFIG,
             where=f"<product-config {SECTION}>",
             **more,
@@ -209,6 +219,13 @@ def process_config(raw=None):
     values.update(_overrides)
     if _overrides.get("threads") is not None:
         values["threads_from"] = FROM_COMMAND_LINE
+    sources = {}
+    for field in INTERVALS:
+        if _overrides.get(field) is not None:
+            sources[field] = FROM_COMMAND_LINE
+        elif PRODUCT_CONFIG[field] in raw:
+            sources[field] = FROM_ZOPE_CONF
+    values["interval_sources"] = tuple(sources.items())
     config = ProcessConfig(**values)
     config.dispatcher_config()  # checked now, not when the dispatcher starts
     return config
