@@ -349,7 +349,8 @@ def make_registry(db, database=None, process=True, now=None):
     registered there."""
     registry = CollectorRegistry()
     registry.register(process_metrics())
-    registry.register(QueuesCollector(db, database, now=now))
+    if db is not None:  # None: the caller adds a QueuesCollector later
+        registry.register(QueuesCollector(db, database, now=now))
     if process:
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             registry.register(collector)
