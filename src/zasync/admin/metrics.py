@@ -141,10 +141,12 @@ class ProcessMetrics:
             "were recovered).",
             registry=None,
         )
-        # Every label value shows from the start, at 0.
-        for outcome in OUTCOMES:
-            self.attempts.labels(outcome)
-            self.duration.labels(outcome)
+        # Every label value shows from the start, at 0; the children are
+        # kept, since looking them up costs more than updating them.
+        self._ended = {
+            outcome: (self.attempts.labels(outcome), self.duration.labels(outcome))
+            for outcome in OUTCOMES
+        }
         for reason in POSTPONE_REASONS:
             self.postponements.labels(reason)
         for kind in ("conflict", "disconnect"):
@@ -182,8 +184,15 @@ class ProcessMetrics:
             counter.inc(n)
 
     def attempt_ended(self, outcome, pickup, duration):
-        self.attempts.labels(outcome).inc()
-        self.duration.labels(outcome).observe(duration)
+        ended = self._ended.get(outcome)
+        if ended is None:  # an outcome this version does not know
+            ended = self._ended[outcome] = (
+                self.attempts.labels(outcome),
+                self.duration.labels(outcome),
+            )
+        attempts, durations = ended
+        attempts.inc()
+        durations.observe(duration)
         self.pickup.observe(pickup)
 
     # -- Collector ------------------------------------------------------------
