@@ -209,3 +209,17 @@ def test_a_short_token_is_refused_at_start_up(product_config):
         "<product-config zasync> metrics-token must be at least 16 characters "
         "long, not 5: use a long random secret"
     )
+
+
+def test_names_from_the_database_stay_plain_text(
+    functional_app, functional_portal, token
+):
+    name = '<script>alert("queue")</script>'
+    queues = getUtility(IAsyncService).getQueues()
+    queues.create(name)
+    transaction.commit()
+    browser = browser_for(functional_app, token=token)
+    samples = assert_metrics(_open(browser, url(functional_portal)))
+    # Never HTML (text/plain, not sniffed), and the label is read back intact.
+    assert samples["zasync_queue_jobs", (("queue", name), ("status", "pending"))] == 0
+    assert "<html" not in browser.contents.lower()
