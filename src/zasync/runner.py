@@ -651,6 +651,8 @@ class JobRunner:
                 ):
                     # Our commit went through; only its answer was lost.
                     self.context.count("completed")
+                    if not job.failed:
+                        self.context.attempt_ended("succeeded", *attempt_times(job))
                 abort(self.tm)  # else taken back, by stop() or a peer's recovery
                 return None
             if job.status == CALLBACKS:
