@@ -55,8 +55,10 @@ __all__ = [
     "UUID_ENVIRONMENT",
     "Dispatcher",
     "Round",
+    "add_observer",
     "dispatcher_uuid",
     "read_uuid_file",
+    "remove_observer",
     "start",
 ]
 
@@ -91,6 +93,44 @@ SKEW_TOLERANCE = 1.0
 # A round that judges is also run when a peer's death interval, as watched,
 # is about to end (not only at the next heartbeat): this long after it.
 JUDGE_MARGIN = 0.1
+
+
+# The IDispatcherObservers of this process's dispatchers: a tuple, replaced
+# whole, so that the threads read it without a lock.
+_observers = ()
+_observers_lock = threading.Lock()
+# What an observer raised is logged once per kind, never raised.
+observer_log = LogOnce(log)
+
+
+def add_observer(observer):
+    """Tell ``observer`` (an IDispatcherObserver) what every dispatcher of
+    this process does from now on; adding it again changes nothing."""
+    global _observers
+    with _observers_lock:
+        if observer not in _observers:
+            _observers = (*_observers, observer)
+
+
+def remove_observer(observer):
+    """Stop telling ``observer``; one that was not added is ignored."""
+    global _observers
+    with _observers_lock:
+        _observers = tuple(o for o in _observers if o is not observer)
+
+
+def _tell(method, *args):
+    for observer in _observers:
+        try:
+            getattr(observer, method)(*args)
+        except Exception:
+            observer_log.error(
+                (type(observer), method),
+                "the dispatcher observer %r failed in %s; it is ignored",
+                observer,
+                method,
+                exc_info=True,
+            )
 
 
 @dataclasses.dataclass
@@ -180,6 +220,7 @@ class Dispatcher:
             abandoned=lambda: self.abandoned,
             count=self.count,
             transient_error=self.transient_error,
+            attempt_ended=self._attempt_ended,
         )
         self._loop_thread = None
         #: time.monotonic() when the loop last started a round, or None.
@@ -226,6 +267,13 @@ class Dispatcher:
     def count(self, what, n=1):
         with self._stats_lock:
             self.stats[what] += n
+        if _observers:
+            _tell("counted", what, n)
+
+    @staticmethod
+    def _attempt_ended(outcome, pickup, duration):
+        if _observers:
+            _tell("attempt_ended", outcome, pickup, duration)
 
     def transient_error(self, exc):
         """Count a transaction aborted by a conflict or a lost server. After

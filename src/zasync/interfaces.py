@@ -854,9 +854,11 @@ class IDispatcher(Interface):
         "were postponed), 'rounds' (loop transactions committed), "
         "'judgements' (heartbeat rounds that judged peers), 'stalls' (rounds "
         "after a stall of the loop, which judged no one), 'peers declared "
-        "dead'. "
+        "dead', and the postponements of jobs (put back for later, their "
+        "attempt not counted) by cause: 'postponed_conflict', "
+        "'postponed_disconnect', 'postponed_storage_error'. "
         "A counter that never counted is missing (0). zasync worker logs "
-        "them when it stops."
+        "them when it stops. Observers (IDispatcherObserver) see each count."
     )
 
     def wake():
@@ -867,3 +869,28 @@ class IDispatcher(Interface):
         """Stop claiming, let running jobs finish for up to ``timeout``
         seconds, put back the rest, and deregister. Returns True if all
         running jobs finished in time."""
+
+
+class IDispatcherObserver(Interface):
+    """Told what the dispatchers of this process do, for metrics: add one
+    with :func:`zasync.dispatcher.add_observer`.
+
+    Its methods are called in the dispatchers' threads (the loop, the worker
+    threads), after the fact and outside any transaction; they must be quick
+    and must not block, since a job's thread waits for them. What they raise
+    is logged (once per kind) and otherwise ignored.
+    """
+
+    def counted(what, n):
+        """A dispatcher added ``n`` to its counter ``what`` (see
+        IDispatcher.stats)."""
+
+    def attempt_ended(outcome, pickup, duration):
+        """An attempt of a job claimed from a queue (not a callback) ended,
+        and its outcome was committed. ``outcome`` is 'succeeded',
+        'failed' (for good) or 'retried' (to be tried again later);
+        ``pickup`` the seconds from when the attempt could have started
+        (the job's queue time, or its begin_after if later) to when it did,
+        ``duration`` the seconds from its start to its end (by the clock of
+        the dispatcher, which may differ from that of the process that
+        queued it: then pickup is off by the difference)."""
