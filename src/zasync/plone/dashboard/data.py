@@ -16,12 +16,12 @@ import transaction
 
 from zasync import admin, clock
 from zasync.admin import AdminError
-from zasync.admin.reports import _completed_threshold
 from zasync.failure import Failure
+from zasync.keys import ended_before
 from zasync.loading import readable
 from zasync.plone import queuers
 from zasync.plone.references import path_text
-from zasync.status import ACTIVE, COMPLETED, PENDING
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
 
 #: The statuses counted per queue on the overview, in the order shown.
 COUNTED = (
@@ -39,8 +39,9 @@ OLDEST_PENDING_SCAN = 1000
 THROUGHPUT_WINDOW = 3600
 #: The most jobs one bulk action on a whole filter changes per request.
 BULK_LIMIT = 500
-#: The actions the dashboard offers on jobs.
-ACTIONS = ("retry", "cancel", "delete")
+#: The actions the dashboard offers on jobs (put-back and discard: on
+#: set-aside jobs only).
+ACTIONS = ("retry", "cancel", "delete", "put-back", "discard")
 #: Pending and set-aside jobs materialised ahead of the completed ones
 #: when paging an unfiltered list (more: the generic, slower path).
 FAST_PREFIX_LIMIT = 10000
@@ -58,7 +59,7 @@ def completed_since(queue, cutoff, failed=None):
     completed index is read newest first and left at the cutoff, so this
     costs the jobs of the window, not all jobs (the jobs themselves are not
     loaded, only the index's keys)."""
-    threshold = _completed_threshold(cutoff)
+    threshold = ended_before(clock.to_micros(cutoff))
     items = queue.completed_items(failed)
     return sum(1 for _ in itertools.takewhile(lambda kv: kv[0] < threshold, items))
 
@@ -282,12 +283,17 @@ def _unfiltered_page(queues, status, queue, start, limit):
         waiting = sum(len(q) + len(q.set_aside_jobs) for q in selected)
         if waiting > FAST_PREFIX_LIMIT:
             return None
-        prefix, _ = admin.find_jobs(queues, queue=queue, status="pending", limit=None)
         running = []
-        for each in ("assigned", "active", "callbacks"):
-            running += admin.find_jobs(queues, queue=queue, status=each, limit=None)[0]
+        for each in selected:  # as find_jobs: by queue, each by id
+            claimed = (
+                job
+                for job in map(readable, each.claimed_jobs())
+                if job.status in (ASSIGNED, ACTIVE, CALLBACKS) and not job.internal
+            )
+            running += sorted(claimed, key=operator.attrgetter("id"))
+        pending, _ = admin.find_jobs(queues, queue=queue, status="pending", limit=None)
         aside, _ = admin.find_jobs(queues, queue=queue, status="set-aside", limit=None)
-        prefix = sorted(running, key=operator.attrgetter("id")) + prefix + aside
+        prefix = running + pending + aside
     failed = {"failed": True, "succeeded": False}.get(status)
     merged = heapq.merge(
         *(q.completed_items(failed) for q in selected), key=operator.itemgetter(0)
@@ -383,6 +389,20 @@ def delete_job(queues, job_id):
     return {"id": job.id, "callable": job.callable_name}
 
 
+def put_back(queues, job_id, now=None):
+    """Put a set-aside job back in the run order (``admin.retry_job`` of a
+    set-aside job); AdminError for any other job, or one that still cannot
+    be run. Works in the caller's transaction."""
+    job = admin.get_job(queues, job_id)
+    if job.queue is None or job.queue.set_aside_reason(job.id) is None:
+        raise AdminError(
+            f"job {job.id} ({job.callable_name}) is {job.status}, not set aside; "
+            f"only set-aside jobs are put back"
+        )
+    outcome = admin.retry_job(queues, job.id, now=now)
+    return {"id": outcome.job.id, "callable": job.callable_name}
+
+
 def act_on_job(queues, action, job_id, by, now=None):
     """Retry, cancel or delete one job; returns a dict saying what was
     done (``id``, ``action``, and ``new_id`` for a retry that queued a new
@@ -396,7 +416,12 @@ def act_on_job(queues, action, job_id, by, now=None):
     if action == "cancel":
         job = admin.cancel_job(queues, job_id, by=by, now=now)
         return {"id": job.id, "action": action, "new_id": None}
-    found = delete_job(queues, job_id)
+    if action == "put-back":
+        found = put_back(queues, job_id, now)
+    elif action == "discard":
+        found = admin.discard_job(queues, job_id)
+    else:
+        found = delete_job(queues, job_id)
     return {"id": found["id"], "action": action, "new_id": None}
 
 

@@ -44,6 +44,8 @@ from zasync.plone.service import site_queues
 #: Jobs per page of the list, by default and at most.
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+#: What the list's and a job's buttons do.
+JOB_ACTIONS = ("retry", "cancel", "delete")
 #: The list's filters: request field -> keyword of data.list_jobs.
 FILTERS = (
     "status",
@@ -82,6 +84,8 @@ ACTION_LABELS = {
     "retry": _("action_retry", default="Retry"),
     "cancel": _("action_cancel", default="Cancel"),
     "delete": _("action_delete", default="Delete"),
+    "put-back": _("action_put_back", default="Put back"),
+    "discard": _("action_discard", default="Discard"),
 }
 
 
@@ -114,6 +118,8 @@ class JobsDashboard(BrowserView):
     overview_template = ViewPageTemplateFile("templates/overview.pt")
     list_template = ViewPageTemplateFile("templates/list.pt")
     job_template = ViewPageTemplateFile("templates/job.pt")
+    #: The navigation and progress bar the pages share.
+    macros_template = ViewPageTemplateFile("templates/macros.pt")
 
     #: What publishTraverse took of the path after @@zasync-jobs.
     subpath = ()
@@ -349,12 +355,9 @@ class JobsDashboard(BrowserView):
         form = self.request.form
         action = form.get("action")
         job_id = form.get("id", "")
-        if action == "put-back":
-            done, refused = self._act("retry", [job_id])
-            self.report_outcome("retry", done, refused)
-        elif action == "discard":
-            done, refused = self._act("delete", [job_id])
-            self.report_outcome("delete", done, refused)
+        if action in ("put-back", "discard"):
+            done, refused = self._act(action, [job_id])
+            self.report_outcome(action, done, refused)
         else:
             self.say(
                 _(
@@ -477,7 +480,7 @@ class JobsDashboard(BrowserView):
         bulk = str(form.get("bulk", ""))
         action, _sep, scope = bulk.partition("-")
         back = self.list_query()
-        if action not in data.ACTIONS or scope not in ("selected", "filter"):
+        if action not in JOB_ACTIONS or scope not in ("selected", "filter"):
             self.say(
                 _(
                     "error_bulk",
@@ -564,7 +567,7 @@ class JobsDashboard(BrowserView):
     def job_action(self):
         self.require_post()
         action = self.request.form.get("action")
-        if action not in data.ACTIONS:
+        if action not in JOB_ACTIONS:
             self.say(
                 _(
                     "error_job_action",
