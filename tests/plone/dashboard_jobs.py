@@ -27,16 +27,40 @@ def fail(context, message):
     raise ValueError(message)
 
 
-def gated(context, steps=4):
-    """Take ``steps`` steps, reporting progress after each; wait for the
-    gate before each step."""
-    local.set_progress(0.0, f"0 of {steps} steps")
+def _gated(steps, what):
+    local.set_progress(0.0, f"0 of {steps} {what}")
     for step in range(1, steps + 1):
         if not released.is_set() and not gate.wait(GATE_TIMEOUT):
             raise TimeoutError(f"the gate stayed closed at step {step}")
         gate.clear()
-        local.set_progress(step / steps, f"{step} of {steps} steps")
-    return {"steps": steps}
+        local.set_progress(step / steps, f"{step} of {steps} {what}")
+    return {what: steps}
+
+
+def gated(context, steps=4):
+    """Take ``steps`` steps, reporting progress after each; wait for the
+    gate before each step."""
+    return _gated(steps, "steps")
+
+
+# What the screenshots show: jobs with the names a site's jobs have.
+
+
+def send_newsletter(context, issue, recipients=120):
+    return {"issue": issue, "sent": recipients}
+
+
+def export_report(context, path):
+    return {"exported": path, "rows": 2450}
+
+
+def notify_subscribers(context, server):
+    raise ConnectionRefusedError(f"SMTP server {server} refused the login")
+
+
+def import_members(context, batches=4):
+    """As gated, in batches of members."""
+    return _gated(batches, "batches")
 
 
 def reset():

@@ -78,11 +78,13 @@ def base_url(server):
     return f"http://{server['host']}:{server['port']}/plone/@@zasync-jobs"
 
 
-def queue(site, func, *args, user=MANAGER, delay=None):
+def queue(site, func, *args, user=MANAGER, delay=None, quotas=None):
     transaction.begin()
     login(site, user)
     service = getUtility(IAsyncService)
-    if delay is None:
+    if quotas is not None:
+        job = service.queueJobInQueue(None, quotas, func, site, *args)
+    elif delay is None:
         job = service.queueJob(func, site, *args)
     else:
         begin_after = clock.utcnow() + delay
@@ -95,25 +97,29 @@ def realistic_jobs(site):
     """A few jobs as a site has them: done, failed, waiting, and one
     running with its progress (the gated job, at its first step)."""
     done = [
-        queue(site, dashboard_jobs.echo, {"sent": 120, "newsletter": "march"}),
-        queue(site, dashboard_jobs.echo, "catalog rebuilt: 2450 objects"),
+        queue(site, dashboard_jobs.send_newsletter, "2026-03"),
+        queue(site, dashboard_jobs.send_newsletter, "2026-04", 131),
         queue(
             site,
-            dashboard_jobs.echo,
-            {"exported": "/plone/reports/2026-q1.csv"},
+            dashboard_jobs.export_report,
+            "/plone/reports/2026-q1.csv",
             user=SITE_ADMINISTRATOR,
         ),
     ]
-    failed = queue(
-        site, dashboard_jobs.fail, "SMTP server mail.example.org refused the login"
-    )
+    failed = queue(site, dashboard_jobs.notify_subscribers, "mail.example.org")
     for job in (*done, failed):
         wait_for_result(job)
     later = [
-        queue(site, dashboard_jobs.echo, f"nightly report {n}", delay=HOUR)
+        queue(
+            site,
+            dashboard_jobs.export_report,
+            f"/plone/reports/night-{n}.csv",
+            delay=HOUR,
+        )
         for n in range(2)
     ]
-    running = queue(site, dashboard_jobs.gated, 4)
+    # In no quota: it does not hold up the jobs of queueJob's quota.
+    running = queue(site, dashboard_jobs.import_members, 4, quotas=())
     wait_for_start(running)
     wait_for_annotation(running, "zasync.progress")
     dashboard_jobs.gate.set()  # to its first step: 25 %
@@ -216,7 +222,7 @@ def test_the_dashboard_in_a_browser(site, base_url):
                 timeout=TIMEOUT_MS,
             )
             assert page.evaluate("window.zasyncNoReload") is True  # same page
-            expect(page.locator("#zasync-job-live")).to_contain_text("2 of 4 steps")
+            expect(page.locator("#zasync-job-live")).to_contain_text("2 of 4 batches")
 
             # In the list too: its row follows the job to its end.
             page.goto(f"{base_url}/list?status=active")
