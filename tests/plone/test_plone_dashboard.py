@@ -13,15 +13,14 @@ import dashboard_jobs
 import pytest
 import transaction
 from dashboard_layer import (
+    FIXTURES,
     MANAGER,
     MEMBER,
     PASSWORD,
     SITE_ADMINISTRATOR,
-    ZASYNC_DASHBOARD_FUNCTIONAL_TESTING,
 )
 from plone.app.testing import login
 from plone.testing.zope import Browser
-from pytest_plone import fixtures_factory
 from zExceptions import Forbidden
 from zope.component import getUtility
 
@@ -32,11 +31,7 @@ from zasync.plone.service import makeJob
 from zasync.plone.testing import wait_for_result, wait_for_start
 from zasync.testing import wait_for, wait_for_annotation
 
-globals().update(
-    fixtures_factory(
-        ((ZASYNC_DASHBOARD_FUNCTIONAL_TESTING, "dashboard"),), keep_session=False
-    )
-)
+globals().update(FIXTURES)
 
 SCRIPT = "<script>alert('x')</script>"
 

@@ -13,14 +13,13 @@ import dashboard_jobs
 import pytest
 import transaction
 from dashboard_layer import (
+    FIXTURES,
     MANAGER,
     MEMBER,
     PASSWORD,
     SITE_ADMINISTRATOR,
-    ZASYNC_DASHBOARD_SERVER_TESTING,
 )
 from plone.app.testing import login
-from pytest_plone import fixtures_factory
 from zope.component import getUtility
 
 from zasync import clock
@@ -28,9 +27,7 @@ from zasync.plone.interfaces import IAsyncService
 from zasync.plone.testing import wait_for_result, wait_for_start
 from zasync.testing import wait_for_annotation
 
-globals().update(
-    fixtures_factory(((ZASYNC_DASHBOARD_SERVER_TESTING, "server"),), keep_session=False)
-)
+globals().update(FIXTURES)
 
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 20_000
