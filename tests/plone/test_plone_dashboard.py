@@ -611,3 +611,44 @@ def test_json_views_follow_a_running_job(site):
     assert info["status"] == "succeeded"
     assert info["progress"]["percent"] == 100
     assert info["result"] == repr({"steps": 4})
+
+
+def test_bad_input_is_said_and_escaped(site):
+    browser = browser_for(site)
+    browser.open(url(site, "list", older=SCRIPT, callable=SCRIPT))
+    assert SCRIPT not in browser.contents
+    error = re.search(
+        r'id="zasync-jobs-filter-error">(.*?)</div>', browser.contents, re.S
+    ).group(1)
+    assert "is not a duration" in html.unescape(error)
+    assert "&lt;script&gt;" in error
+    # The same filter in a bulk action: refused in a status message.
+    form = browser.getForm(id="zasync-jobs-bulk")
+    token = form.getControl(name="_authenticator").value
+    browser.post(
+        url(site, "list"),
+        urlencode({"bulk": "delete-filter", "older": SCRIPT, "_authenticator": token}),
+    )
+    assert SCRIPT not in browser.contents
+    [message] = messages(browser)
+    assert "The filter is wrong, nothing was done:" in message
+    assert SCRIPT in message  # as text
+
+
+def test_what_cannot_be_deleted_or_put_back_says_why(site):
+    pending = later(site)
+    failed = queue(site, dashboard_jobs.fail, "x")
+    wait_for_result(failed)
+    transaction.begin()
+    q = queues()
+    with pytest.raises(data.AdminError, match="is pending; cancel it first"):
+        data.delete_job(q, pending.id)
+    with pytest.raises(data.AdminError, match="not set aside; only set-aside"):
+        data.put_back(q, failed.id)
+    with pytest.raises(data.AdminError, match="not set aside"):
+        data.act_on_job(q, "discard", failed.id, "test")
+    with pytest.raises(data.AdminError, match="unknown action 'explode'"):
+        data.act_on_job(q, "explode", failed.id, "test")
+    transaction.abort()
+    assert status_of(pending.id) == "pending"
+    assert status_of(failed.id) == "failed"
