@@ -155,6 +155,9 @@ def test_the_dashboard_in_a_browser(site, base_url):
             page.goto(f"{base_url}/list")
             rows = page.locator("#zasync-jobs-list tbody tr[data-job-id]")
             expect(rows).to_have_count(7)
+            page.screenshot(
+                path=os.path.join(DOCS_STATIC, "dashboard-list.png"), full_page=True
+            )
             page.select_option("#zasync-filter-status", "failed")
             page.click("#zasync-filter-submit")
             expect(rows).to_have_count(1)
