@@ -90,6 +90,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_peers.py $(BENCH_PEERS_ARGS)
 	$(BIN)/python benchmarks/bench_enqueue.py $(BENCH_ENQUEUE_ARGS)
 	$(BIN)/python benchmarks/bench_plone.py $(BENCH_PLONE_ARGS)
+	$(BIN)/python benchmarks/bench_dashboard.py $(BENCH_DASHBOARD_ARGS)
 
 # Issue 14's faults against real workers (minutes; needs root for the
 # full-disk tmpfs, PostgreSQL, and faketime for the clock skew).
@@ -106,7 +107,7 @@ i18n: $(STAMP)
 	@$(BIN)/i18ndude find-untranslated -n $$(find src/zasync/plone -name '*.pt') || true
 
 # The browser tests (Debian's chromium) save what they see for the docs.
-SCREENSHOT_TESTS ?= tests/deploy/test_serve.py
+SCREENSHOT_TESTS ?= tests/deploy/test_serve.py tests/plone/test_plone_dashboard_browser.py
 screenshots: $(STAMP)
 	ZASYNC_SCREENSHOTS=1 $(BIN)/pytest -q -k browser $(SCREENSHOT_TESTS)
 

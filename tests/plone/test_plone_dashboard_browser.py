@@ -1,8 +1,8 @@
 """The jobs dashboard in a real browser (Debian's chromium through
 Playwright) against a real WSGI server with a real dispatcher: list,
 filter, page, open a job, retry, cancel, a running job's progress moving
-without a reload, a Member refused. Saves the screenshots of
-docs/dashboard.md on the way."""
+without a reload, a Member refused. With ZASYNC_SCREENSHOTS set (make
+screenshots) it saves the screenshots of docs/dashboard.md on the way."""
 
 import base64
 import datetime
@@ -36,6 +36,13 @@ DOCS_STATIC = os.path.join(
     "docs",
     "_static",
 )
+
+
+def screenshot(page, name):
+    """Save docs/_static/<name>.png when ZASYNC_SCREENSHOTS is set (make
+    screenshots): the docs show what the test saw."""
+    if os.environ.get("ZASYNC_SCREENSHOTS"):
+        page.screenshot(path=os.path.join(DOCS_STATIC, f"{name}.png"), full_page=True)
 
 
 def auth(user):
@@ -146,18 +153,13 @@ def test_the_dashboard_in_a_browser(site, base_url):
                 "aria-valuenow", "25", timeout=TIMEOUT_MS
             )
             expect(page.locator('[data-count="failed"]')).to_have_text("1")
-            os.makedirs(DOCS_STATIC, exist_ok=True)
-            page.screenshot(
-                path=os.path.join(DOCS_STATIC, "dashboard-overview.png"), full_page=True
-            )
+            screenshot(page, "dashboard-overview")
 
             # The list: every job; filter the failed ones.
             page.goto(f"{base_url}/list")
             rows = page.locator("#zasync-jobs-list tbody tr[data-job-id]")
             expect(rows).to_have_count(7)
-            page.screenshot(
-                path=os.path.join(DOCS_STATIC, "dashboard-list.png"), full_page=True
-            )
+            screenshot(page, "dashboard-list")
             page.select_option("#zasync-filter-status", "failed")
             page.click("#zasync-filter-submit")
             expect(rows).to_have_count(1)
@@ -209,9 +211,7 @@ def test_the_dashboard_in_a_browser(site, base_url):
             page.goto(f"{base_url}/job/{running.id}")
             bar = page.locator("#zasync-job-progress .progress")
             expect(bar).to_have_attribute("aria-valuenow", "25", timeout=TIMEOUT_MS)
-            page.screenshot(
-                path=os.path.join(DOCS_STATIC, "dashboard-job.png"), full_page=True
-            )
+            screenshot(page, "dashboard-job")
             page.evaluate("window.zasyncNoReload = true")
             dashboard_jobs.gate.set()  # the next step: 50 %
             page.wait_for_function(
