@@ -194,8 +194,10 @@ def test_uninstall_removes_the_control_panel_and_my_jobs(portal):
     assert "zasync" in configlet_ids()
     user_actions = api.portal.get_tool("portal_actions").user
     assert "zasync-my-jobs" in user_actions
+    assert "zasync-jobs" in configlet_ids()
     get_installer(portal).uninstall_product("zasync.plone")
     assert "zasync" not in configlet_ids()
+    assert "zasync-jobs" not in configlet_ids()
     assert "zasync-my-jobs" not in user_actions
 
 
@@ -207,15 +209,17 @@ def test_uninstall_of_a_site_never_upgraded_removes_the_old_records(portal):
     assert [key for key in keys if key.startswith("zasync")] == []
 
 
-def test_upgrade_to_1002_gives_the_permissions_and_adds_my_jobs(portal):
+def test_upgrade_to_1002_gives_the_permissions_and_adds_the_new_pages(portal):
     """A site at profile 1001: the permissions have Zope's default roles
-    only and the user menu has no My jobs; the upgrade adds both."""
+    only, Site Setup has no dashboard and the user menu no My jobs; the
+    upgrade adds them."""
     from zasync.plone.permissions import MANAGE_JOBS, VIEW_METRICS
 
     login(portal.aq_parent, SITE_OWNER_NAME)
     for permission in (MANAGE_JOBS, VIEW_METRICS):
         portal.manage_permission(permission, ["Manager"], acquire=True)
     api.portal.get_tool("portal_actions").user.manage_delObjects(["zasync-my-jobs"])
+    api.portal.get_tool("portal_controlpanel").unregisterConfiglet("zasync-jobs")
     setup = api.portal.get_tool("portal_setup")
     setup.setLastVersionForProfile("zasync.plone:default", "1001")
     setup.upgradeProfile("zasync.plone:default")
@@ -226,6 +230,7 @@ def test_upgrade_to_1002_gives_the_permissions_and_adds_my_jobs(portal):
         }
         assert roles == {"Manager", "Site Administrator"}
     assert "zasync-my-jobs" in api.portal.get_tool("portal_actions").user
+    assert "zasync-jobs" in configlet_ids()
 
 
 def test_a_member_has_neither_permission(portal):
