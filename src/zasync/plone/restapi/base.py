@@ -74,7 +74,8 @@ class ZasyncService(Service):
             transaction.doom()
             self.request.response.setStatus(exc.status)
             self.request.response.setHeader("Content-Type", self.content_type)
-            return _dumps({"error": {"type": exc.type_name, "message": exc.message}})
+            # plone.restapi's error body (as its error view gives).
+            return _dumps({"type": exc.type_name, "message": exc.message})
 
     # -- who -----------------------------------------------------------------
 

@@ -1,0 +1,47 @@
+"""A test layer for zasync's REST API: plone.restapi installed, a real
+WSGI server on a free port of this machine, a running dispatcher, and the
+users the tests (and the examples of docs/rest.md) log in as."""
+
+from plone.app.testing import PloneSandboxLayer, applyProfile
+from plone.testing.zope import WSGI_SERVER_FIXTURE
+
+from zasync.plone.testing import ZASYNC_FIXTURE, ZasyncFunctionalTesting
+
+#: The password of every test user (docs/rest.md's examples use it).
+PASSWORD = "secret"
+MANAGER = "manager"
+SITE_ADMINISTRATOR = "siteadmin"
+MEMBER = "member"
+OTHER_MEMBER = "other"
+
+
+class ZasyncRestapiFixture(PloneSandboxLayer):
+    defaultBases = (ZASYNC_FIXTURE,)
+
+    def setUpZope(self, app, configurationContext):
+        import plone.restapi
+
+        self.loadZCML(package=plone.restapi)
+
+    def setUpPloneSite(self, portal):
+        applyProfile(portal, "plone.restapi:default")
+        users = (
+            (MANAGER, ["Member", "Manager"]),
+            (SITE_ADMINISTRATOR, ["Member", "Site Administrator"]),
+            (MEMBER, ["Member"]),
+            (OTHER_MEMBER, ["Member"]),
+        )
+        for username, roles in users:
+            portal.acl_users.userFolderAddUser(username, PASSWORD, roles, [])
+
+
+ZASYNC_RESTAPI_FIXTURE = ZasyncRestapiFixture()
+ZASYNC_RESTAPI_FUNCTIONAL_TESTING = ZasyncFunctionalTesting(
+    bases=(ZASYNC_RESTAPI_FIXTURE, WSGI_SERVER_FIXTURE),
+    name="ZasyncRestapiFixture:Functional",
+)
+
+
+def site_url(layer):
+    """The site's URL on the layer's WSGI server (127.0.0.1)."""
+    return f"http://127.0.0.1:{layer['port']}/{layer['portal'].getId()}"
