@@ -136,7 +136,8 @@ class ZasyncService(Service):
         try:
             return json_body(self.request)
         except Exception as exc:
-            raise ServiceError(400, f"the request's body must be a JSON object: {exc}")
+            message = f"the request's body must be a JSON object: {exc}"
+            raise ServiceError(400, message) from None
 
 
 def _dumps(data):
