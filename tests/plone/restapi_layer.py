@@ -3,7 +3,7 @@ WSGI server on a free port of this machine, a running dispatcher, and the
 users the tests (and the examples of docs/rest.md) log in as."""
 
 from plone.app.testing import PloneSandboxLayer, applyProfile
-from plone.testing.zope import WSGI_SERVER_FIXTURE
+from plone.testing.zope import WSGIServer
 
 from zasync.plone.testing import ZASYNC_FIXTURE, ZasyncFunctionalTesting
 
@@ -35,9 +35,20 @@ class ZasyncRestapiFixture(PloneSandboxLayer):
             portal.acl_users.userFolderAddUser(username, PASSWORD, roles, [])
 
 
+class FreePortWSGIServer(WSGIServer):
+    """plone.testing's WSGI server on a free port each time it is set up
+    (the shared WSGI_SERVER_FIXTURE binds again the port it first got,
+    which another test run of this machine may hold meanwhile)."""
+
+    def setUp(self):
+        self.host = self.port = None
+        super().setUp()
+
+
 ZASYNC_RESTAPI_FIXTURE = ZasyncRestapiFixture()
+ZASYNC_WSGI_SERVER = FreePortWSGIServer(name="ZasyncRestapiWSGIServer")
 ZASYNC_RESTAPI_FUNCTIONAL_TESTING = ZasyncFunctionalTesting(
-    bases=(ZASYNC_RESTAPI_FIXTURE, WSGI_SERVER_FIXTURE),
+    bases=(ZASYNC_RESTAPI_FIXTURE, ZASYNC_WSGI_SERVER),
     name="ZasyncRestapiFixture:Functional",
 )
 

@@ -27,7 +27,7 @@ COUNTED = ("pending", "completed", "failed", "succeeded")
 
 def job_site(job):
     """The path of the site a job was queued in, or None."""
-    path = getattr(job.environment, "site_path", None)
+    path = getattr(getattr(job, "environment", None), "site_path", None)
     return None if path is None else path_text(path)
 
 
