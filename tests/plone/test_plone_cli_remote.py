@@ -10,23 +10,22 @@ import socket
 
 import pytest
 import transaction
-from pytest_plone import fixtures_factory
 from restapi_jobs import echo, explode
 from restapi_layer import (
+    FIXTURES,
     MANAGER,
     MEMBER,
     PASSWORD,
-    ZASYNC_RESTAPI_FUNCTIONAL_TESTING,
+    find,
+    queue_as,
+    queues,
     site_url,
 )
-from test_plone_restapi import find, queue_as, queues
 
 from zasync.cli import commands, main
 from zasync.plone.testing import wait_for_result
 
-globals().update(
-    fixtures_factory(((ZASYNC_RESTAPI_FUNCTIONAL_TESTING, "rest"),), keep_session=False)
-)
+globals().update(FIXTURES)
 
 ANY_CONF = "/nonexistent/zodb.conf"  # what the local run is given (not read)
 

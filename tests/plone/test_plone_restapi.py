@@ -4,7 +4,6 @@ filters and batching, who sees and does what, the errors; and the examples
 of docs/rest.md, performed one by one (see test_the_documented_examples)."""
 
 import base64
-import datetime
 import json
 import os
 import pathlib
@@ -13,33 +12,26 @@ import re
 import pytest
 import requests
 import transaction
-from plone.app.testing import login
-from pytest_plone import fixtures_factory
 from restapi_jobs import echo, explode
 from restapi_layer import (
+    FIXTURES,
     MANAGER,
     MEMBER,
     OTHER_MEMBER,
     PASSWORD,
     SITE_ADMINISTRATOR,
-    ZASYNC_RESTAPI_FUNCTIONAL_TESTING,
+    find,
+    queue_as,
+    queues,
     site_url,
 )
-from zope.component import getUtility
 
-from zasync import clock
-from zasync.plone.interfaces import IAsyncService
 from zasync.plone.testing import wait_for_result
 
-# Not kept for the session: this layer's site is stacked on the same base
-# as conftest's layers (see test_plone_demo).
-globals().update(
-    fixtures_factory(((ZASYNC_RESTAPI_FUNCTIONAL_TESTING, "rest"),), keep_session=False)
-)
+globals().update(FIXTURES)
 
 DOCS = pathlib.Path(__file__).parents[2] / "docs" / "rest.md"
 SCRIPT = "<script>alert('zasync')</script>"
-LATER = datetime.timedelta(hours=1)
 
 
 @pytest.fixture
@@ -60,28 +52,6 @@ def call(method, url, user=None, password=PASSWORD, json_body=None, **headers):
     return requests.request(
         method, url, headers=headers, auth=auth, json=json_body, timeout=60
     )
-
-
-def queue_as(site, user, func, *args, later=False):
-    """Queue ``func(site, *args)`` as ``user`` and commit; ``later``: not
-    due for an hour, so it stays pending."""
-    login(site, user)
-    service = getUtility(IAsyncService)
-    if later:
-        job = service.queueJobWithDelay(None, clock.utcnow() + LATER, func, site, *args)
-    else:
-        job = service.queueJob(func, site, *args)
-    transaction.commit()
-    return job
-
-
-def queues():
-    transaction.begin()  # see what the server committed
-    return getUtility(IAsyncService).getQueues()
-
-
-def find(job_id):
-    return queues().find_job(int(job_id))
 
 
 @pytest.fixture
@@ -153,6 +123,7 @@ def test_a_member_may_not_manage(url, method, path):
 
 
 def test_the_services_are_only_where_zasync_is_installed(site, url):
+    from plone.app.testing import login
     from plone.base.utils import get_installer
 
     login(site, MANAGER)
