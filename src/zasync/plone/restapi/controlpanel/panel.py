@@ -27,12 +27,14 @@ from plone.restapi.interfaces import IDeserializeFromJson, ISerializeToJson
 from Products.CMFCore.permissions import ManagePortal
 from zExceptions import BadRequest, Unauthorized
 from zope.component import adapter
+from zope.i18n import translate
 from zope.interface import implementer
 from zope.schema import ValidationError
 
 from zasync import admin
 from zasync.plone.controlpanel import settings
 from zasync.plone.controlpanel.views import MAX_AGENT_SIZE, MAX_QUOTA_SIZE
+from zasync.plone.i18n import _
 from zasync.plone.interfaces import IZasyncLayer, IZasyncSettings
 from zasync.registry import threads_text
 
@@ -58,24 +60,28 @@ class ZasyncControlpanel(RegistryConfigletPanel):
     configlet_id = "zasync"
     configlet_category_id = "Products"
     schema = None  # not one registry schema: see the serializer
-    title = "Background jobs (zasync)"
-    group = "Add-on Configuration"
+    # Where the configlet is found, its title and group's title win.
+    title = _("Background jobs (zasync)")
+    group = _("Add-on Configuration")
 
     def get_searchable_text(self):
-        return [
+        words = (
             self.title,
             self.group,
-            "quota",
-            "threads",
-            "agent size",
-            "dispatcher",
+            _("quota"),
+            _("threads"),
+            _("agent size"),
+            _("dispatcher"),
             IZasyncSettings["public_url"].title,
-        ]
+        )
+        return [translate(word, context=self.request) for word in words]
 
 
-def _integer(title, description, minimum, maximum, nullable):
+def _integer(title, description, minimum, maximum):
+    # Volto picks a widget by "type"; an empty field (null) is allowed
+    # unless the field is in "required", as plone.restapi gives Int fields.
     return {
-        "type": ["integer", "null"] if nullable else "integer",
+        "type": "integer",
         "title": title,
         "description": description,
         "minimum": minimum,
@@ -83,32 +89,44 @@ def _integer(title, description, minimum, maximum, nullable):
     }
 
 
-def schema_and_data(found):
-    """The JSON schema and the values for ``settings.current()``'s data."""
+def schema_and_data(found, request):
+    """The JSON schema (titles and descriptions translated for
+    ``request``) and the values of ``settings.current()``'s data."""
+
+    def text(message, **mapping):
+        return translate(_(message, mapping=mapping), context=request)
+
     cluster = found["cluster"]
     properties, data = {}, {}
     cluster_fields, required = [], []
     for quota in cluster["quotas"]:
         key = QUOTA + quota["name"]
         properties[key] = _integer(
-            f"Quota '{quota['name']}': jobs running at once",
-            f"0 pauses them. In the whole cluster: every site of this "
-            f"database, every worker. Now {quota['active']} running.",
+            text("Quota '${name}': jobs running at once", name=quota["name"]),
+            text(
+                "0 pauses them. In the whole cluster: every site of this "
+                "database, every worker. Now ${active} running.",
+                active=quota["active"],
+            ),
             0,
             MAX_QUOTA_SIZE,
-            nullable=False,
         )
         data[key] = quota["size"]
         cluster_fields.append(key)
         required.append(key)
     default = cluster["default_agent_size"]
     properties["default_agent_size"] = _integer(
-        "Threads of each worker (default agent size)",
-        f"Empty: {admin.DEFAULT_AGENT_SIZE}. Now {threads_text(default['size'])} "
-        f"({default['source']}).",
+        text("Threads of each worker (default agent size)"),
+        text(
+            "How many jobs each worker runs at once, unless it has a size of "
+            "its own, or its process sets one. Empty: ${built_in}. Now "
+            "${threads} (${source}).",
+            built_in=admin.DEFAULT_AGENT_SIZE,
+            threads=threads_text(default["size"]),
+            source=default["source"],
+        ),
         0,
         MAX_AGENT_SIZE,
-        nullable=True,
     )
     is_set = default["source"] != admin.FROM_BUILT_IN
     data["default_agent_size"] = default["size"] if is_set else None
@@ -116,44 +134,58 @@ def schema_and_data(found):
     for entry in cluster["dispatchers"]:
         key = DISPATCHER + entry["uuid"]
         where = f"{entry['host']}:{entry['pid']}"
-        state = "alive" if entry["alive"] else "not answering"
-        title = f"Threads of dispatcher {entry['uuid']}"
+        state = text("alive") if entry["alive"] else text("not answering")
+        title = text("Threads of dispatcher ${uuid}", uuid=entry["uuid"])
         if entry["follows_settings"]:
             properties[key] = _integer(
                 title,
-                f"{where}, {state}. Now {threads_text(entry['size'])} "
-                f"({entry['source']}). Empty: the default.",
+                text(
+                    "${where}, ${state}. Now ${threads} (${source}). Empty: "
+                    "the default.",
+                    where=where,
+                    state=state,
+                    threads=threads_text(entry["size"]),
+                    source=entry["source"],
+                ),
                 0,
                 MAX_AGENT_SIZE,
-                nullable=True,
             )
             data[key] = entry["setting"]
         else:
             properties[key] = {
                 "type": "string",
                 "title": title,
-                "description": f"{where}, {state}: its process sets its size "
-                f"({entry['source']}), which wins over the settings here.",
+                "description": text(
+                    "${where}, ${state}: its process sets its size (${source}), "
+                    "which wins over the settings here.",
+                    where=where,
+                    state=state,
+                    source=entry["source"],
+                ),
                 "readonly": True,
                 "mode": "display",
             }
-            data[key] = f"{threads_text(entry['size'])}, from its {entry['source']}"
+            data[key] = text(
+                "${threads}, from its ${source}",
+                threads=threads_text(entry["size"]),
+                source=entry["source"],
+            )
         cluster_fields.append(key)
     field = IZasyncSettings["public_url"]
     properties["public_url"] = {
-        "type": ["string", "null"],
-        "title": field.title,
-        "description": field.description,
+        "type": "string",
+        "title": translate(field.title, context=request),
+        "description": translate(field.description, context=request),
         "widget": "url",
     }
     data["public_url"] = found["site"]["public_url"]
     fieldsets = [
         {
             "id": "cluster",
-            "title": "Every site of this database",
+            "title": text("Every site of this database"),
             "fields": cluster_fields,
         },
-        {"id": "site", "title": "This site", "fields": ["public_url"]},
+        {"id": "site", "title": text("This site"), "fields": ["public_url"]},
     ]
     schema = {
         "type": "object",
@@ -176,11 +208,12 @@ class ZasyncControlpanelSerializeToJson:
     def __call__(self):
         context = self.controlpanel.context
         _check_manage_portal(context)
-        schema, data = schema_and_data(settings.current())
+        request = self.controlpanel.request
+        schema, data = schema_and_data(settings.current(), request)
         return {
             "@id": f"{context.absolute_url()}/@controlpanels/{NAME}",
-            "title": self.controlpanel.title,
-            "group": self.controlpanel.group,
+            "title": translate(self.controlpanel.title, context=request),
+            "group": translate(self.controlpanel.group, context=request),
             "schema": schema,
             "data": data,
         }
