@@ -324,6 +324,9 @@ def other_values_absent(text):
 def test_a_member_reads_their_job_and_nobody_elses(url, jobs):
     own = call("GET", f"{url}/@zasync-jobs/{jobs['member_failed']}", MEMBER).json()
     assert own["traceback"] and own["error"] == "builtins.ValueError: member boom"
+    assert (own["assignee"]["host"], own["assignee"]["pid"]) == (None, None)
+    managed = call("GET", f"{url}/@zasync-jobs/{jobs['member_failed']}", MANAGER)
+    assert managed.json()["assignee"]["pid"] is not None
     for name in ("other_failed", "manager_script", "other_pending"):
         response = call("GET", f"{url}/@zasync-jobs/{jobs[name]}", MEMBER)
         message = error_of(response, 404)

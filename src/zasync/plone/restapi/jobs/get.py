@@ -8,6 +8,8 @@ list is always ``mine`` for them, and another user's job is 404).
 from urllib.parse import urlencode
 
 from zasync import admin, clock
+
+# find_jobs's own matching, so that ``mine`` filters exactly as the rest.
 from zasync.admin.reports import _age_time, _callable_matcher, _error_matcher
 from zasync.plone import queuers
 from zasync.plone.references import path_text
@@ -57,6 +59,9 @@ class JobsGet(ZasyncService):
         job = self.visible_job(self.job_id_param())
         full = self._flag("full", False)
         data = admin.for_json(admin.describe_job(job, full=full))
+        if not self.can_manage and data["assignee"] is not None:
+            # Which machine runs it is the operators' business.
+            data["assignee"].update(host=None, pid=None)
         data.update(who_and_where(job))
         data["@id"] = self.job_url(data["id"])
         return data
