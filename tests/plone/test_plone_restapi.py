@@ -27,6 +27,7 @@ from restapi_layer import (
 )
 
 from zasync.plone.testing import wait_for_result
+from zasync.testing import wait_for
 
 globals().update(FIXTURES)
 
@@ -480,13 +481,25 @@ def test_writes_need_no_csrf_token_but_json(url, jobs):
 # -- status and quotas -------------------------------------------------------------
 
 
+def settled_counts():
+    counts = queues()[""].counts()
+    return {name: value for name, value in counts.items() if value}
+
+
 def test_status(url, jobs, rest):
+    expected = {"completed": 4, "succeeded": 2, "failed": 2, "pending": 2}
+    # Until the dispatcher has indexed the jobs it completed.
+    wait_for(
+        lambda: settled_counts() == expected,
+        10,
+        lambda: None,
+        lambda: f"the counts are {settled_counts()}",
+    )
     data = call("GET", f"{url}/@zasync-status", MANAGER).json()
     assert data["@id"] == f"{url}/@zasync-status"
     (queue,) = data["queues"]
     assert queue["label"] == "default"
-    assert queue["counts"]["failed"] == 2
-    assert queue["counts"]["pending"] == 2
+    assert {k: v for k, v in queue["counts"].items() if v} == expected
     (dispatcher,) = queue["dispatchers"]
     assert dispatcher["uuid"] == rest["zasync_dispatcher"].uuid
     assert dispatcher["alive"] is True
