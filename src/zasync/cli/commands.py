@@ -8,6 +8,10 @@ Each opens the database named by the usual options (``--zodb-conf`` or
 transaction that is aborted; writes in transactions that are retried on
 conflicts. Whatever the person must fix is a CommandError. JSON output
 gives job ids as strings (see zasync.admin.for_json).
+
+``status``, ``jobs``, ``job``, ``retry`` and ``cancel`` also take ``--url
+SITE_URL --user USER``: then they ask a running Plone site through its
+REST API (zasync.cli.remote) and print the same.
 """
 
 import argparse
@@ -20,7 +24,7 @@ import socket
 import transaction
 
 from zasync import admin, clock
-from zasync.cli import connect
+from zasync.cli import connect, remote
 from zasync.config import DEFAULT_QUEUE_LABEL
 from zasync.registry import threads_text
 from zasync.transact import abort
@@ -141,8 +145,12 @@ def _table(headers, rows, indent=""):
 
 
 def _status(args):
-    with _reading(args) as queues:
-        report = admin.status_report(queues)
+    site = remote.from_args(args)
+    if site is not None:
+        report = site.status()
+    else:
+        with _reading(args) as queues:
+            report = admin.status_report(queues)
     if args.json:
         _print_json(report)
         return 0
@@ -218,17 +226,20 @@ def _print_quotas(quotas):
 
 
 def _jobs(args):
-    with _reading(args) as queues:
-        jobs, more = admin.find_jobs(
-            queues,
-            status=args.status,
-            queue=args.queue,
-            callable=args.callable,
-            older_than=args.older_than,
-            newer_than=args.newer_than,
-            limit=args.limit,
-        )
-        rows = [admin.job_summary(job) for job in jobs]
+    filters = {
+        "status": args.status,
+        "queue": args.queue,
+        "callable": args.callable,
+        "older_than": args.older_than,
+        "newer_than": args.newer_than,
+    }
+    site = remote.from_args(args)
+    if site is not None:
+        rows, more = site.jobs(limit=args.limit, **filters)
+    else:
+        with _reading(args) as queues:
+            jobs, more = admin.find_jobs(queues, limit=args.limit, **filters)
+            rows = [admin.job_summary(job) for job in jobs]
     if args.json:
         _print_json({"jobs": rows, "more": more})
         return 0
@@ -280,8 +291,12 @@ def _related(items):
 
 
 def _job(args):
-    with _reading(args) as queues:
-        info = admin.describe_job(admin.get_job(queues, args.id), full=args.full)
+    site = remote.from_args(args)
+    if site is not None:
+        info = site.job(args.id, full=args.full)
+    else:
+        with _reading(args) as queues:
+            info = admin.describe_job(admin.get_job(queues, args.id), full=args.full)
     if args.json:
         _print_json(info)
         return 0
@@ -367,8 +382,22 @@ def _retry(args):
             outcome.set_aside_reason,
         )
 
-    with _opened(args) as opened:
-        made_due, job_id, name, label, was_due, aside = _storing(opened, work, args.id)
+    site = remote.from_args(args)
+    if site is not None:
+        done = site.retry(args.id)
+        made_due, job_id, name, label, was_due, aside = (
+            done["made_due"],
+            done["id"],
+            done["callable"],
+            done["queue"],
+            done["was_due"],
+            done["set_aside_reason"],
+        )
+    else:
+        with _opened(args) as opened:
+            made_due, job_id, name, label, was_due, aside = _storing(
+                opened, work, args.id
+            )
     put_back = aside is not None
     if args.json:
         _print_json(
@@ -419,8 +448,13 @@ def _cancel(args):
         callbacks = [cb for cb in job.callbacks if not cb.internal]
         return len(callbacks), job.callable_name, label
 
-    with _opened(args) as opened:
-        callbacks, name, label = _storing(opened, work, args.id)
+    site = remote.from_args(args)
+    if site is not None:
+        done = site.cancel(args.id, args.reason)
+        callbacks, name, label = done["callbacks"], done["callable"], done["queue"]
+    else:
+        with _opened(args) as opened:
+            callbacks, name, label = _storing(opened, work, args.id)
     if args.json:
         _print_json(
             {"id": args.id, "callable": name, "queue": label, "callbacks": callbacks}
@@ -1044,7 +1078,7 @@ def register(commands):
         "host:pid, last heartbeat, agents and the jobs they claimed), its job "
         "counts by status, its quotas and set-aside jobs.",
     )
-    connect.add_database_options(status)
+    connect.add_database_options(status, remote=True)
     _json_option(status)
     status.set_defaults(run=_status)
 
@@ -1054,7 +1088,7 @@ def register(commands):
         description="List jobs: running ones first, then pending ones in run "
         "order, set-aside ones, and completed ones newest first.",
     )
-    connect.add_database_options(jobs)
+    connect.add_database_options(jobs, remote=True)
     jobs.add_argument(
         "--status",
         choices=admin.STATUS_FILTERS,
@@ -1097,7 +1131,7 @@ def register(commands):
         "assignee, related jobs, live annotations, and its result or its "
         "failure's traceback.",
     )
-    connect.add_database_options(job)
+    connect.add_database_options(job, remote=True)
     job.add_argument("id", type=_job_id, metavar="ID", help="the job's id")
     job.add_argument("--full", action="store_true", help="do not shorten long values")
     _json_option(job)
@@ -1113,7 +1147,7 @@ def register(commands):
         "delay, or scheduled for later): make it due now. For a set-aside "
         "job whose code is back: put it back in the run order.",
     )
-    connect.add_database_options(retry)
+    connect.add_database_options(retry, remote=True)
     retry.add_argument("id", type=_job_id, metavar="ID", help="the job's id")
     _json_option(retry)
     retry.set_defaults(run=_retry)
@@ -1125,7 +1159,7 @@ def register(commands):
         "with a zasync.admin.JobCancelled failure, so that its callbacks run "
         "and it is listed among failed jobs. A running job cannot be stopped.",
     )
-    connect.add_database_options(cancel)
+    connect.add_database_options(cancel, remote=True)
     cancel.add_argument("id", type=_job_id, metavar="ID", help="the job's id")
     cancel.add_argument(
         "--reason", metavar="TEXT", help="why, kept in the job's failure message"

@@ -179,9 +179,14 @@ def boot_zope(zope_conf, dispatcher, overrides=None):
     return Opened(db, database, f"{zope_conf}")
 
 
-def add_database_options(parser):
-    """The options every command that opens a database takes."""
+def add_database_options(parser, remote=False):
+    """The options every command that opens a database takes; ``remote``:
+    and --url/--user, to ask a running site instead (zasync.cli.remote)."""
     where = parser.add_mutually_exclusive_group(required=True)
+    if remote:
+        from zasync.cli import remote as remote_site
+
+        remote_site.add_options(parser, where)
     where.add_argument(
         "--zodb-conf",
         metavar="FILE",

@@ -1,0 +1,1 @@
+"""``@zasync-jobs``: the jobs list, one job, and the actions on a job."""

@@ -1,0 +1,1 @@
+"""``@zasync-status``: what serves each queue, and its quota sizes."""
