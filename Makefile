@@ -16,6 +16,7 @@
 #   make soak     issue 14's faults against real workers, counted (minutes)
 #   make i18n     rebuild locales/zasync.pot from the code, sync the translations
 #   make screenshots  the browser tests, saving docs/_static/*.png as they go
+#   make rest-docs    docs/rest.md's answers from a real run of its examples
 #   make lock     re-resolve requirements/constraints.txt from PyPI (UPGRADE=1)
 #   make check-lock  offline check that the lock covers pyproject.toml
 #   make clean    remove build artefacts (keeps .venv); distclean also drops .venv
@@ -44,7 +45,7 @@ SOAK_ARGS          ?=
 LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
 SPHINXOPTS  ?=
 
-.PHONY: help install test lint format docs bench soak i18n screenshots demo run cluster cluster-stop lock \
+.PHONY: help install test lint format docs bench soak i18n screenshots rest-docs demo run cluster cluster-stop lock \
         check-lock clean distclean
 
 help:
@@ -105,6 +106,10 @@ i18n: $(STAMP)
 	$(BIN)/i18ndude rebuild-pot --pot $(LOCALES)/zasync.pot --create zasync src/zasync/plone
 	$(BIN)/i18ndude sync --pot $(LOCALES)/zasync.pot $(LOCALES)/*/LC_MESSAGES/zasync.po
 	@$(BIN)/i18ndude find-untranslated -n $$(find src/zasync/plone -name '*.pt') || true
+
+# docs/rest.md's answers, rewritten from a real run of its examples.
+rest-docs: $(STAMP)
+	ZASYNC_WRITE_REST_DOCS=1 $(BIN)/pytest -q tests/plone/test_plone_restapi.py -k documented
 
 # The browser tests (Debian's chromium) save what they see for the docs.
 SCREENSHOT_TESTS ?= tests/deploy/test_serve.py tests/plone/test_plone_dashboard_browser.py

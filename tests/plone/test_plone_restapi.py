@@ -572,12 +572,16 @@ def test_controlpanel_patch(url, site):
             "quota_default": 2,
             "default_agent_size": 4,
             "public_url": "https://www.example.org",
+            "ping_interval": 400,
+            "death_interval": 1200,
         },
     )
     assert response.status_code == 204, response.text
     data = call("GET", f"{url}/@controlpanels/zasync", MANAGER).json()["data"]
     assert data["quota_default"] == 2
     assert data["default_agent_size"] == 4
+    assert (data["ping_interval"], data["death_interval"]) == (400.0, 1200.0)
+    assert data["poll_interval"] is None
     assert data["public_url"] == "https://www.example.org"
     assert queues()[""].quotas["default"].size == 2
 
@@ -589,6 +593,8 @@ def test_controlpanel_patch(url, site):
         ({"default_agent_size": -1}, "default_agent_size: give a whole number"),
         ({"public_url": "not a url"}, "public_url:"),
         ({"colour": "blue"}, "colour: not a setting of this control panel"),
+        ({"poll_interval": 0}, "poll_interval: give a number of seconds > 0"),
+        ({"death_interval": 10}, "nothing was saved: death_interval (10) must be"),
     ],
 )
 def test_controlpanel_patch_bad_values(url, body, says):

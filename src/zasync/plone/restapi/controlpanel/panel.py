@@ -8,6 +8,9 @@ and the values in force; PATCH changes them through
   site of the database, every worker);
 - ``default_agent_size``: the threads of each worker unless it has its own
   size (null: the built-in default);
+- ``poll_interval``, ``ping_interval``, ``death_interval``: the cluster's
+  intervals in seconds (null: the built-in default), for dispatchers
+  whose process sets none of its own;
 - ``dispatcher_<uuid>``: the threads of one dispatcher (null: the
   default); read-only (``"mode": "display"``) for a dispatcher whose
   process sets its own size;
@@ -32,8 +35,13 @@ from zope.interface import implementer
 from zope.schema import ValidationError
 
 from zasync import admin
+from zasync.config import INTERVALS
 from zasync.plone.controlpanel import settings
-from zasync.plone.controlpanel.views import MAX_AGENT_SIZE, MAX_QUOTA_SIZE
+from zasync.plone.controlpanel.views import (
+    INTERVAL_FIELDS,
+    MAX_AGENT_SIZE,
+    MAX_QUOTA_SIZE,
+)
 from zasync.plone.i18n import _
 from zasync.plone.interfaces import IZasyncLayer, IZasyncSettings
 from zasync.registry import threads_text
@@ -131,6 +139,20 @@ def schema_and_data(found, request):
     is_set = default["source"] != admin.FROM_BUILT_IN
     data["default_agent_size"] = default["size"] if is_set else None
     cluster_fields.append("default_agent_size")
+    for key, title, what in INTERVAL_FIELDS:
+        entry = found["intervals"][key]
+        properties[key] = {
+            "type": "number",
+            "title": translate(title, context=request),
+            "description": text(
+                "${what} Empty: the built-in ${default} s.",
+                what=translate(what, context=request),
+                default=f"{entry['default']:g}",
+            ),
+            "exclusiveMinimum": 0,
+        }
+        data[key] = entry["setting"]
+        cluster_fields.append(key)
     for entry in cluster["dispatchers"]:
         key = DISPATCHER + entry["uuid"]
         where = f"{entry['host']}:{entry['pid']}"
@@ -268,6 +290,8 @@ class ZasyncControlpanelDeserializeFromJson:
                 )
             elif key == "default_agent_size":
                 changes[key] = _size(key, value, MAX_AGENT_SIZE, nullable=True)
+            elif key in INTERVALS:
+                changes.setdefault("intervals", {})[key] = _seconds(key, value)
             elif key == "public_url":
                 changes[key] = _public_url(value)
             else:
@@ -280,6 +304,14 @@ class ZasyncControlpanelDeserializeFromJson:
         except admin.AdminError as exc:
             transaction.doom()
             raise BadRequest(f"nothing was saved: {exc}") from None
+
+
+def _seconds(key, value):
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise BadRequest(f"{key}: give a number of seconds > 0 or null, not {value!r}")
+    return float(value)
 
 
 def _public_url(value):
