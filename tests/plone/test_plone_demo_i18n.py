@@ -19,17 +19,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_plone_demo
 import transaction
-from demo_layer import (
-    CONTRIBUTOR,
-    MANAGER,
-    PASSWORD,
-    ZASYNC_DEMO_FUNCTIONAL_TESTING,
-)
+from demo_layer import CONTRIBUTOR, MANAGER, PASSWORD
 from lxml import html
 from plone.app.testing import login, logout
 from plone.testing.zope import Browser
-from pytest_plone import fixtures_factory
 from zope.component import getGlobalSiteManager, getUtility
 from zope.i18n import testmessagecatalog
 from zope.i18n.interfaces import ITranslationDomain
@@ -40,9 +35,12 @@ from zasync.plone.demo import jobs, views
 from zasync.plone.interfaces import IAsyncService
 from zasync.plone.testing import wait_for_result
 
-# As in test_plone_demo: not kept for the session (see there why).
+# The demo layer's fixtures, as test_plone_demo made them: zope.pytestlayer
+# makes a layer's fixtures once per process, in the first module to ask.
 globals().update(
-    fixtures_factory(((ZASYNC_DEMO_FUNCTIONAL_TESTING, "demo"),), keep_session=False)
+    (name, value)
+    for name, value in vars(test_plone_demo).items()
+    if name in ("demo", "demo_class", "demo_session") or name.startswith("zope_layer_")
 )
 
 PACKAGE = Path(zasync.plone.__file__).parent
