@@ -210,7 +210,7 @@ def translated_text(text, request=None):
     """``text`` a job keeps (its progress message, the message of its
     failure) translated for ``request`` if it is one of the demo jobs'
     :data:`KNOWN_TEXTS`; as it is otherwise."""
-    if not text:
+    if not isinstance(text, str) or not text:
         return text
     for message, pattern in KNOWN_TEXTS:
         match = pattern.match(text)
