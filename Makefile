@@ -14,6 +14,8 @@
 #                 (huey + Redis, Procrastinate), concurrent enqueue, and Plone
 #                 requests that queue jobs
 #   make soak     issue 14's faults against real workers, counted (minutes)
+#   make i18n     rebuild locales/zasync.pot from the code, sync the translations
+#   make screenshots  the browser tests, saving docs/_static/*.png as they go
 #   make lock     re-resolve requirements/constraints.txt from PyPI (UPGRADE=1)
 #   make check-lock  offline check that the lock covers pyproject.toml
 #   make clean    remove build artefacts (keeps .venv); distclean also drops .venv
@@ -42,7 +44,7 @@ SOAK_ARGS          ?=
 LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
 SPHINXOPTS  ?=
 
-.PHONY: help install test lint format docs bench soak demo run cluster cluster-stop lock \
+.PHONY: help install test lint format docs bench soak i18n screenshots demo run cluster cluster-stop lock \
         check-lock clean distclean
 
 help:
@@ -88,11 +90,26 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_peers.py $(BENCH_PEERS_ARGS)
 	$(BIN)/python benchmarks/bench_enqueue.py $(BENCH_ENQUEUE_ARGS)
 	$(BIN)/python benchmarks/bench_plone.py $(BENCH_PLONE_ARGS)
+	$(BIN)/python benchmarks/bench_dashboard.py $(BENCH_DASHBOARD_ARGS)
 
 # Issue 14's faults against real workers (minutes; needs root for the
 # full-disk tmpfs, PostgreSQL, and faketime for the clock skew).
 soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
+
+# The zasync translation domain: the .pot from the code, templates, ZCML and
+# profiles; each language's .po gets the new message ids (translate them)
+# and loses the ones gone.
+LOCALES := src/zasync/plone/locales
+i18n: $(STAMP)
+	$(BIN)/i18ndude rebuild-pot --pot $(LOCALES)/zasync.pot --create zasync src/zasync/plone
+	$(BIN)/i18ndude sync --pot $(LOCALES)/zasync.pot $(LOCALES)/*/LC_MESSAGES/zasync.po
+	@$(BIN)/i18ndude find-untranslated -n $$(find src/zasync/plone -name '*.pt') || true
+
+# The browser tests (Debian's chromium) save what they see for the docs.
+SCREENSHOT_TESTS ?= tests/deploy/test_serve.py tests/plone/test_plone_dashboard_browser.py
+screenshots: $(STAMP)
+	ZASYNC_SCREENSHOTS=1 $(BIN)/pytest -q -k browser $(SCREENSHOT_TESTS)
 
 demo: $(STAMP)
 	$(BIN)/zasync demo

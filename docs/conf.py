@@ -55,7 +55,7 @@ autodoc_typehints = "description"
 suppress_warnings: list[str] = []
 
 html_theme = "alabaster"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
 html_theme_options = {
     "description": "Durable, transactional background jobs for ZODB",
     "fixed_sidebar": True,

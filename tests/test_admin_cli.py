@@ -648,6 +648,42 @@ def test_bad_settings_are_refused(database, zasync_cli, args, message):
     assert queue["default_agent_size"]["source"] == "built-in default"
 
 
+def test_intervals_set_show_and_unset(database, zasync_cli):
+    now = clock.utcnow()
+    with database() as queues:
+        record = queues[""].dispatchers["c3c3c3c3-0000"] = DispatcherRecord(
+            "c3c3c3c3-0000", now
+        )
+        record.agents["main"] = Agent("main", size=3)
+        record.intervals = {
+            "poll_interval": (1.0, "built-in default"),
+            "ping_interval": (10.0, "zope.conf"),
+            "death_interval": (300.0, "built-in default"),
+        }
+    code, out, err = zasync_cli("intervals", "set", "--ping", "400", "--death", "900")
+    assert (code, err) == (0, "")
+    assert "ping_interval: 400s (was unset)" in out
+    assert "death_interval: 900s (was unset)" in out
+
+    code, out, err = zasync_cli("settings")
+    assert "intervals: poll 1s (built-in default), ping 400s (cluster setting)" in out
+    assert "dispatcher c3c3c3c3-0000 sets its own ping 10s (zope.conf)" in out
+
+    code, out, err = zasync_cli("intervals", "set", "--death", "100")
+    assert code == 2 and out == ""
+    assert "death_interval (100) must be longer than ping_interval (400)" in err
+    assert "nothing was changed" in err
+
+    code, out, err = zasync_cli("intervals", "unset", "--ping", "--death")
+    assert (code, err) == (0, "")
+    code, out, _ = zasync_cli("settings", "--json")
+    intervals = json.loads(out)["intervals"]
+    assert intervals["ping_interval"] == {"setting": None, "default": 30.0}
+
+    code, out, err = zasync_cli("intervals", "set")
+    assert code == 2 and "give at least one of --poll, --ping and --death" in err
+
+
 # -- mode -------------------------------------------------------------------
 
 

@@ -121,6 +121,7 @@ def test_the_runner_needs_only_its_context(db, conn):
         "count",
         "transient_error",
         "storage",  # has a default: one StorageTrouble per context
+        "attempt_ended",  # has a default: no one is told
     ]
     job, outcome, counted = run_claimed(db, conn, zasync.Job(jobfuncs.add, 20, 22))
     assert outcome == (None, False)

@@ -66,6 +66,9 @@ def check_agent_size(value, what="agent size"):
     return value
 
 
+#: The intervals a process may set itself or follow from the cluster.
+INTERVALS = ("poll_interval", "ping_interval", "death_interval")
+
 #: How ``zasync worker`` spells the options (for error messages).
 COMMAND_LINE = {
     "queues": "--queue",
@@ -113,6 +116,13 @@ class DispatcherConfig:
     #: Heartbeat age (seconds) after which live peers declare the
     #: dispatcher dead and recover its jobs; longer than ping_interval.
     death_interval: float = 300
+    #: Which of the intervals (poll, ping, death) the process sets itself,
+    #: with where each comes from: ``(("ping_interval", "command line"),
+    #: ...)``. Those win over the cluster-wide interval settings (see
+    #: zasync.registry.IntervalSettings); the others follow them, with the
+    #: values above as their defaults. Dispatcher(**options) and
+    #: zasync.start() count the intervals given as arguments.
+    interval_sources: tuple = ()
     #: ``clock()``: the time now, timezone-aware (tests give their own).
     clock: typing.Callable[[], datetime.datetime] = clocklib.utcnow
     #: In a multi-database setup, the name of the database holding the
@@ -149,6 +159,9 @@ class DispatcherConfig:
         if self.uuid is not None:
             with contextlib.suppress(ValueError):  # validate() names it
                 object.__setattr__(self, "uuid", str(uuidlib.UUID(str(self.uuid))))
+        object.__setattr__(
+            self, "interval_sources", tuple(tuple(p) for p in self.interval_sources)
+        )
         if self.agent_size is None:
             object.__setattr__(self, "agent_size_source", None)
         elif self.agent_size_source is None:
@@ -193,6 +206,12 @@ class DispatcherConfig:
                 f"({self.ping_interval}), or live dispatchers would be declared "
                 f"dead: raise the one or lower the other"
             )
+        for pair in self.interval_sources:
+            if len(pair) != 2 or pair[0] not in INTERVALS:
+                fail(
+                    f"interval_sources must be (interval, source) pairs, the "
+                    f"intervals one of {', '.join(INTERVALS)}; not {pair!r}"
+                )
         for field in ("batch_window", "prefetch_below", "group_commit_window"):
             value = getattr(self, field)
             if not (_number(value) and value >= 0):
@@ -214,6 +233,23 @@ class DispatcherConfig:
     def replace(self, **changes):
         """A copy with ``changes``, checked."""
         return dataclasses.replace(self, **changes)
+
+    def interval_source(self, field):
+        """Where the process's own ``field`` (an interval) comes from, or
+        None if it follows the cluster-wide setting."""
+        return dict(self.interval_sources).get(field)
+
+    def with_sources_of(self, options, source):
+        """A copy naming the intervals among ``options`` (the names a caller
+        gave) as set by the process, from ``source`` (beside those named
+        already), unless the caller gave interval_sources."""
+        if "interval_sources" in options:
+            return self
+        given = {f: source for f in INTERVALS if f in options}
+        if not given:
+            return self
+        sources = dict(self.interval_sources, **given)
+        return self.replace(interval_sources=tuple(sources.items()))
 
 
 def _number(value):

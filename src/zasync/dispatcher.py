@@ -31,12 +31,21 @@ from zasync.loading import is_broken, stored_state
 from zasync.logonce import LogOnce, UntilRecovered
 from zasync.pool import WorkerPool
 from zasync.queue import RUN_PARTS, get_queues
-from zasync.registry import Agent, DispatcherRecord, configured_agent_size, threads_text
+from zasync.registry import (
+    Agent,
+    DispatcherRecord,
+    configured_agent_size,
+    intervals_in_force,
+    threads_text,
+)
 from zasync.runner import JobRunner, RunnerContext, jobs_connection
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS
 from zasync.transact import TRANSIENT_ERRORS, ClientDisconnected, abort
 
 log = logging.getLogger("zasync.dispatcher")
+
+#: Where an interval given to Dispatcher() or start() comes from.
+ARGUMENT = "argument"
 # What _claim_carefully cannot do is logged once per kind, with a count.
 careful_log = LogOnce(log)
 
@@ -46,8 +55,10 @@ __all__ = [
     "UUID_ENVIRONMENT",
     "Dispatcher",
     "Round",
+    "add_observer",
     "dispatcher_uuid",
     "read_uuid_file",
+    "remove_observer",
     "start",
 ]
 
@@ -82,6 +93,44 @@ SKEW_TOLERANCE = 1.0
 # A round that judges is also run when a peer's death interval, as watched,
 # is about to end (not only at the next heartbeat): this long after it.
 JUDGE_MARGIN = 0.1
+
+
+# The IDispatcherObservers of this process's dispatchers: a tuple, replaced
+# whole, so that the threads read it without a lock.
+_observers = ()
+_observers_lock = threading.Lock()
+# What an observer raised is logged once per kind, never raised.
+observer_log = LogOnce(log)
+
+
+def add_observer(observer):
+    """Tell ``observer`` (an IDispatcherObserver) what every dispatcher of
+    this process does from now on; adding it again changes nothing."""
+    global _observers
+    with _observers_lock:
+        if observer not in _observers:
+            _observers = (*_observers, observer)
+
+
+def remove_observer(observer):
+    """Stop telling ``observer``; one that was not added is ignored."""
+    global _observers
+    with _observers_lock:
+        _observers = tuple(o for o in _observers if o is not observer)
+
+
+def _tell(method, *args):
+    for observer in _observers:
+        try:
+            getattr(observer, method)(*args)
+        except Exception:
+            observer_log.error(
+                (type(observer), method),
+                "the dispatcher observer %r failed in %s; it is ignored",
+                observer,
+                method,
+                exc_info=True,
+            )
 
 
 @dataclasses.dataclass
@@ -130,14 +179,14 @@ class Dispatcher:
 
     def __init__(self, db, *, config=None, **options):
         if config is None:
-            config = DispatcherConfig(**options)
+            config = DispatcherConfig(**options).with_sources_of(options, ARGUMENT)
         elif not isinstance(config, DispatcherConfig):
             raise TypeError(
                 f"config must be a zasync.config.DispatcherConfig, not {config!r}; "
                 f"give the options as keyword arguments"
             )
         elif options:
-            config = config.replace(**options)
+            config = config.replace(**options).with_sources_of(options, ARGUMENT)
         config = config.replace(uuid=dispatcher_uuid(config.uuid))
         self.config = config
         self.db = db
@@ -146,6 +195,8 @@ class Dispatcher:
         # {queue name: (size, source)} of the agents as registered and
         # followed since; read by other threads for display only.
         self.agent_sizes = {}
+        # {interval: (seconds, source)}, as _follow_intervals found them.
+        self.intervals, _ = intervals_in_force(config)
         self.running = False
         self.abandoned = False
         self.stats = collections.Counter()
@@ -169,6 +220,7 @@ class Dispatcher:
             abandoned=lambda: self.abandoned,
             count=self.count,
             transient_error=self.transient_error,
+            attempt_ended=self._attempt_ended,
         )
         self._loop_thread = None
         #: time.monotonic() when the loop last started a round, or None.
@@ -198,9 +250,11 @@ class Dispatcher:
     agent_size = property(lambda self: self.config.agent_size)
     agent_size_source = property(lambda self: self.config.agent_size_source)
     agent_filter = property(lambda self: self.config.agent_filter)
-    poll_interval = property(lambda self: self.config.poll_interval)
-    ping_interval = property(lambda self: self.config.ping_interval)
-    death_interval = property(lambda self: self.config.death_interval)
+    # The intervals in force: the process's own, else the cluster's
+    # settings (see _follow_intervals), else the defaults.
+    poll_interval = property(lambda self: self.intervals["poll_interval"][0])
+    ping_interval = property(lambda self: self.intervals["ping_interval"][0])
+    death_interval = property(lambda self: self.intervals["death_interval"][0])
     clock = property(lambda self: self.config.clock)
     database = property(lambda self: self.config.database)
 
@@ -213,6 +267,13 @@ class Dispatcher:
     def count(self, what, n=1):
         with self._stats_lock:
             self.stats[what] += n
+        if _observers:
+            _tell("counted", what, n)
+
+    @staticmethod
+    def _attempt_ended(outcome, pickup, duration):
+        if _observers:
+            _tell("attempt_ended", outcome, pickup, duration)
 
     def transient_error(self, exc):
         """Count a transaction aborted by a conflict or a lost server. After
@@ -308,8 +369,40 @@ class Dispatcher:
             )
         self.agent_sizes[queue.name] = (size, source)
 
+    def _follow_intervals(self, queues):
+        """Take up the cluster-wide interval settings (for the intervals
+        this process does not set itself); when they changed, say so and
+        write them into this dispatcher's records, which peers judge its
+        death by. Returns whether they changed."""
+        intervals, problem = intervals_in_force(self.config, queues)
+        if problem is not None:
+            careful_log.log(logging.WARNING, ("intervals", problem), "%s", problem)
+        if intervals == self.intervals:
+            return False
+        self.intervals = intervals
+        log.info(
+            "dispatcher %s: intervals now %s",
+            self.uuid,
+            ", ".join(f"{f} {v:g}s ({src})" for f, (v, src) in intervals.items()),
+        )
+        for name in self.queue_names:
+            queue = queues.get(name)
+            record = None if queue is None else queue.dispatchers.get(self.uuid)
+            if record is not None:
+                self._record_intervals(record)
+        return True
+
+    def _record_intervals(self, record):
+        if record.ping_interval != self.ping_interval:
+            record.ping_interval = self.ping_interval
+        if record.death_interval != self.death_interval:
+            record.death_interval = self.death_interval
+        if record.intervals != self.intervals:
+            record.intervals = dict(self.intervals)
+
     def _register(self, now):
         queues = get_queues(self._conn, self.database)
+        self._follow_intervals(queues)
         for name in self.queue_names:
             queue = queues.create(name)
             record = queue.dispatchers.get(self.uuid)
@@ -334,8 +427,7 @@ class Dispatcher:
                 record = queue.dispatchers[self.uuid] = DispatcherRecord(
                     self.uuid, now, self.ping_interval, self.death_interval
                 )
-            record.ping_interval = self.ping_interval
-            record.death_interval = self.death_interval
+            self._record_intervals(record)
             # An explicit size of this process wins; else the size set in
             # the database (for this UUID, or for the queue) applies, so a
             # restart keeps an operator's change.
@@ -575,6 +667,7 @@ class Dispatcher:
         try:
             self._reconcile(round.finished, now)
             queues = get_queues(self._conn, self.database)
+            self._follow_intervals(queues)
             round.audit = self._audit_due
             # A loop that stalled heartbeats at once, and judges no peer
             # before a round of its own on fresh evidence.
@@ -962,6 +1055,7 @@ class Dispatcher:
                 record = queue.dispatchers[self.uuid] = DispatcherRecord(
                     self.uuid, now, self.ping_interval, self.death_interval
                 )
+                self._record_intervals(record)
                 self._set_up_agent(queue, record)
             if record.dead:  # only then: setting it would rewrite the record
                 record.dead = False

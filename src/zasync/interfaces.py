@@ -664,6 +664,37 @@ class IAgent(Interface):
     jobs = Attribute("Mapping of job id to the jobs this agent has claimed.")
 
 
+class IIntervalSettings(Interface):
+    """The poll, ping and death intervals set in the database for every
+    dispatcher of the cluster (kept in ``queues.interval_settings``).
+
+    A dispatcher follows each interval its process does not set itself
+    (``--ping-interval``, ``<product-config zasync> ping-interval``, an
+    argument of ``zasync.start``): when it registers and at each round
+    after a change, it takes the value set here, else the built-in
+    default, and records the intervals in force, with where each comes
+    from, in its dispatcher records (peers judge its death by them).
+    """
+
+    def get(field):
+        """The seconds set for ``field`` ('poll_interval', 'ping_interval'
+        or 'death_interval'), or None (not set)."""
+
+    def set(field, seconds):
+        """Set ``field`` to ``seconds`` (> 0), or unset it with None.
+        ValueError for an unknown field, a bad value, or a death interval
+        that would not be longer than the ping interval (with the built-in
+        default for one not set)."""
+
+    def update(changes):
+        """``set`` each of ``changes`` (``{field: seconds or None}``),
+        checking the intervals they make together; nothing changes if one
+        cannot be used."""
+
+    def values():
+        """``{field: seconds}`` of the intervals set."""
+
+
 class IAgentSettings(Interface):
     """The agent sizes set in the database for the dispatchers of one
     queue, cluster-wide (kept in ``queue.agent_settings``).
@@ -823,9 +854,11 @@ class IDispatcher(Interface):
         "were postponed), 'rounds' (loop transactions committed), "
         "'judgements' (heartbeat rounds that judged peers), 'stalls' (rounds "
         "after a stall of the loop, which judged no one), 'peers declared "
-        "dead'. "
+        "dead', and the postponements of jobs (put back for later, their "
+        "attempt not counted) by cause: 'postponed_conflict', "
+        "'postponed_disconnect', 'postponed_storage_error'. "
         "A counter that never counted is missing (0). zasync worker logs "
-        "them when it stops."
+        "them when it stops. Observers (IDispatcherObserver) see each count."
     )
 
     def wake():
@@ -836,3 +869,28 @@ class IDispatcher(Interface):
         """Stop claiming, let running jobs finish for up to ``timeout``
         seconds, put back the rest, and deregister. Returns True if all
         running jobs finished in time."""
+
+
+class IDispatcherObserver(Interface):
+    """Told what the dispatchers of this process do, for metrics: add one
+    with :func:`zasync.dispatcher.add_observer`.
+
+    Its methods are called in the dispatchers' threads (the loop, the worker
+    threads), after the fact and outside any transaction; they must be quick
+    and must not block, since a job's thread waits for them. What they raise
+    is logged (once per kind) and otherwise ignored.
+    """
+
+    def counted(what, n):
+        """A dispatcher added ``n`` to its counter ``what`` (see
+        IDispatcher.stats)."""
+
+    def attempt_ended(outcome, pickup, duration):
+        """An attempt of a job claimed from a queue (not a callback) ended,
+        and its outcome was committed. ``outcome`` is 'succeeded',
+        'failed' (for good) or 'retried' (to be tried again later);
+        ``pickup`` the seconds from when the attempt could have started
+        (the job's queue time, or its begin_after if later) to when it did,
+        ``duration`` the seconds from its start to its end (by the clock of
+        the dispatcher, which may differ from that of the process that
+        queued it: then pickup is off by the difference)."""

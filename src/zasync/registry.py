@@ -29,8 +29,19 @@ from ZODB.utils import z64
 from zope.interface import implementer
 
 from zasync import clock
-from zasync.config import DEFAULT_AGENT_SIZE, MAIN_AGENT, check_agent_size
-from zasync.interfaces import IAgent, IAgentSettings, IDispatcherRecord
+from zasync.config import (
+    DEFAULT_AGENT_SIZE,
+    DEFAULTS,
+    INTERVALS,
+    MAIN_AGENT,
+    check_agent_size,
+)
+from zasync.interfaces import (
+    IAgent,
+    IAgentSettings,
+    IDispatcherRecord,
+    IIntervalSettings,
+)
 from zasync.storable import check_callable
 
 #: Where an agent's size comes from, when not from its process (whose
@@ -38,6 +49,8 @@ from zasync.storable import check_callable
 FROM_DISPATCHER_SETTING = "dispatcher setting"
 FROM_QUEUE_DEFAULT = "cluster default"
 FROM_BUILT_IN = "built-in default"
+#: Where an interval comes from when the cluster-wide setting gives it.
+FROM_CLUSTER_SETTING = "cluster setting"
 
 
 def threads_text(size):
@@ -105,6 +118,9 @@ class DispatcherRecord(persistent.Persistent):
     #: explicitly ("zope.conf", "command line", "agent_size argument"), or
     #: None: the sizes follow the queue's AgentSettings.
     agent_size_source = None
+    #: The dispatcher's intervals in force, ``{field: (seconds, source)}``
+    #: (see intervals_in_force); None for records of older versions.
+    intervals = None
 
     def __init__(self, uuid, now, ping_interval=30, death_interval=300):
         self.uuid = str(uuid)
@@ -211,3 +227,112 @@ def agent_settings(queue):
     if settings is None:
         settings = queue.agent_settings = AgentSettings()
     return settings
+
+
+@implementer(IIntervalSettings)
+class IntervalSettings(persistent.Persistent):
+    """See IIntervalSettings. Written only by operators (rarely), read by
+    every dispatcher of the database each round."""
+
+    def __init__(self):
+        self._values = {}
+
+    def get(self, field):
+        return self._values.get(_interval_field(field))
+
+    def set(self, field, seconds):
+        self.update({field: seconds})
+
+    def update(self, changes):
+        values = dict(self._values)
+        for field, seconds in changes.items():
+            field = _interval_field(field)
+            if seconds is None:
+                values.pop(field, None)
+            else:
+                values[field] = check_interval(seconds, field)
+        fits = check_interval_values(
+            {f: values.get(f, getattr(DEFAULTS, f)) for f in INTERVALS}
+        )
+        if fits is not None:
+            raise ValueError(fits)
+        self._values = values
+
+    def values(self):
+        return dict(self._values)
+
+    def __repr__(self):
+        return f"<IntervalSettings {self._values}>"
+
+
+def _interval_field(field):
+    if field not in INTERVALS:
+        raise ValueError(f"no interval {field!r}; the intervals are {INTERVALS}")
+    return field
+
+
+def check_interval(value, what="interval"):
+    """``value`` as a float if it is a number of seconds > 0, else
+    ValueError naming it ``what``."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not value > 0
+        or value == float("inf")
+    ):
+        raise ValueError(f"{what} must be a number of seconds > 0, not {value!r}")
+    return float(value)
+
+
+def check_interval_values(values):
+    """None if ``values`` ({field: seconds}) can be used together, else
+    the sentence saying why not."""
+    if values["death_interval"] <= values["ping_interval"]:
+        return (
+            f"death_interval ({values['death_interval']:g}) must be longer than "
+            f"ping_interval ({values['ping_interval']:g}), or live dispatchers "
+            f"would be declared dead"
+        )
+    return None
+
+
+def interval_settings(queues):
+    """The database's IntervalSettings, created (in the current
+    transaction) if it has none yet."""
+    settings = getattr(queues, "interval_settings", None)
+    if settings is None:
+        settings = queues.interval_settings = IntervalSettings()
+    return settings
+
+
+def intervals_in_force(config, queues=None):
+    """``({field: (seconds, source)}, problem)``: the intervals of a
+    dispatcher with DispatcherConfig ``config`` in a database whose Queues
+    are ``queues``. Those its process sets win; the others are the
+    cluster-wide settings, else the config's defaults. If the cluster's
+    settings do not fit with the process's own (a death interval not
+    longer than the ping interval), none of them is used and ``problem``
+    says why; else it is None."""
+    settings = None if queues is None else getattr(queues, "interval_settings", None)
+    cluster = {} if settings is None else settings.values()
+
+    def resolve(use_cluster):
+        found = {}
+        for field in INTERVALS:
+            own = config.interval_source(field)
+            if own is not None:
+                found[field] = (getattr(config, field), own)
+            elif use_cluster and field in cluster:
+                found[field] = (cluster[field], FROM_CLUSTER_SETTING)
+            else:
+                found[field] = (getattr(config, field), FROM_BUILT_IN)
+        return found
+
+    found = resolve(use_cluster=True)
+    problem = check_interval_values({f: v for f, (v, _) in found.items()})
+    if problem is None:
+        return found, None
+    return resolve(use_cluster=False), (
+        f"the cluster-wide interval settings do not fit this process's own: "
+        f"{problem}; change them with 'zasync intervals set'"
+    )

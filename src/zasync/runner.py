@@ -113,6 +113,27 @@ class RunnerContext:
     transient_error: typing.Callable[[BaseException], None]
     #: The storage errors its runners met (logged once per kind).
     storage: StorageTrouble = dataclasses.field(default_factory=StorageTrouble)
+    #: ``attempt_ended(outcome, pickup, duration)``: an attempt of a claimed
+    #: job ended and its outcome committed (see IDispatcherObserver).
+    attempt_ended: typing.Callable[[str, float, float], None] = lambda *a: None
+
+
+def attempt_times(job, ended=None):
+    """(pickup, duration) of the latest attempt of ``job``, in seconds, for
+    IDispatcherObserver.attempt_ended: from its queue time (or begin_after
+    if later) to its start, and from its start to ``ended`` (its end by
+    default); (0, 0) for what is unknown. Never negative: the queue time
+    may come from another machine's clock."""
+    started = job.started
+    if started is None:
+        return 0.0, 0.0
+    ready = job.queued
+    if job.begin_after is not None and (ready is None or job.begin_after > ready):
+        ready = job.begin_after
+    ended = job.ended if ended is None else ended
+    pickup = 0.0 if ready is None else (started - ready).total_seconds()
+    duration = 0.0 if ended is None else (ended - started).total_seconds()
+    return max(pickup, 0.0), max(duration, 0.0)
 
 
 @dataclasses.dataclass
@@ -630,6 +651,8 @@ class JobRunner:
                 ):
                     # Our commit went through; only its answer was lost.
                     self.context.count("completed")
+                    if not job.failed:
+                        self.context.attempt_ended("succeeded", *attempt_times(job))
                 abort(self.tm)  # else taken back, by stop() or a peer's recovery
                 return None
             if job.status == CALLBACKS:
@@ -703,6 +726,8 @@ class JobRunner:
             if not commit.committed:
                 return None
             self.context.count("completed")
+            if claimed:
+                self.context.attempt_ended("succeeded", *attempt_times(job))
             log.log(
                 level,
                 "job %s (%s) succeeded in %.3fs",
@@ -878,6 +903,7 @@ class JobRunner:
             self._report_decision(member.outcome)
             return
         self.context.count("completed")
+        self.context.attempt_ended("succeeded", *attempt_times(job))
         log.log(
             logging.DEBUG if job.internal else logging.INFO,
             "job %s (%s) succeeded in %.3fs (committed with others)",
@@ -896,7 +922,8 @@ class JobRunner:
             transact.pause(6, **CONFLICT_BACKOFF)
             return False
         # Conflicts are routine under load: DEBUG, not noise.
-        self._postpone(oid, f"{conflicts} transient errors: {exc}")
+        cause = "disconnect" if isinstance(exc, ClientDisconnected) else "conflict"
+        self._postpone(oid, f"{conflicts} transient errors: {exc}", cause)
         return True
 
     def _storage_postpone(self, oid, exc, kind, claimed, count, when):
@@ -911,12 +938,13 @@ class JobRunner:
                 return True
             time.sleep(transact.backoff(count - 1, **DISCONNECTED_BACKOFF))
             return False
-        self._postpone(oid, f"a storage error: {exc}")
+        self._postpone(oid, f"a storage error: {exc}", "storage_error")
         return True
 
-    def _postpone(self, oid, why):
+    def _postpone(self, oid, why, cause):
         """Put the job back in the queue for a while, its attempt not
-        counted (Job.postpone); the log line says ``why`` (DEBUG)."""
+        counted (Job.postpone); the log line says ``why`` (DEBUG), the
+        counter ``postponed_<cause>`` counts it (see IDispatcher.stats)."""
 
         def postpone(job):
             if not self._mine(job):
@@ -927,7 +955,8 @@ class JobRunner:
             log.debug("job %s postponed %.2fs after %s", job.id, delay, why)
             job.postpone(self.clock() + datetime.timedelta(seconds=delay))
 
-        self._small_transaction(oid, postpone)
+        if self._small_transaction(oid, postpone):
+            self.context.count(f"postponed_{cause}")
 
     def _decide(self, oid, failure, kind, final, elapsed=0.0):
         """Ask the job's retry policy about an error; record its answer.
@@ -942,7 +971,10 @@ class JobRunner:
         return outcome.get("status") if stored else None
 
     def _report_decision(self, outcome):
-        self.context.count("failed" if "status" in outcome else "retried")
+        ended = "failed" if "status" in outcome else "retried"
+        self.context.count(ended)
+        if "times" in outcome:
+            self.context.attempt_ended(ended, *outcome["times"])
         log.log(*outcome["log"])
 
     def _decision(self, failure, kind, final, elapsed, outcome):
@@ -958,8 +990,11 @@ class JobRunner:
                 # in the transaction that was undone.
                 job.begin_attempt(self.clock() - datetime.timedelta(seconds=elapsed))
             delay = getattr(job.retry_policy, kind)(job, failure)
+            now = self.clock()
+            if final and job.role != "callback":
+                outcome["times"] = attempt_times(job, now)
             if delay is None or job.role == "callback":
-                self._set_result(job, failure, self.clock())
+                self._set_result(job, failure, now)
                 outcome["status"] = job.status
                 outcome["log"] = (
                     logging.WARNING,
@@ -973,7 +1008,7 @@ class JobRunner:
                     failure,
                 )
             else:
-                job.retry_later(self.clock() + delay)
+                job.retry_later(now + delay)
                 outcome["log"] = (
                     logging.INFO,
                     "job %s (%s) %s after %.3fs and will be retried in %ss "

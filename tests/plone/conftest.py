@@ -2,8 +2,14 @@
 ``functional`` (each test gets its own database and a running dispatcher),
 plus pytest-plone's ``portal``, ``functional_portal`` and friends."""
 
-import pytest
-import transaction
+import os
+
+# Compile the .po catalogs (locales/) when the ZCML registers them, as a
+# Plone instance configured with zope_i18n_compile_mo_files does.
+os.environ.setdefault("zope_i18n_compile_mo_files", "true")
+
+import pytest  # noqa: E402
+import transaction  # noqa: E402
 from plone.app.testing import SITE_OWNER_NAME, TEST_USER_ID, login, setRoles
 from pytest_plone import fixtures_factory
 

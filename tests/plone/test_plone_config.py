@@ -49,8 +49,31 @@ def test_every_key():
         death_interval=60.0,
         group_commit=4,
         threads_from="zope.conf",
+        interval_sources=(
+            ("poll_interval", "zope.conf"),
+            ("ping_interval", "zope.conf"),
+            ("death_interval", "zope.conf"),
+        ),
     )
     assert read.dispatcher_config().group_commit == 4
+
+
+def test_intervals_left_out_follow_the_cluster():
+    """Only the intervals zope.conf (or a command line) gives are the
+    process's own; the others follow the cluster-wide settings."""
+    read = config.process_config({"ping-interval": "10"})
+    made = read.dispatcher_config()
+    assert made.interval_sources == (("ping_interval", "zope.conf"),)
+    assert made.interval_source("poll_interval") is None
+    config.set_overrides(poll_interval=2.0)
+    try:
+        read = config.process_config({"ping-interval": "10"})
+    finally:
+        config.set_overrides()
+    assert dict(read.interval_sources) == {
+        "poll_interval": "command line",
+        "ping_interval": "zope.conf",
+    }
 
 
 def test_threads_left_out_follow_the_cluster():

@@ -254,3 +254,39 @@ def test_a_dispatcher_that_stopped_meanwhile_loses_nothing(
     assert queue.quotas[DEFAULT_QUOTA].size == 3
     assert queue.agent_settings is None or not queue.agent_settings.dispatcher_sizes()
     assert admin.settings_report(getUtility(IAsyncService).getQueues())
+
+
+def test_intervals_are_cluster_wide_and_running_dispatchers_follow(
+    functional_app, functional_portal, dispatchers
+):
+    follower = dispatchers()  # sets its own poll interval, follows the rest
+    transaction.commit()
+    browser = browser_for(functional_app)
+    browser.open(f"{functional_portal.absolute_url()}/{PAGE}")
+    assert control(browser, "interval_ping_interval").value == ""
+    assert "Empty: the built-in 30 s" in text(browser)
+    control(browser, "interval_ping_interval").value = "400"
+    control(browser, "interval_death_interval").value = "1200"
+    browser.getControl("Save").click()
+    assert "ping interval: 400 s (every site)" in text(browser)
+    wait_for(
+        lambda: follower.intervals["death_interval"] == (1200.0, "cluster setting"),
+        10,
+        lambda: None,
+        lambda: f"the dispatcher to follow: {follower.intervals}",
+    )
+    # Its own poll interval wins, and the page says where it comes from.
+    browser.open(f"{functional_portal.absolute_url()}/{PAGE}")
+    assert f"poll {follower.poll_interval:g} s (argument)" in text(browser)
+    assert "ping 400 s (cluster setting)" in text(browser)
+
+    # A death interval not longer than the ping interval: nothing is saved.
+    control(browser, "interval_death_interval").value = "300"
+    quota_control(browser).value = "5"
+    browser.getControl("Save").click()
+    page = text(browser)
+    assert "Nothing was saved: death_interval (300) must be longer" in page
+    transaction.begin()
+    report = admin.interval_report(getUtility(IAsyncService).getQueues())
+    assert report["death_interval"]["setting"] == 1200.0
+    assert fresh_queue().quotas[DEFAULT_QUOTA].size == 1

@@ -189,11 +189,16 @@ def configlet_ids():
     return [action.getId() for action in tool.listActions()]
 
 
-def test_uninstall_removes_the_control_panel(portal):
+def test_uninstall_removes_the_control_panel_and_my_jobs(portal):
     login(portal.aq_parent, SITE_OWNER_NAME)
     assert "zasync" in configlet_ids()
+    user_actions = api.portal.get_tool("portal_actions").user
+    assert "zasync-my-jobs" in user_actions
+    assert "zasync-jobs" in configlet_ids()
     get_installer(portal).uninstall_product("zasync.plone")
     assert "zasync" not in configlet_ids()
+    assert "zasync-jobs" not in configlet_ids()
+    assert "zasync-my-jobs" not in user_actions
 
 
 def test_uninstall_of_a_site_never_upgraded_removes_the_old_records(portal):
@@ -202,3 +207,41 @@ def test_uninstall_of_a_site_never_upgraded_removes_the_old_records(portal):
     get_installer(portal).uninstall_product("zasync.plone")
     keys = getUtility(IRegistry).records.keys()  # noqa: SIM118 - no dict
     assert [key for key in keys if key.startswith("zasync")] == []
+
+
+def test_upgrade_to_1002_gives_the_permissions_and_adds_the_new_pages(portal):
+    """A site at profile 1001: the permissions have Zope's default roles
+    only, Site Setup has no dashboard and the user menu no My jobs; the
+    upgrade adds them."""
+    from zasync.plone.permissions import MANAGE_JOBS, VIEW_METRICS
+
+    login(portal.aq_parent, SITE_OWNER_NAME)
+    for permission in (MANAGE_JOBS, VIEW_METRICS):
+        portal.manage_permission(permission, ["Manager"], acquire=True)
+    api.portal.get_tool("portal_actions").user.manage_delObjects(["zasync-my-jobs"])
+    api.portal.get_tool("portal_controlpanel").unregisterConfiglet("zasync-jobs")
+    setup = api.portal.get_tool("portal_setup")
+    setup.setLastVersionForProfile("zasync.plone:default", "1001")
+    setup.upgradeProfile("zasync.plone:default")
+    assert setup.getLastVersionForProfile("zasync.plone:default") == ("1002",)
+    for permission in (MANAGE_JOBS, VIEW_METRICS):
+        roles = {
+            r["name"] for r in portal.rolesOfPermission(permission) if r["selected"]
+        }
+        assert roles == {"Manager", "Site Administrator"}
+    assert "zasync-my-jobs" in api.portal.get_tool("portal_actions").user
+    assert "zasync-jobs" in configlet_ids()
+
+
+def test_a_member_has_neither_permission(portal):
+    from plone.app.testing import TEST_USER_ID, TEST_USER_NAME, setRoles
+
+    from zasync.plone.permissions import MANAGE_JOBS, VIEW_METRICS
+
+    setRoles(portal, TEST_USER_ID, ["Member"])
+    for permission in (MANAGE_JOBS, VIEW_METRICS):
+        assert not api.user.has_permission(
+            permission, username=TEST_USER_NAME, obj=portal
+        )
+    setRoles(portal, TEST_USER_ID, ["Site Administrator"])
+    assert api.user.has_permission(MANAGE_JOBS, username=TEST_USER_NAME, obj=portal)

@@ -22,7 +22,8 @@ Cluster-wide settings live with the queues, so every process and every
 site of the database sees the same: the size of each quota (the quota
 itself), and the agent sizes of dispatchers (see zasync.registry):
 :func:`settings_report` shows them with where each comes from;
-:func:`set_quota_size` and :func:`set_agent_size` change them in the
+:func:`set_quota_size`, :func:`set_agent_size` and :func:`set_interval`
+(the poll, ping and death intervals of dispatchers) change them in the
 current transaction.
 """
 
@@ -60,7 +61,10 @@ from zasync.admin.reports import (
     status_report,
 )
 from zasync.admin.settings import (
+    interval_report,
     set_agent_size,
+    set_interval,
+    set_intervals,
     set_quota_size,
     settings_report,
 )
@@ -116,6 +120,7 @@ __all__ = [
     "format_duration",
     "get_job",
     "in_transaction",
+    "interval_report",
     "job_summary",
     "parse_duration",
     "parse_job_id",
@@ -128,6 +133,8 @@ __all__ = [
     "retry_job",
     "select_queues",
     "set_agent_size",
+    "set_interval",
+    "set_intervals",
     "set_aside_report",
     "set_quota_size",
     "settings_report",

@@ -1,12 +1,12 @@
-"""Cluster-wide settings stored with the queues: quota sizes and agent
-sizes, with where each comes from."""
+"""Cluster-wide settings stored with the queues: quota sizes, agent sizes
+and the dispatchers' intervals, with where each comes from."""
 
 import logging
 
 from zasync import clock
 from zasync.admin.reports import select_queues
 from zasync.admin.text import queue_label
-from zasync.config import DEFAULT_QUEUE, MAIN_AGENT
+from zasync.config import DEFAULT_QUEUE, DEFAULTS, INTERVALS, MAIN_AGENT
 from zasync.exceptions import AdminError
 from zasync.registry import (
     DEFAULT_AGENT_SIZE,
@@ -14,6 +14,7 @@ from zasync.registry import (
     FROM_QUEUE_DEFAULT,
     agent_settings,
     configured_agent_size,
+    interval_settings,
 )
 
 log = logging.getLogger("zasync.admin")
@@ -37,8 +38,72 @@ def settings_report(queues, queue=None, now=None):
     now = now or clock.utcnow()
     return {
         "time": now,
+        "intervals": interval_report(queues),
         "queues": [_queue_settings(q, now) for q in select_queues(queues, queue)],
     }
+
+
+def interval_report(queues):
+    """The cluster-wide interval settings: for each of poll_interval,
+    ping_interval and death_interval, ``{"setting": seconds or None,
+    "default": the built-in seconds}``."""
+    settings = getattr(queues, "interval_settings", None)
+    values = {} if settings is None else settings.values()
+    return {
+        field: {
+            "setting": values.get(field),
+            "default": float(getattr(DEFAULTS, field)),
+        }
+        for field in INTERVALS
+    }
+
+
+def _interval_name(field):
+    if field in ("poll", "ping", "death"):
+        field = f"{field}_interval"
+    if field not in INTERVALS:
+        raise AdminError(f"no interval {field!r}; use one of {', '.join(INTERVALS)}")
+    return field
+
+
+def _seconds(field, seconds):
+    if isinstance(seconds, str):
+        try:
+            return float(seconds)
+        except ValueError:
+            raise AdminError(
+                f"{field} must be a number of seconds > 0, not {seconds!r}"
+            ) from None
+    return seconds
+
+
+def set_intervals(queues, changes):
+    """Set cluster-wide intervals: ``changes`` maps 'poll_interval',
+    'ping_interval' and 'death_interval' ('poll', 'ping' and 'death' do
+    too) to seconds, or to None to unset one (the built-in default). The
+    intervals they make together are checked (a death interval longer than
+    the ping interval); nothing changes if they cannot be used. Dispatchers
+    whose process sets an interval keep their own; the others take the
+    change up at their next round. Works in the current transaction;
+    returns ``{"intervals": {field: seconds or None}, "was": {...}}``."""
+    wanted = {
+        name: _seconds(name, seconds)
+        for name, seconds in ((_interval_name(f), s) for f, s in changes.items())
+    }
+    settings = interval_settings(queues)
+    was = {field: settings.get(field) for field in wanted}
+    try:
+        settings.update(wanted)
+    except ValueError as exc:
+        raise AdminError(f"{exc}; nothing was changed") from None
+    now = {field: settings.get(field) for field in wanted}
+    log.info("intervals set to %s (were %s)", now, was)
+    return {"intervals": now, "was": was}
+
+
+def set_interval(queues, field, seconds):
+    """:func:`set_intervals` for one interval."""
+    return set_intervals(queues, {field: seconds})
 
 
 def _queue_settings(queue, now):
@@ -60,6 +125,7 @@ def _queue_settings(queue, now):
                 "source": explicit or configured_source,
                 "follows_settings": explicit is None,
                 "setting": own.get(uuid),
+                "intervals": _record_intervals(record),
             }
         )
     return {
@@ -79,6 +145,22 @@ def _queue_settings(queue, now):
             for uuid, size in sorted(own.items())
             if uuid not in queue.dispatchers
         ],
+    }
+
+
+def _record_intervals(record):
+    """{field: {"seconds", "source"}} of a dispatcher's intervals in force
+    (a record of an older version knows its ping and death intervals only,
+    not where they come from)."""
+    known = record.intervals
+    if known is None:
+        known = {
+            "ping_interval": (record.ping_interval, None),
+            "death_interval": (record.death_interval, None),
+        }
+    return {
+        field: {"seconds": seconds, "source": source}
+        for field, (seconds, source) in known.items()
     }
 
 

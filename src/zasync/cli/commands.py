@@ -1,6 +1,6 @@
 """The operators' commands of ``zasync``: status, jobs, job, retry, cancel,
-set-aside, discard, prune; settings, quota, agents (cluster-wide
-settings); mode (where the queues live).
+set-aside, discard, prune; settings, quota, agents, intervals
+(cluster-wide settings); mode (where the queues live).
 
 Each opens the database named by the usual options (``--zodb-conf`` or
 ``--zope-conf``; no dispatcher is started), does its work with
@@ -562,8 +562,52 @@ def _settings(args):
         f"zasync settings at {report['time']:{TIME_FORMAT}} UTC: cluster-wide, "
         f"for every process and site of this database"
     )
+    _print_intervals(report["intervals"])
     for queue in report["queues"]:
         _print_queue_settings(queue)
+    return 0
+
+
+def _print_intervals(intervals):
+    shown = []
+    for field, entry in intervals.items():
+        name = field.split("_")[0]
+        if entry["setting"] is None:
+            shown.append(f"{name} {entry['default']:g}s (built-in default)")
+        else:
+            shown.append(f"{name} {entry['setting']:g}s (cluster setting)")
+    print(
+        f"intervals: {', '.join(shown)}; 'zasync intervals set' changes them "
+        f"for dispatchers whose process sets none"
+    )
+
+
+def _intervals_set(args, unset=False):
+    changes = {
+        field: (None if unset else value)
+        for field, value in (
+            ("poll_interval", args.poll),
+            ("ping_interval", args.ping),
+            ("death_interval", args.death),
+        )
+        if (value if unset else value is not None)
+    }
+    if not changes:
+        raise connect.CommandError("give at least one of --poll, --ping and --death")
+    done = _writing(args, lambda q: admin.set_intervals(q, changes))
+    if args.json:
+        _print_json(done)
+        return 0
+    for field, seconds in done["intervals"].items():
+        was = done["was"][field]
+        print(
+            f"{field}: {'unset' if seconds is None else f'{seconds:g}s'} (was "
+            f"{'unset' if was is None else f'{was:g}s'})"
+        )
+    print(
+        "dispatchers whose process sets none of its own follow at their next "
+        "round; 'zasync settings' shows each one's intervals"
+    )
     return 0
 
 
@@ -596,6 +640,20 @@ def _print_queue_settings(queue):
         )
     if rows:
         _table(["DISPATCHER", "HOST:PID", "STATE", "THREADS", "FROM"], rows, "  ")
+        for d in queue["dispatchers"]:
+            own = {
+                field.split("_")[0]: entry
+                for field, entry in (d.get("intervals") or {}).items()
+                if entry["source"] not in (None, "cluster setting", "built-in default")
+            }
+            if own:
+                print(
+                    f"  dispatcher {d['uuid']} sets its own "
+                    + ", ".join(
+                        f"{name} {e['seconds']:g}s ({e['source']})"
+                        for name, e in own.items()
+                    )
+                )
     else:
         print("  dispatchers: none")
     for entry in queue["unregistered_settings"]:
@@ -751,6 +809,46 @@ def _register_settings(commands):
     agents_set.set_defaults(run=lambda args: _agents_set(args, args.size))
     agents_unset.set_defaults(run=lambda args: _agents_set(args, None))
     agents.set_defaults(run=_usage(agents))
+
+    intervals = commands.add_parser(
+        "intervals",
+        help="change the poll, ping and death intervals, cluster-wide",
+        description="The intervals of every dispatcher whose process does "
+        "not set them itself (zope.conf poll-interval, ping-interval, "
+        "death-interval; zasync worker --poll-interval, ...): running "
+        "dispatchers follow at their next round, and the settings stay "
+        "when they restart.",
+    )
+    interval_commands = intervals.add_subparsers(dest="action", metavar="ACTION")
+    intervals_set = interval_commands.add_parser(
+        "set",
+        help="set intervals (seconds)",
+        description="Set the cluster-wide intervals given; the death "
+        "interval must stay longer than the ping interval.",
+    )
+    intervals_unset = interval_commands.add_parser(
+        "unset",
+        help="go back to the built-in defaults",
+        description="Remove the cluster-wide intervals named: dispatchers "
+        "go back to the built-in defaults for them.",
+    )
+    for parser in (intervals_set, intervals_unset):
+        connect.add_database_options(parser)
+        for name, what in (
+            ("poll", "seconds an idle dispatcher waits before it polls"),
+            ("ping", "seconds between heartbeats"),
+            ("death", "heartbeat age (seconds) at which peers recover its jobs"),
+        ):
+            if parser is intervals_set:
+                parser.add_argument(
+                    f"--{name}", type=float, metavar="SECONDS", help=what
+                )
+            else:
+                parser.add_argument(f"--{name}", action="store_true", help=what)
+        _json_option(parser)
+    intervals_set.set_defaults(run=_intervals_set)
+    intervals_unset.set_defaults(run=lambda args: _intervals_set(args, unset=True))
+    intervals.set_defaults(run=_usage(intervals))
 
 
 def _usage(parser):

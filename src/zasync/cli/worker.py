@@ -30,6 +30,8 @@ log = logging.getLogger("zasync.worker")
 
 # The line logged once the worker is up (zasync.config.WORKER_READY).
 READY = WORKER_READY
+# Where --metrics-port listens unless --metrics-address says otherwise.
+METRICS_ADDRESS = "127.0.0.1"
 # The counters logged when a worker stops (see Dispatcher.stats).
 STATS = ("completed", "failed", "retried", "conflicts", "disconnects", "rounds")
 
@@ -89,6 +91,21 @@ def add_arguments(parser):
         f"(default: {DEFAULTS.group_commit})",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics (the queues, this worker's jobs) at "
+        "http://ADDRESS:PORT/metrics (see docs/metrics.md); off by default",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default=METRICS_ADDRESS,
+        metavar="ADDRESS",
+        help="the address --metrics-port listens on (default: "
+        f"{METRICS_ADDRESS}, this machine only: the metrics are not "
+        "protected, so listen elsewhere only on a trusted network)",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -117,6 +134,16 @@ def _positive_float(text):
 
 
 _positive_float.__name__ = "positive number"
+
+
+def _port(text):
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+_port.__name__ = "port number (1-65535)"
 
 
 def _queue_names(args):
@@ -165,18 +192,17 @@ def run(args):
         )
     stop = _Stop()
     stop.install()  # before opening: a signal during start-up stops cleanly
-    if args.zope_conf:
-        dispatcher, opened, uuid_file = _start_in_zope(args, options, uuid_file)
-    else:
-        opened = connect.open_from_args(args)
-        config = DispatcherConfig(
-            uuid=uuid,
-            database=opened.database,
-            agent_size_source="command line",
-            names=COMMAND_LINE,
-            **options,
-        )
-        dispatcher = zasync.start(opened.db, config=config)
+    # Before opening: a port in use is refused at once, and the counters
+    # count from the dispatcher's start.
+    metrics = _MetricsServer.start(args)
+    try:
+        dispatcher, opened, uuid_file = _start(args, options, uuid, uuid_file)
+    except BaseException:
+        if metrics is not None:
+            metrics.close()
+        raise
+    if metrics is not None:
+        metrics.serve(opened.db, opened.database)
     log.info(
         "%s: dispatcher %s (UUID file %s), queues %s, %s, database %s",
         READY,
@@ -199,6 +225,8 @@ def run(args):
             finished = zope.stop_dispatcher(args.grace)
         else:
             finished = dispatcher.stop(args.grace)
+        if metrics is not None:
+            metrics.close()
         connect.close(opened)
         counts = {name: dispatcher.stats.get(name, 0) for name in STATS}
         log.info(
@@ -210,6 +238,77 @@ def run(args):
             "" if finished else "; unfinished jobs were put back in the queue",
         )
     return 0
+
+
+def _start(args, options, uuid, uuid_file):
+    """(dispatcher, opened database, UUID file) of a started worker."""
+    if args.zope_conf:
+        return _start_in_zope(args, options, uuid_file)
+    opened = connect.open_from_args(args)
+    config = DispatcherConfig(
+        uuid=uuid,
+        database=opened.database,
+        agent_size_source="command line",
+        names=COMMAND_LINE,
+        **options,
+    ).with_sources_of(options, "command line")
+    try:
+        dispatcher = zasync.start(opened.db, config=config)
+    except BaseException:
+        connect.close(opened)
+        raise
+    return dispatcher, opened, uuid_file
+
+
+class _MetricsServer:
+    """``--metrics-port``: Prometheus's HTTP endpoint of this worker, on a
+    thread of its own (prometheus_client's server). Its port is bound
+    before the database opens; the queues are read once it is open."""
+
+    def __init__(self, registry, server):
+        self.registry = registry
+        self.server = server
+
+    @classmethod
+    def start(cls, args):
+        """The server of ``--metrics-port``, listening; None without it.
+        CommandError if it cannot listen there (a port in use)."""
+        if args.metrics_port is None:
+            return None
+        from prometheus_client import start_http_server
+
+        from zasync.admin import metrics
+
+        registry = metrics.make_registry(None)
+        where = f"{args.metrics_address}:{args.metrics_port}"
+        try:
+            server, _ = start_http_server(
+                args.metrics_port, addr=args.metrics_address, registry=registry
+            )
+        except OSError as exc:
+            raise connect.CommandError(
+                f"--metrics-port {args.metrics_port}: cannot listen on {where} "
+                f"({exc.strerror or exc}); is another worker (or program) using "
+                f"it? Give each worker its own port"
+                + (
+                    ""
+                    if args.metrics_address == METRICS_ADDRESS
+                    else ", or check --metrics-address"
+                )
+            ) from None
+        log.info("zasync worker: Prometheus metrics at http://%s/metrics", where)
+        return cls(registry, server)
+
+    def serve(self, db, database):
+        """Add the queues of ``db`` (``database``: theirs in multi-database
+        mode) to what the server shows."""
+        from zasync.admin import metrics
+
+        self.registry.register(metrics.QueuesCollector(db, database))
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _threads(dispatcher):

@@ -131,7 +131,10 @@ def zope_conf(home, main, queues=None, product_config=None):
         "instancehome $INSTANCE\n",
         "clienthome $INSTANCE/var\n",
         "debug-mode off\n",
-        "<environment>\n    CHAMELEON_CACHE $INSTANCE/var/cache\n</environment>\n",
+        # zope_i18n_compile_mo_files: the translations (locales/*.po) are
+        # compiled when Zope starts, as Plone instances do.
+        "<environment>\n    CHAMELEON_CACHE $INSTANCE/var/cache\n"
+        "    zope_i18n_compile_mo_files true\n</environment>\n",
         "<dos_protection>\n</dos_protection>\n",
         database("main", main, "/"),
     ]

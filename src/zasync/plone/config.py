@@ -11,6 +11,7 @@
         ping-interval       30        # seconds between heartbeats
         death-interval      300       # heartbeat age at which peers recover its jobs
         group-commit        8         # short jobs of a thread per commit (1: alone)
+        metrics-token       s3cr3t... # lets Prometheus scrape @@zasync-metrics
     </product-config>
 
 Every key is optional. ``threads`` given here (or by ``zasync worker
@@ -21,7 +22,10 @@ dispatcher's size and where it comes from. ``default-quota-size`` is the
 size the 'default' quota gets when it is created; after that its size in
 the database is in force (``zasync quota set default N``, the control
 panel). The public URL of a site in its registry (``zasync.public_url``)
-wins over ``public-url``.
+wins over ``public-url``. ``metrics-token`` (or the environment variable
+ZASYNC_METRICS_TOKEN, which wins) lets a Prometheus server scrape
+``@@zasync-metrics`` with ``Authorization: Bearer <token>`` and no Plone
+login (see :func:`metrics_token`).
 
 The dispatcher's options and their defaults are zasync.config's
 (DispatcherConfig), which also checks them: ProcessConfig only reads them
@@ -31,10 +35,20 @@ from zope.conf.
 import dataclasses
 import os
 
-from zasync.config import DEFAULTS, ConfigurationError, DispatcherConfig, queue_name
+from zasync.config import (
+    DEFAULTS,
+    INTERVALS,
+    ConfigurationError,
+    DispatcherConfig,
+    queue_name,
+)
 
 SECTION = "zasync"
 DISPATCHER_ENVIRONMENT = "ZASYNC_DISPATCHER"
+METRICS_TOKEN_ENVIRONMENT = "ZASYNC_METRICS_TOKEN"
+#: The shortest metrics token accepted: a guessable one would open the
+#: metrics to anyone.
+METRICS_TOKEN_MIN_LENGTH = 16
 
 #: How <product-config zasync> spells the dispatcher's options.
 PRODUCT_CONFIG = {
@@ -69,6 +83,9 @@ class ProcessConfig:
     #: Where ``threads`` came from (FROM_ZOPE_CONF, FROM_COMMAND_LINE), or
     #: None when it is not set.
     threads_from: str | None = None
+    #: ((interval, where it came from), ...) of the intervals this process
+    #: sets; the others follow the cluster-wide settings.
+    interval_sources: tuple = ()
     #: Whether start-up checks that this process keeps the queues where the
     #: cluster does (see startup.check_queues_location). Only a command line
     #: turns it off (``zasync mode``, which changes the record).
@@ -86,6 +103,7 @@ class ProcessConfig:
             ping_interval=self.ping_interval,
             death_interval=self.death_interval,
             group_commit=self.group_commit,
+            interval_sources=self.interval_sources,
             names=PRODUCT_CONFIG,
             where=f"<product-config {SECTION}>",
             **more,
@@ -157,7 +175,34 @@ KNOWN = {
     "ping-interval",
     "death-interval",
     "group-commit",
+    "metrics-token",
 }
+
+
+def metrics_token(raw=None):
+    """The bearer token that lets a scraper read ``@@zasync-metrics``
+    without a Plone login, or None (then only users with the permission
+    'zasync: View metrics' may). The environment variable
+    ZASYNC_METRICS_TOKEN wins over ``<product-config zasync>
+    metrics-token`` (or ``raw``); an empty one is none. Read at each call,
+    never kept in a ProcessConfig (whose repr may be logged).
+    ConfigurationError if it is shorter than METRICS_TOKEN_MIN_LENGTH."""
+    raw = _raw_section() if raw is None else dict(raw)
+    token = os.environ.get(METRICS_TOKEN_ENVIRONMENT)
+    where = f"the environment variable {METRICS_TOKEN_ENVIRONMENT}"
+    if token is None:
+        token = raw.get("metrics-token")
+        where = f"<product-config {SECTION}> metrics-token"
+    token = (token or "").strip()
+    if not token:
+        return None
+    if len(token) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigurationError(
+            f"{where} must be at least {METRICS_TOKEN_MIN_LENGTH} characters "
+            f"long, not {len(token)}: use a long random secret, such as the "
+            "output of: python -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
+    return token
 
 
 def process_config(raw=None):
@@ -209,6 +254,14 @@ def process_config(raw=None):
     values.update(_overrides)
     if _overrides.get("threads") is not None:
         values["threads_from"] = FROM_COMMAND_LINE
+    sources = {}
+    for field in INTERVALS:
+        if _overrides.get(field) is not None:
+            sources[field] = FROM_COMMAND_LINE
+        elif PRODUCT_CONFIG[field] in raw:
+            sources[field] = FROM_ZOPE_CONF
+    values["interval_sources"] = tuple(sources.items())
     config = ProcessConfig(**values)
     config.dispatcher_config()  # checked now, not when the dispatcher starts
+    metrics_token(raw)  # checked now, not at the first scrape
     return config

@@ -21,7 +21,7 @@ def is_async():
     return local.in_job()
 
 
-def asyncfunction(func=None, *, queue="", quota_names=(), priority=0):
+def asyncfunction(func=None, *, queue="", quota_names=(), priority=0, notify=False):
     """Make a module-level function queue itself when called.
 
     Calling the decorated function queues ``func(*args, **kwargs)`` in
@@ -30,11 +30,18 @@ def asyncfunction(func=None, *, queue="", quota_names=(), priority=0):
     current user in the current site, and returns the job. Stored Zope
     objects among the arguments are passed by path, as with IAsyncService.
     Called from inside a job, it runs the function at once and returns
-    its result. Use as ``@asyncfunction`` or ``@asyncfunction(queue=...)``.
+    its result. With ``notify=True``, the user who called it in a request
+    is told on their next page when the job has finished (see
+    IAsyncService.notifyWhenDone). Use as ``@asyncfunction`` or
+    ``@asyncfunction(queue=...)``.
     """
     if func is None:
         return functools.partial(
-            asyncfunction, queue=queue, quota_names=quota_names, priority=priority
+            asyncfunction,
+            queue=queue,
+            quota_names=quota_names,
+            priority=priority,
+            notify=notify,
         )
     qualname = getattr(func, "__qualname__", "")
     if not callable(func) or "." in qualname or "<" in qualname:
@@ -47,7 +54,12 @@ def asyncfunction(func=None, *, queue="", quota_names=(), priority=0):
     def queue_or_run(*args, **kwargs):
         if is_async():
             return func(*args, **kwargs)
-        return _queue_call(queue_or_run, args, kwargs, queue, quota_names, priority)
+        job = _queue_call(queue_or_run, args, kwargs, queue, quota_names, priority)
+        if notify:
+            from zasync.plone.myjobs.notices import notify_when_done
+
+            notify_when_done(job)
+        return job
 
     queue_or_run.run_now = func
     return queue_or_run

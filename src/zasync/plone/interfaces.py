@@ -73,6 +73,17 @@ class IAsyncService(Interface):
     def queueParallelJobsInQueue(queue, quota_names, *job_infos):
         """queueParallelJobs in the given queue, under the given quotas."""
 
+    def notifyWhenDone(job):
+        """Tell the user of the current request, with a status message on
+        their next page in this site after ``job`` (queued by them) has
+        finished, that it succeeded or why it failed; returns the job.
+
+        Opt-in per job: ``service.notifyWhenDone(service.queueJob(...))``.
+        The browser keeps the ids it waits for in a cookie (nothing is
+        written to the database); the message is shown to the user who
+        queued the job, and only to them. ValueError without a request or
+        for a job not queued yet."""
+
 
 class IJobEvent(Interface):
     """A job queued through IAsyncService completed.

@@ -123,3 +123,8 @@ class AsyncService:
 
     def queueParallelJobs(self, *job_infos):
         return self.queueParallelJobsInQueue(None, (), *job_infos)
+
+    def notifyWhenDone(self, job):
+        from zasync.plone.myjobs.notices import notify_when_done
+
+        return notify_when_done(job)

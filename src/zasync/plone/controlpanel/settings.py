@@ -36,26 +36,35 @@ def current():
     ``cluster`` is the default queue's part of
     :func:`zasync.admin.settings_report` (quotas, default agent size,
     dispatchers with their sizes and where those come from); ``site`` is
-    ``{"public_url": text or None}``.
+    ``{"public_url": text or None}``; ``intervals`` the cluster-wide
+    interval settings (:func:`zasync.admin.interval_report`).
     """
-    (queue,) = admin.settings_report(queues(), queue="default")["queues"]
+    report = admin.settings_report(queues(), queue="default")
+    (queue,) = report["queues"]
     queue["quotas"].sort(key=lambda q: (q["name"] != DEFAULT_QUOTA, q["name"]))
     proxy = site_settings.settings()
     return {
         "cluster": queue,
+        "intervals": report["intervals"],
         "site": {"public_url": None if proxy is None else proxy.public_url},
     }
 
 
 def change(
-    quotas=None, default_agent_size=UNCHANGED, dispatchers=None, public_url=UNCHANGED
+    quotas=None,
+    default_agent_size=UNCHANGED,
+    dispatchers=None,
+    public_url=UNCHANGED,
+    intervals=None,
 ):
     """Change settings in the current transaction; returns what changed,
     as sentences.
 
     ``quotas`` maps quota names to sizes, ``dispatchers`` dispatcher UUIDs
-    to agent sizes (None: follow the default); ``default_agent_size`` is a
-    size or None (the built-in default), ``public_url`` a URL or None.
+    to agent sizes (None: follow the default), ``intervals``
+    'poll_interval', 'ping_interval' and 'death_interval' to seconds (None:
+    the built-in default); ``default_agent_size`` is a size or None (the
+    built-in default), ``public_url`` a URL or None.
     Only values that differ from those in force are written. Raises
     AdminError (nothing may then be committed: the caller aborts) if a
     value cannot be used, for instance a size for a dispatcher whose
@@ -88,6 +97,16 @@ def change(
         admin.set_agent_size(target, size, dispatcher=uuid)
         shown = "the default" if size is None else f"{size} threads"
         done.append(f"dispatcher {uuid}: {shown} (every site)")
+    changed = {
+        name: seconds
+        for name, seconds in (intervals or {}).items()
+        if found["intervals"][name]["setting"] != seconds
+    }
+    if changed:
+        admin.set_intervals(target, changed)
+        for name, seconds in changed.items():
+            shown = "the built-in default" if seconds is None else f"{seconds:g} s"
+            done.append(f"{name.replace('_', ' ')}: {shown} (every site)")
     if public_url is not UNCHANGED and public_url != found["site"]["public_url"]:
         proxy = site_settings.settings()
         if proxy is None:

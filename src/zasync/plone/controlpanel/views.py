@@ -21,9 +21,12 @@ from z3c.form import button, field, form, group
 from z3c.form.interfaces import DISPLAY_MODE
 from zope import schema
 from zope.component.hooks import getSite
+from zope.i18n import translate
+from zope.i18nmessageid import Message
 
 from zasync import admin
 from zasync.plone.controlpanel import settings
+from zasync.plone.i18n import _
 from zasync.plone.interfaces import DEFAULT_QUOTA, IZasyncSettings
 from zasync.registry import threads_text
 
@@ -35,10 +38,38 @@ QUOTA_PREFIX = "quota_"
 DISPATCHER_PREFIX = "dispatcher_"
 
 SOURCE_FIX = {
-    "zope.conf": "threads in <product-config zasync> of its zope.conf",
-    "command line": "--agent-size of its zasync worker command",
-    "agent_size argument": "the agent_size argument of its zasync.start()",
+    "zope.conf": _("threads in <product-config zasync> of its zope.conf"),
+    "command line": _("--agent-size of its zasync worker command"),
+    "agent_size argument": _("the agent_size argument of its zasync.start()"),
 }
+
+#: The interval fields: (field, title, what it does).
+INTERVAL_FIELDS = (
+    (
+        "poll_interval",
+        _("Poll interval (seconds)"),
+        _(
+            "How long an idle worker waits before it looks for work it was "
+            "not woken for (jobs queued in other processes without a "
+            "wake-up, jobs becoming due)."
+        ),
+    ),
+    (
+        "ping_interval",
+        _("Heartbeat interval (seconds)"),
+        _("How often each worker tells the others it is alive."),
+    ),
+    (
+        "death_interval",
+        _("Death interval (seconds)"),
+        _(
+            "How old a worker's last heartbeat may be before the others "
+            "declare it dead and run its jobs again; longer than the "
+            "heartbeat interval."
+        ),
+    ),
+)
+INTERVAL_PREFIX = "interval_"
 
 
 def quota_field_name(name):
@@ -53,65 +84,100 @@ def dispatcher_field_name(uuid):
     return DISPATCHER_PREFIX + uuid.replace("-", "")
 
 
-def cluster_fields(cluster):
-    """z3c.form fields for the cluster-wide settings in ``cluster`` (see
-    settings.current()) and the values they show."""
-    made, values = [], {}
+def _intervals_text(intervals):
+    """``poll 1 s (built-in default), ping 30 s (zope.conf), ...``."""
+    return ", ".join(
+        f"{field.split('_')[0]} {entry['seconds']:g} s ({entry['source'] or '?'})"
+        for field, entry in intervals.items()
+    )
+
+
+def _quota_fields(cluster, made, values):
     for quota in cluster["quotas"]:
         name = quota["name"]
         what = (
-            "Jobs queued with queueJob() and queueSerialJobs() count against "
-            "it: 1 runs them one at a time, in the order they were queued."
+            _(
+                "Jobs queued with queueJob() and queueSerialJobs() count "
+                "against it: 1 runs them one at a time, in the order they "
+                "were queued."
+            )
             if name == DEFAULT_QUOTA
-            else "Jobs naming this quota that may run at once."
+            else _("Jobs naming this quota that may run at once.")
         )
         made.append(
             schema.Int(
                 __name__=quota_field_name(name),
-                title=f"Quota '{name}': jobs running at once",
-                description=(
-                    f"{what} 0 pauses them. In the whole cluster: every site of "
-                    f"this database, every worker. Now {quota['active']} running."
+                title=_(
+                    "quota_title",
+                    default="Quota '${name}': jobs running at once",
+                    mapping={"name": name},
+                ),
+                description=_(
+                    "quota_description",
+                    default=(
+                        "${what} 0 pauses them. In the whole cluster: every "
+                        "site of this database, every worker. Now ${active} "
+                        "running."
+                    ),
+                    mapping={"what": what, "active": quota["active"]},
                 ),
                 min=0,
                 max=MAX_QUOTA_SIZE,
             )
         )
         values[made[-1].__name__] = quota["size"]
-    default = cluster["default_agent_size"]
-    is_set = default["source"] != admin.FROM_BUILT_IN
-    made.append(
-        schema.Int(
-            __name__="default_agent_size",
-            title="Threads of each worker (default agent size)",
-            description=(
-                f"How many jobs each dispatcher runs at once, unless it has a "
-                f"size of its own below, or its process sets one (zope.conf "
-                f"threads, zasync worker --agent-size): those win and are "
-                f"marked. Empty: {admin.DEFAULT_AGENT_SIZE}. Now "
-                f"{threads_text(default['size'])} ({default['source']}); kept when "
-                f"workers restart."
-            ),
-            required=False,
-            min=0,
-            max=MAX_AGENT_SIZE,
+
+
+def _interval_fields(intervals, made, values):
+    for field_name, title, what in INTERVAL_FIELDS:
+        entry = intervals[field_name]
+        made.append(
+            schema.Float(
+                __name__=INTERVAL_PREFIX + field_name,
+                title=title,
+                description=_(
+                    "interval_description",
+                    default=(
+                        "${what} Empty: the built-in ${default} s. A worker "
+                        "whose zope.conf or command line sets it keeps its "
+                        "own (marked below); the others take a change up at "
+                        "once."
+                    ),
+                    mapping={"what": what, "default": f"{entry['default']:g}"},
+                ),
+                required=False,
+                min=0.001,
+            )
         )
-    )
-    values["default_agent_size"] = default["size"] if is_set else None
-    display = []
+        values[made[-1].__name__] = entry["setting"]
+
+
+def _dispatcher_fields(cluster, made, values, display):
     for entry in cluster["dispatchers"]:
-        where = f"{entry['host']}:{entry['pid']}"
-        state = "alive" if entry["alive"] else "not answering"
+        mapping = {
+            "uuid": entry["uuid"],
+            "where": f"{entry['host']}:{entry['pid']}",
+            "state": _("alive") if entry["alive"] else _("not answering"),
+            "threads": threads_text(entry["size"]),
+            "source": entry["source"],
+            "intervals": _intervals_text(entry.get("intervals") or {}),
+        }
         name = dispatcher_field_name(entry["uuid"])
-        title = f"Threads of dispatcher {entry['uuid']}"
+        title = _(
+            "dispatcher_title", default="Threads of dispatcher ${uuid}", mapping=mapping
+        )
         if entry["follows_settings"]:
             made.append(
                 schema.Int(
                     __name__=name,
                     title=title,
-                    description=(
-                        f"{where}, {state}. Now {threads_text(entry['size'])} "
-                        f"({entry['source']}). Empty: the default above."
+                    description=_(
+                        "dispatcher_description",
+                        default=(
+                            "${where}, ${state}. Now ${threads} (${source}). "
+                            "Empty: the default above. Intervals: ${intervals}."
+                        ),
+                        mapping=mapping,
                     ),
                     required=False,
                     min=0,
@@ -121,14 +187,54 @@ def cluster_fields(cluster):
             values[name] = entry["setting"]
         else:
             # Shown, not editable: its process decides, and says where.
-            fix = SOURCE_FIX.get(entry["source"], entry["source"])
+            mapping["fix"] = SOURCE_FIX.get(entry["source"], entry["source"])
             made.append(schema.TextLine(__name__=name, title=title, required=False))
-            values[name] = (
-                f"{threads_text(entry['size'])}, from its {entry['source']}, which "
-                f"wins over the settings here: change {fix} and restart it "
-                f"({where}, {state})."
+            values[name] = _(
+                "dispatcher_fixed",
+                default=(
+                    "${threads}, from its ${source}, which wins over the "
+                    "settings here: change ${fix} and restart it (${where}, "
+                    "${state}). Intervals: ${intervals}."
+                ),
+                mapping=mapping,
             )
             display.append(name)
+
+
+def cluster_fields(cluster, intervals):
+    """z3c.form fields for the cluster-wide settings in ``cluster`` and
+    ``intervals`` (see settings.current()) and the values they show."""
+    made, values, display = [], {}, []
+    _quota_fields(cluster, made, values)
+    default = cluster["default_agent_size"]
+    is_set = default["source"] != admin.FROM_BUILT_IN
+    made.append(
+        schema.Int(
+            __name__="default_agent_size",
+            title=_("Threads of each worker (default agent size)"),
+            description=_(
+                "default_agent_size_description",
+                default=(
+                    "How many jobs each dispatcher runs at once, unless it has "
+                    "a size of its own below, or its process sets one "
+                    "(zope.conf threads, zasync worker --agent-size): those "
+                    "win and are marked. Empty: ${default}. Now ${threads} "
+                    "(${source}); kept when workers restart."
+                ),
+                mapping={
+                    "default": admin.DEFAULT_AGENT_SIZE,
+                    "threads": threads_text(default["size"]),
+                    "source": default["source"],
+                },
+            ),
+            required=False,
+            min=0,
+            max=MAX_AGENT_SIZE,
+        )
+    )
+    values["default_agent_size"] = default["size"] if is_set else None
+    _interval_fields(intervals, made, values)
+    _dispatcher_fields(cluster, made, values, display)
     fields = field.Fields(*made)
     for name in display:
         fields[name].mode = DISPLAY_MODE
@@ -141,32 +247,37 @@ class _Group(group.Group):
 
 
 class ClusterGroup(_Group):
-    label = "Every site of this database"
-    description = (
-        "Kept with the job queues, shared by every Plone site of this database "
-        "and by every worker: a change here applies to all of them at once, "
-        "and shows in their control panels too."
+    label = _("Every site of this database")
+    description = _(
+        "Kept with the job queues, shared by every Plone site of this "
+        "database and by every worker: a change here applies to all of them "
+        "at once, and shows in their control panels too."
     )
 
 
 class SiteGroup(_Group):
-    label = "This site"
-    description = "Kept in this site's configuration registry."
+    label = _("This site")
+    description = _("Kept in this site's configuration registry.")
     fields = field.Fields(IZasyncSettings)
 
 
 class ControlPanelForm(group.GroupForm, form.EditForm):
-    label = "Background jobs (zasync)"
-    description = (
-        "Quotas and worker threads apply to the whole cluster; the public URL "
-        "to this site. 'zasync settings' shows the same from the command line."
+    label = _("Background jobs (zasync)")
+    description = _(
+        "Quotas, worker threads and intervals apply to the whole cluster; "
+        "the public URL to this site. 'zasync settings' shows the same from "
+        "the command line."
     )
     enableCSRFProtection = True
     control_panel_view = "@@overview-controlpanel"
 
     def update(self):
         found = settings.current()
-        cluster_fields_, values = cluster_fields(found["cluster"])
+        cluster_fields_, values = cluster_fields(found["cluster"], found["intervals"])
+        # Shown as they are, not through a widget that would translate them.
+        for name, value in values.items():
+            if isinstance(value, Message):
+                values[name] = translate(value, context=self.request)
         self._values = dict(values, **found["site"])
         self._uuids = {
             dispatcher_field_name(entry["uuid"]): entry["uuid"]
@@ -186,38 +297,53 @@ class ControlPanelForm(group.GroupForm, form.EditForm):
         self.actions["save"].addClass("btn btn-primary")
         self.actions["cancel"].addClass("btn btn-secondary")
 
-    @button.buttonAndHandler("Save", name="save")
+    @button.buttonAndHandler(_("Save"), name="save")
     def handle_save(self, action):
         data, errors = self.extractData()
         if errors:
             self.status = self.formErrorsMessage
             return
-        quotas, dispatchers = {}, {}
+        quotas, dispatchers, intervals = {}, {}, {}
         for name, value in data.items():
             if name.startswith(QUOTA_PREFIX):
                 quotas[quota_name(name)] = value
             elif name.startswith(DISPATCHER_PREFIX):
                 dispatchers[self._uuids[name]] = value
+            elif name.startswith(INTERVAL_PREFIX):
+                intervals[name[len(INTERVAL_PREFIX) :]] = value
         try:
             done = settings.change(
                 quotas=quotas,
                 default_agent_size=data.get("default_agent_size"),
                 dispatchers=dispatchers,
                 public_url=data.get("public_url"),
+                intervals=intervals,
             )
         except admin.AdminError as exc:
             # Something changed meanwhile (a dispatcher stopped, say):
             # nothing of this request is committed.
             transaction.doom()
-            self.status = f"Nothing was saved: {exc}"
+            self.status = _(
+                "nothing_saved",
+                default="Nothing was saved: ${error}",
+                mapping={"error": str(exc)},
+            )
             return
-        message = "Changes saved: " + "; ".join(done) if done else "No changes."
+        message = (
+            _(
+                "changes_saved",
+                default="Changes saved: ${changes}",
+                mapping={"changes": "; ".join(done)},
+            )
+            if done
+            else _("No changes.")
+        )
         IStatusMessage(self.request).addStatusMessage(message, "info")
         self.request.response.redirect(self.request.getURL())
 
-    @button.buttonAndHandler("Cancel", name="cancel")
+    @button.buttonAndHandler(_("Cancel"), name="cancel")
     def handle_cancel(self, action):
-        IStatusMessage(self.request).addStatusMessage("Changes canceled.", "info")
+        IStatusMessage(self.request).addStatusMessage(_("Changes canceled."), "info")
         self.request.response.redirect(
             f"{getSite().absolute_url()}/{self.control_panel_view}"
         )

@@ -1,0 +1,1 @@
+"""The jobs dashboard ``@@zasync-jobs`` (see views.py and docs/dashboard.md)."""
