@@ -342,7 +342,7 @@ def job_info(job, request=None):
             None
             if percent is None
             else translate(
-                _("demo_percent", default="${percent}%", mapping={"percent": percent}),
+                _("percent", default="${percent}%", mapping={"percent": percent}),
                 context=request,
             )
         ),
