@@ -4,6 +4,11 @@ Each is queued with ``getUtility(IAsyncService).queueJob(func, folder,
 ...)``; it runs later in a worker, as the user who queued it, with
 ``folder`` (the demo folder) looked up again by its path. Results are
 small dicts of plain data, which the demo page shows.
+
+What the jobs say (their progress, their errors) is kept in English in the
+job, as every tool shows it; each text is also a message id of the
+``zasync`` domain (:data:`PROGRESS_MESSAGES`, :data:`FAILURE_MESSAGE`,
+:attr:`InvalidInput.message`), which the demo page translates.
 """
 
 import time
@@ -12,9 +17,11 @@ from AccessControl import getSecurityManager
 from plone.app.textfield.value import RichTextValue
 from plone.i18n.normalizer.interfaces import IURLNormalizer
 from zope.component import getUtility
+from zope.i18n import interpolate
 
 from plone import api
 from zasync import local
+from zasync.plone.i18n import _
 
 #: The folder of the site root the demo works in.
 DEMO_FOLDER_ID = "zasync-demo"
@@ -27,6 +34,41 @@ MAX_TITLE_LENGTH = 100
 PUBLISHED = "published"
 PUBLISH = "publish"
 
+#: What the jobs report as their progress (``${...}`` filled in).
+CREATED_PROGRESS = _("demo_progress_created", default="${number} of ${count} created")
+SEEN_PROGRESS = _("demo_progress_seen", default="${number} of ${count} seen")
+EMPTY_PROGRESS = _("demo_progress_empty", default="the folder is empty")
+STEPS_PROGRESS = _("demo_progress_steps", default="${step} of ${steps} steps")
+FAILING_PROGRESS = _("demo_progress_failing", default="half done, about to fail")
+PROGRESS_MESSAGES = (
+    CREATED_PROGRESS,
+    SEEN_PROGRESS,
+    EMPTY_PROGRESS,
+    STEPS_PROGRESS,
+    FAILING_PROGRESS,
+)
+#: The message of the exception :func:`fail_on_purpose` raises.
+FAILURE_MESSAGE = _(
+    "demo_failure_message",
+    default="This demo job fails on purpose, to show what a failed job looks "
+    "like: its Failure keeps the exception's type, message and traceback.",
+)
+
+
+def english(message, **mapping):
+    """The English text of ``message`` (its default), filled in with
+    ``mapping`` (or the message's own)."""
+    return interpolate(message.default or str(message), mapping or message.mapping)
+
+
+class InvalidInput(ValueError):
+    """Bad input for a demo job. ``str()`` of it is the English text;
+    ``message`` is the message id, for a page to translate."""
+
+    def __init__(self, message):
+        self.message = message
+        super().__init__(english(message))
+
 
 class DemoJobFailed(RuntimeError):
     """Raised on purpose by :func:`fail_on_purpose`."""
@@ -38,27 +80,45 @@ def check_count(count):
     try:
         number = int(str(count).strip())
     except (TypeError, ValueError):
-        raise ValueError(
-            f"The number of documents must be a whole number from 1 to "
-            f"{MAX_DOCUMENTS}, not {count!r}."
+        raise InvalidInput(
+            _(
+                "demo_error_count_not_a_number",
+                default="The number of documents must be a whole number from 1 "
+                "to ${max}, not ${value}.",
+                mapping={"max": str(MAX_DOCUMENTS), "value": repr(count)},
+            )
         ) from None
     if not 1 <= number <= MAX_DOCUMENTS:
-        raise ValueError(
-            f"The number of documents must be from 1 to {MAX_DOCUMENTS}, not {number}."
+        raise InvalidInput(
+            _(
+                "demo_error_count_out_of_range",
+                default="The number of documents must be from 1 to ${max}, "
+                "not ${value}.",
+                mapping={"max": str(MAX_DOCUMENTS), "value": str(number)},
+            )
         )
     return number
 
 
 def check_title(title):
-    """The title prefix of created documents, stripped; ValueError if it is
-    empty or longer than MAX_TITLE_LENGTH."""
+    """The title prefix of created documents, stripped; ValueError
+    (InvalidInput) if it is empty or longer than MAX_TITLE_LENGTH."""
     text = " ".join(str(title or "").split())
     if not text:
-        raise ValueError("The title of the documents must not be empty.")
+        raise InvalidInput(
+            _(
+                "demo_error_title_empty",
+                default="The title of the documents must not be empty.",
+            )
+        )
     if len(text) > MAX_TITLE_LENGTH:
-        raise ValueError(
-            f"The title of the documents must be at most {MAX_TITLE_LENGTH} "
-            f"characters long, not {len(text)}."
+        raise InvalidInput(
+            _(
+                "demo_error_title_too_long",
+                default="The title of the documents must be at most ${max} "
+                "characters long, not ${length}.",
+                mapping={"max": str(MAX_TITLE_LENGTH), "length": str(len(text))},
+            )
         )
     return text
 
@@ -107,7 +167,9 @@ def create_documents(folder, count, title="Demo document"):
         )
         paths.append("/".join(document.getPhysicalPath()))
         if number % every == 0 or number == count:
-            local.set_progress(number / count, f"{number} of {count} created")
+            local.set_progress(
+                number / count, english(CREATED_PROGRESS, number=number, count=count)
+            )
     return {"created": len(paths), "title": title, "paths": paths}
 
 
@@ -130,9 +192,12 @@ def publish_contents(folder):
             else:
                 published += 1
         if number % every == 0 or number == len(items):
-            local.set_progress(number / len(items), f"{number} of {len(items)} seen")
+            local.set_progress(
+                number / len(items),
+                english(SEEN_PROGRESS, number=number, count=len(items)),
+            )
     if not items:
-        local.set_progress(1.0, "the folder is empty")
+        local.set_progress(1.0, english(EMPTY_PROGRESS))
     return {"published": published, "already_published": already, "refused": refused}
 
 
@@ -140,10 +205,12 @@ def count_slowly(folder, steps=10, pause=0.5):
     """Take ``steps`` steps of ``pause`` seconds each, reporting progress
     after each, so that a person watching sees the progress bar move."""
     started = time.monotonic()
-    local.set_progress(0.0, f"0 of {steps} steps")
+    local.set_progress(0.0, english(STEPS_PROGRESS, step=0, steps=steps))
     for step in range(1, steps + 1):
         time.sleep(pause)  # the demo's "work"
-        local.set_progress(step / steps, f"{step} of {steps} steps")
+        local.set_progress(
+            step / steps, english(STEPS_PROGRESS, step=step, steps=steps)
+        )
     return {"steps": steps, "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -151,8 +218,5 @@ def fail_on_purpose(folder):
     """Do half the work, then raise DemoJobFailed: the job completes with
     a Failure (its type, message and traceback), and its progress, which
     was committed apart from the job, stays at one half."""
-    local.set_progress(0.5, "half done, about to fail")
-    raise DemoJobFailed(
-        "This demo job fails on purpose, to show what a failed job looks like: "
-        "its Failure keeps the exception's type, message and traceback."
-    )
+    local.set_progress(0.5, english(FAILING_PROGRESS))
+    raise DemoJobFailed(english(FAILURE_MESSAGE))

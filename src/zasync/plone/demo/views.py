@@ -11,9 +11,14 @@ job's environment: the same id in the same user folder): results and
 tracebacks may tell about content of others. Those with the permission
 *zasync: View all demo jobs* on the site (Managers and Site Administrators)
 see everyone's.
+
+Every text they show is a message id of the ``zasync`` domain, translated
+for the request; the JSON view gives the texts translated as well, as the
+page's script shows them.
 """
 
 import json
+import re
 
 from AccessControl import getSecurityManager
 from Acquisition import aq_inner, aq_parent
@@ -25,12 +30,15 @@ from Products.statusmessages.interfaces import IStatusMessage
 from zExceptions import Unauthorized
 from zope.annotation.interfaces import IAnnotations
 from zope.component import getUtility
+from zope.i18n import translate
+from zope.i18nmessageid import Message
 
 from plone import api
 from zasync.admin import job_summary
 from zasync.failure import Failure
 from zasync.plone.demo import jobs
 from zasync.plone.demo.permissions import VIEW_ALL_JOBS
+from zasync.plone.i18n import _
 from zasync.plone.interfaces import IAsyncService
 from zasync.status import COMPLETED
 from zasync.storable import callable_name
@@ -47,10 +55,19 @@ SHOWN_PATHS = 3
 
 #: The jobs the page queues: the ``job`` of the form -> (label, function).
 ACTIONS = {
-    "create": ("Create documents", jobs.create_documents),
-    "publish": ("Publish the folder's contents", jobs.publish_contents),
-    "progress": ("Count slowly, with progress", jobs.count_slowly),
-    "fail": ("Fail on purpose", jobs.fail_on_purpose),
+    "create": (
+        _("demo_job_create", default="Create documents"),
+        jobs.create_documents,
+    ),
+    "publish": (
+        _("demo_job_publish", default="Publish the folder's contents"),
+        jobs.publish_contents,
+    ),
+    "progress": (
+        _("demo_job_progress", default="Count slowly, with progress"),
+        jobs.count_slowly,
+    ),
+    "fail": (_("demo_job_fail", default="Fail on purpose"), jobs.fail_on_purpose),
 }
 LABELS = {callable_name(func): label for label, func in ACTIONS.values()}
 
@@ -63,6 +80,36 @@ BADGES = {
     "failed": "text-bg-danger",
     "set-aside": "text-bg-warning",
 }
+#: The words shown for the statuses of :func:`zasync.admin.job_summary`.
+STATUS_TEXTS = {
+    "pending": _("demo_status_pending", default="pending"),
+    "assigned": _("demo_status_assigned", default="assigned"),
+    "active": _("demo_status_active", default="active"),
+    "callbacks": _("demo_status_callbacks", default="callbacks"),
+    "succeeded": _("demo_status_succeeded", default="succeeded"),
+    "failed": _("demo_status_failed", default="failed"),
+    "set-aside": _("demo_status_set_aside", default="set-aside"),
+}
+ANONYMOUS = _("demo_anonymous", default="Anonymous")
+
+
+def _pattern(message):
+    """A regular expression matching the English text of ``message``, with a
+    named group for each ``${name}``."""
+    parts = re.split(r"\$\{(\w+)\}", message.default)
+    pattern = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>.*?)"
+        for index, part in enumerate(parts)
+    )
+    return re.compile(pattern + r"\Z")
+
+
+#: The English texts the jobs keep (progress, their failure's message),
+#: recognized again to be shown translated.
+KNOWN_TEXTS = [
+    (message, _pattern(message))
+    for message in (*jobs.PROGRESS_MESSAGES, jobs.FAILURE_MESSAGE)
+]
 
 
 # -- the demo folder and its jobs -------------------------------------------
@@ -73,15 +120,21 @@ def demo_folder(portal):
     return portal.get(jobs.DEMO_FOLDER_ID)
 
 
-def create_demo_folder(portal):
+def create_demo_folder(portal, request=None):
     """Create the demo folder as the current user (who needs the right to
-    add a Folder to the site)."""
+    add a Folder to the site), titled in the language of ``request``."""
     return api.content.create(
         container=portal,
         type="Folder",
         id=jobs.DEMO_FOLDER_ID,
-        title="zasync demo",
-        description="Documents created by the jobs of the zasync demo page.",
+        title=translate(_("demo_folder_title", default="zasync demo"), context=request),
+        description=translate(
+            _(
+                "demo_folder_description",
+                default="Documents created by the jobs of the zasync demo page.",
+            ),
+            context=request,
+        ),
     )
 
 
@@ -153,37 +206,108 @@ def _clock(when):
     return "" if when is None else f"{when:%H:%M:%S}"
 
 
-def describe_result(result):
-    """A short text for the result of a demo job."""
+def translated_text(text, request=None):
+    """``text`` a job keeps (its progress message, the message of its
+    failure) translated for ``request`` if it is one of the demo jobs'
+    :data:`KNOWN_TEXTS`; as it is otherwise."""
+    if not isinstance(text, str) or not text:
+        return text
+    for message, pattern in KNOWN_TEXTS:
+        match = pattern.match(text)
+        if match is not None:
+            return translate(
+                Message(message, mapping=match.groupdict()), context=request
+            )
+    return text
+
+
+def _created_text(result, request):
+    paths = list(result.get("paths", ()))
+    count = result["created"]
+    title = result.get("title")
+    mapping = {"count": str(count), "title": title}
+    if title and count == 1:
+        message = _(
+            "demo_result_created_one_titled",
+            default="Created 1 document titled “${title} 1”",
+            mapping=mapping,
+        )
+    elif title and count:
+        message = _(
+            "demo_result_created_titled",
+            default="Created ${count} documents titled “${title} 1” to "
+            "“${title} ${count}”",
+            mapping=mapping,
+        )
+    elif count == 1:
+        message = _("demo_result_created_one", default="Created 1 document")
+    else:
+        message = _(
+            "demo_result_created", default="Created ${count} documents", mapping=mapping
+        )
+    if not paths:
+        return translate(message, context=request)
+    shown = ", ".join(paths[:SHOWN_PATHS])
+    if len(paths) > SHOWN_PATHS:
+        shown = _(
+            "demo_result_more_paths",
+            default="${paths} and ${more} more",
+            mapping={"paths": shown, "more": str(len(paths) - SHOWN_PATHS)},
+        )
+    # The inner texts translated first: without a catalog for the domain,
+    # zope.i18n would fill in a message id's msgid, not its default.
+    return translate(
+        _(
+            "demo_result_with_paths",
+            default="${result}: ${paths}",
+            mapping={
+                "result": translate(message, context=request),
+                "paths": translate(shown, context=request),
+            },
+        ),
+        context=request,
+    )
+
+
+def describe_result(result, request=None):
+    """A short text for the result of a demo job, in the language of
+    ``request``."""
     if isinstance(result, dict):
         if "created" in result:
-            paths = list(result.get("paths", ()))
-            count = result["created"]
-            text = f"Created {count} document{'' if count == 1 else 's'}"
-            title = result.get("title")
-            if title and count:
-                text += f" titled “{title} 1”"
-                if count > 1:
-                    text += f" to “{title} {count}”"
-            if paths:
-                text += ": " + ", ".join(paths[:SHOWN_PATHS])
-                if len(paths) > SHOWN_PATHS:
-                    text += f" and {len(paths) - SHOWN_PATHS} more"
-            return text
+            return _created_text(result, request)
         if "published" in result:
-            return (
-                f"Published {result['published']}; "
-                f"{result.get('already_published', 0)} already published, "
-                f"{result.get('refused', 0)} refused"
+            return translate(
+                _(
+                    "demo_result_published",
+                    default="Published ${published}; ${already} already "
+                    "published, ${refused} refused",
+                    mapping={
+                        "published": str(result["published"]),
+                        "already": str(result.get("already_published", 0)),
+                        "refused": str(result.get("refused", 0)),
+                    },
+                ),
+                context=request,
             )
         if "steps" in result:
-            return f"{result['steps']} steps in {result.get('seconds')} s"
+            return translate(
+                _(
+                    "demo_result_steps",
+                    default="${steps} steps in ${seconds} s",
+                    mapping={
+                        "steps": str(result["steps"]),
+                        "seconds": str(result.get("seconds")),
+                    },
+                ),
+                context=request,
+            )
     text = repr(result)
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-def job_info(job):
-    """Plain data about one job, for the page and the JSON view."""
+def job_info(job, request=None):
+    """Plain data about one job, for the page and the JSON view: its texts
+    in the language of ``request``."""
     done = job.status == COMPLETED
     result = job.result if done else None
     failure = result if isinstance(result, Failure) else None
@@ -195,32 +319,51 @@ def job_info(job):
         fraction = max(0.0, min(1.0, float(fraction)))
     environment = job.environment
     user = getattr(environment, "user_id", None)
+    label = LABELS.get(job.callable_name)
+    status_text = STATUS_TEXTS.get(status)
+    percent = None if fraction is None else round(fraction * 100)
     return {
         # Job ids do not fit in a JavaScript number: a string.
         "id": str(job.id),
-        "job": LABELS.get(job.callable_name, job.callable_name),
+        "job": (
+            job.callable_name if label is None else translate(label, context=request)
+        ),
         "callable": job.callable_name,
         "status": status,
+        "status_text": (
+            status if status_text is None else translate(status_text, context=request)
+        ),
         "badge": BADGES.get(status, "text-bg-secondary"),
         "done": done,
         "failed": failure is not None,
         "progress": fraction,
-        "percent": None if fraction is None else round(fraction * 100),
-        "progress_message": message,
+        "percent": percent,
+        "percent_text": (
+            None
+            if percent is None
+            else translate(
+                _("percent", default="${percent}%", mapping={"percent": percent}),
+                context=request,
+            )
+        ),
+        "progress_message": translated_text(message, request),
         "queued": _iso(job.queued),
         "started": _iso(job.started),
         "ended": _iso(job.ended if done else None),
         "queued_time": _clock(job.queued),
         "started_time": _clock(job.started),
         "ended_time": _clock(job.ended if done else None),
-        "result": describe_result(result) if done and failure is None else None,
+        "result": (
+            describe_result(result, request) if done and failure is None else None
+        ),
         "error": (
             None
             if failure is None
-            else f"{failure.type_name}: {failure.getErrorMessage()}"
+            else f"{failure.type_name}: "
+            f"{translated_text(failure.getErrorMessage(), request)}"
         ),
         "traceback": None if failure is None else failure.getTraceback(),
-        "user": "Anonymous" if user is None else user,
+        "user": translate(ANONYMOUS, context=request) if user is None else user,
     }
 
 
@@ -245,7 +388,7 @@ class DemoBase(BrowserView):
                 cached = []
             else:
                 found = demo_jobs(demo_folder(self.portal), queuer)
-                cached = [job_info(job) for job in found]
+                cached = [job_info(job, self.request) for job in found]
             self._jobs = cached
         return cached
 
@@ -254,8 +397,15 @@ class DemoBase(BrowserView):
 
     def empty_text(self):
         if self.sees_all():
-            return "No job was queued from this page yet."
-        return "You have not queued a job from this page yet."
+            message = _(
+                "demo_empty_all", default="No job was queued from this page yet."
+            )
+        else:
+            message = _(
+                "demo_empty_own",
+                default="You have not queued a job from this page yet.",
+            )
+        return translate(message, context=self.request)
 
 
 class DemoView(DemoBase):
@@ -275,10 +425,19 @@ class DemoView(DemoBase):
             check(self.request)
             job = self.queue_from_form()
             if job is not None:
+                message = _(
+                    "demo_queued",
+                    default="Queued job ${id}: ${job}. It runs in the background "
+                    "as you; watch it below.",
+                    mapping={
+                        "id": str(job.id),
+                        "job": translate(
+                            LABELS[job.callable_name], context=self.request
+                        ),
+                    },
+                )
                 IStatusMessage(self.request).add(
-                    f"Queued job {job.id}: {LABELS[job.callable_name]}. It runs "
-                    f"in the background as you; watch it below.",
-                    type="info",
+                    translate(message, context=self.request), type="info"
                 )
                 self.request.response.redirect(self.page_url())
                 return ""
@@ -289,6 +448,9 @@ class DemoView(DemoBase):
 
     def jobs_url(self):
         return f"{self.portal.absolute_url()}/@@zasync-demo-jobs"
+
+    def folder_path(self):
+        return f"/{jobs.DEMO_FOLDER_ID}"
 
     def folder_url(self):
         folder = demo_folder(self.portal)
@@ -308,7 +470,16 @@ class DemoView(DemoBase):
         return self.request.form.get("count", "5")
 
     def title_value(self):
-        return self.request.form.get("title", "Demo document")
+        title = self.request.form.get("title")
+        if title is None:
+            title = translate(
+                _("demo_default_title", default="Demo document"), context=self.request
+            )
+        return title
+
+    def show_error(self, message):
+        """Show ``message`` (a message id) as the page's error."""
+        self.error = translate(message, context=self.request)
 
     def queue_from_form(self):
         """Queue the job the form asks for and return it; None, with
@@ -316,7 +487,13 @@ class DemoView(DemoBase):
         form = self.request.form
         action = form.get("job")
         if action not in ACTIONS:
-            self.error = f"Unknown job {action!r}: use one of the buttons of this page."
+            self.show_error(
+                _(
+                    "demo_error_unknown_job",
+                    default="Unknown job ${job}: use one of the buttons of this page.",
+                    mapping={"job": repr(action)},
+                )
+            )
             return None
         args = ()
         kwargs = {}
@@ -326,20 +503,30 @@ class DemoView(DemoBase):
                     jobs.check_count(form.get("count", "")),
                     jobs.check_title(form.get("title", "")),
                 )
-            except ValueError as exc:
-                self.error = f"{exc} No job was queued."
+            except jobs.InvalidInput as exc:
+                self.show_error(
+                    _(
+                        "demo_error_not_queued",
+                        default="${error} No job was queued.",
+                        mapping={"error": translate(exc.message, context=self.request)},
+                    )
+                )
                 return None
         elif action == "progress":
             kwargs = {"steps": SLOW_STEPS, "pause": SLOW_PAUSE}
         folder = demo_folder(self.portal)
         if folder is None:
             try:
-                folder = create_demo_folder(self.portal)
+                folder = create_demo_folder(self.portal, self.request)
             except Unauthorized:
-                self.error = (
-                    f"The demo folder /{jobs.DEMO_FOLDER_ID} does not exist yet "
-                    f"and you may not add a folder to the site: ask a Manager "
-                    f"to queue a first job. No job was queued."
+                self.show_error(
+                    _(
+                        "demo_error_no_folder",
+                        default="The demo folder ${path} does not exist yet and "
+                        "you may not add a folder to the site: ask a Manager to "
+                        "queue a first job. No job was queued.",
+                        mapping={"path": self.folder_path()},
+                    )
                 )
                 return None
         func = ACTIONS[action][1]
