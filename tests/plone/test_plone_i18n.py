@@ -110,3 +110,34 @@ def test_the_control_panel_in_german(functional_app, german):
     assert "Jede Site dieser Datenbank" in page
     assert "Every site of this database" not in page
     assert "Abfrageintervall (Sekunden)" in page
+
+
+def test_the_dashboard_in_german(functional_app, german):
+    from zope.component.hooks import setSite
+
+    import zasync
+    from zasync.plone.interfaces import IAsyncService
+
+    setSite(german)
+    queue = getUtility(IAsyncService).getQueues()[""]
+    queue.put(zasync.Job(pathlib.Path.cwd))  # a pending job to list
+    transaction.commit()
+    page = open_as_owner(functional_app, f"{german.absolute_url()}/@@zasync-jobs")
+    for text in (
+        "Hintergrund-Jobs",
+        "Übersicht",
+        "In der letzten Stunde abgeschlossen",
+        "Ältester wartender Job",
+        "Zurückgestellte Jobs",
+    ):
+        assert text in page, text
+    for english in (
+        "Completed in the last hour",
+        "Oldest pending job",
+        "Set-aside jobs",
+    ):
+        assert english not in page, english
+    listing = open_as_owner(
+        functional_app, f"{german.absolute_url()}/@@zasync-jobs/list"
+    )
+    assert "wartend" in listing
