@@ -195,6 +195,71 @@ def test_the_demo_in_a_browser(first_run):
             browser.close()
 
 
+def screenshot(page, name):
+    """Save ``page`` as docs/_static/<name>.png when ZASYNC_SCREENSHOTS is
+    set (``make screenshots``), so that the docs show what the tests saw."""
+    if os.environ.get("ZASYNC_SCREENSHOTS"):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        page.screenshot(
+            path=os.path.join(root, "docs", "_static", f"{name}.png"), full_page=True
+        )
+
+
+def test_my_jobs_and_the_control_panel_in_a_browser(first_run):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = _browser(playwright)
+        try:
+            context = browser.new_context(
+                extra_http_headers=Site(first_run.url, first_run.password()).headers,
+                viewport={"width": 1280, "height": 900},
+            )
+            page = context.new_page()
+            expect = playwright_api.expect
+            page.goto(f"{first_run.url}/Plone/@@zasync-demo")
+            done = _queue(page, "zasync-demo-create", count="2", title="Mine")
+            expect(done).to_contain_text("Created 2 documents", timeout=SEEN_TIMEOUT_MS)
+            failed = _queue(page, "zasync-demo-fail")
+            expect(failed.locator(".text-danger")).to_be_visible(
+                timeout=SEEN_TIMEOUT_MS
+            )
+            slow = _queue(page, "zasync-demo-progress")
+            job_id = slow.get_attribute("data-job-id")
+
+            # My jobs, from the user menu: the slow job's progress moves
+            # without a reload.
+            page.goto(f"{first_run.url}/Plone")
+            page.goto(page.locator("a[href$='/@@my-jobs']").first.get_attribute("href"))
+            row = page.locator(f'#zasync-my-jobs tr[data-job-id="{job_id}"]')
+            bar = row.locator(".progress")
+            bar.wait_for(timeout=SEEN_TIMEOUT_MS)
+            seen = set()
+
+            def moving():
+                value = bar.get_attribute("aria-valuenow")
+                if value is not None:
+                    seen.add(int(value))
+                # Running, then on: the page itself redrew the bar.
+                return any(0 < v < 100 for v in seen) and len(seen) >= 2
+
+            bar.wait_for(timeout=SEEN_TIMEOUT_MS)
+            screenshot(page, "my-jobs")
+            assert wait_until(moving, 30), f"progress values seen: {seen}"
+            expect(row.locator(".zasync-status")).to_have_text(
+                "succeeded", timeout=SEEN_TIMEOUT_MS
+            )
+            assert page.locator("#zasync-my-jobs tbody tr").count() >= 3
+
+            page.goto(f"{first_run.url}/Plone/@@zasync-controlpanel")
+            expect(page.locator("body")).to_contain_text("Every site of this database")
+            expect(page.locator("body")).to_contain_text("Heartbeat interval (seconds)")
+            # Tall enough that Plone's sticky form buttons cover no field.
+            page.set_viewport_size({"width": 1280, "height": 1700})
+            screenshot(page, "controlpanel")
+        finally:
+            browser.close()
+
+
 def test_ctrl_c_stops_and_a_second_run_reuses_everything(first_run, instance, tmp_path):
     password = first_run.password()
     assert first_run.interrupt(signal.SIGINT) == 0
@@ -278,68 +343,3 @@ def test_make_run_is_zasync_serve_of_var_instance():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("zasync serve --instance var/instance")
-
-
-def screenshot(page, name):
-    """Save ``page`` as docs/_static/<name>.png when ZASYNC_SCREENSHOTS is
-    set (``make screenshots``), so that the docs show what the tests saw."""
-    if os.environ.get("ZASYNC_SCREENSHOTS"):
-        root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-        page.screenshot(
-            path=os.path.join(root, "docs", "_static", f"{name}.png"), full_page=True
-        )
-
-
-def test_my_jobs_and_the_control_panel_in_a_browser(first_run):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = _browser(playwright)
-        try:
-            context = browser.new_context(
-                extra_http_headers=Site(first_run.url, first_run.password()).headers,
-                viewport={"width": 1280, "height": 900},
-            )
-            page = context.new_page()
-            expect = playwright_api.expect
-            page.goto(f"{first_run.url}/Plone/@@zasync-demo")
-            done = _queue(page, "zasync-demo-create", count="2", title="Mine")
-            expect(done).to_contain_text("Created 2 documents", timeout=SEEN_TIMEOUT_MS)
-            failed = _queue(page, "zasync-demo-fail")
-            expect(failed.locator(".text-danger")).to_be_visible(
-                timeout=SEEN_TIMEOUT_MS
-            )
-            slow = _queue(page, "zasync-demo-progress")
-            job_id = slow.get_attribute("data-job-id")
-
-            # My jobs, from the user menu: the slow job's progress moves
-            # without a reload.
-            page.goto(f"{first_run.url}/Plone")
-            page.goto(page.locator("a[href$='/@@my-jobs']").first.get_attribute("href"))
-            row = page.locator(f'#zasync-my-jobs tr[data-job-id="{job_id}"]')
-            bar = row.locator(".progress")
-            bar.wait_for(timeout=SEEN_TIMEOUT_MS)
-            seen = set()
-
-            def moving():
-                value = bar.get_attribute("aria-valuenow")
-                if value is not None:
-                    seen.add(int(value))
-                # Running, then on: the page itself redrew the bar.
-                return any(0 < v < 100 for v in seen) and len(seen) >= 2
-
-            bar.wait_for(timeout=SEEN_TIMEOUT_MS)
-            screenshot(page, "my-jobs")
-            assert wait_until(moving, 30), f"progress values seen: {seen}"
-            expect(row.locator(".zasync-status")).to_have_text(
-                "succeeded", timeout=SEEN_TIMEOUT_MS
-            )
-            assert page.locator("#zasync-my-jobs tbody tr").count() >= 3
-
-            page.goto(f"{first_run.url}/Plone/@@zasync-controlpanel")
-            expect(page.locator("body")).to_contain_text("Every site of this database")
-            expect(page.locator("body")).to_contain_text("Heartbeat interval (seconds)")
-            # Tall enough that Plone's sticky form buttons cover no field.
-            page.set_viewport_size({"width": 1280, "height": 1700})
-            screenshot(page, "controlpanel")
-        finally:
-            browser.close()
