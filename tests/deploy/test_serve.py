@@ -133,6 +133,20 @@ def _check_job_id(page, row, jobs_url):
     assert all(isinstance(each, str) for each in ids), ids
 
 
+def _watch_progress(bar, enough, seconds=30):
+    """The values of the progress ``bar`` seen until ``enough(values)``;
+    an empty set if that did not happen within ``seconds``."""
+    seen = set()
+
+    def moved():
+        value = bar.get_attribute("aria-valuenow")
+        if value is not None:
+            seen.add(int(value))
+        return enough(seen)
+
+    return seen if wait_until(moved, seconds) else set()
+
+
 def test_the_demo_in_a_browser(first_run):
     playwright_api = pytest.importorskip("playwright.sync_api")
     password = first_run.password()
@@ -173,15 +187,8 @@ def test_the_demo_in_a_browser(first_run):
             row = _queue(page, "zasync-demo-progress")
             bar = row.locator(".progress")
             bar.wait_for(timeout=SEEN_TIMEOUT_MS)
-            seen = set()
-
-            def moving():
-                value = bar.get_attribute("aria-valuenow")
-                if value is not None:
-                    seen.add(int(value))
-                return any(0 < v < 100 for v in seen)
-
-            assert wait_until(moving, 30), f"progress values seen: {seen}"
+            seen = _watch_progress(bar, lambda seen: any(0 < v < 100 for v in seen))
+            assert seen, "the progress bar did not move"
             expect(row).to_contain_text("10 steps in", timeout=SEEN_TIMEOUT_MS)
 
             # A job that fails shows its error, and the page says so.
@@ -233,18 +240,12 @@ def test_my_jobs_and_the_control_panel_in_a_browser(first_run):
             row = page.locator(f'#zasync-my-jobs tr[data-job-id="{job_id}"]')
             bar = row.locator(".progress")
             bar.wait_for(timeout=SEEN_TIMEOUT_MS)
-            seen = set()
-
-            def moving():
-                value = bar.get_attribute("aria-valuenow")
-                if value is not None:
-                    seen.add(int(value))
-                # Running, then on: the page itself redrew the bar.
-                return any(0 < v < 100 for v in seen) and len(seen) >= 2
-
-            bar.wait_for(timeout=SEEN_TIMEOUT_MS)
             screenshot(page, "my-jobs")
-            assert wait_until(moving, 30), f"progress values seen: {seen}"
+            # Running, then on: the page itself redrew the bar.
+            seen = _watch_progress(
+                bar, lambda seen: any(0 < v < 100 for v in seen) and len(seen) >= 2
+            )
+            assert seen, "the progress bar did not move"
             expect(row.locator(".zasync-status")).to_have_text(
                 "succeeded", timeout=SEEN_TIMEOUT_MS
             )

@@ -314,9 +314,7 @@ def test_the_page_with_jobs_shows_message_ids_and_job_data_only(site):
             assert not unmarked(message).strip(), message
     by_status = {job["status"]: job for job in data["jobs"]}
     assert set(by_status) == {"succeeded", "failed", "pending"}
-    assert (
-        by_status["failed"]["status_text"] == "[[zasync][demo_status_failed (failed)]]"
-    )
+    assert by_status["failed"]["status_text"] == "[[zasync][status_failed (failed)]]"
     assert data["jobs"][0]["user"] == "[[zasync][demo_anonymous (Anonymous)]]"
     results = [job["result"] or "" for job in data["jobs"]]
     assert any("[[zasync][demo_result_more_paths (" in text for text in results)

@@ -21,7 +21,6 @@ The queues are those of the site's database: every site of that database
 shares them, and the dashboard shows the jobs of all of them.
 """
 
-import json
 from urllib.parse import urlencode
 
 from AccessControl import getSecurityManager
@@ -37,8 +36,10 @@ from zope.publisher.interfaces import IPublishTraverse
 from plone import api
 from zasync import admin, clock
 from zasync.admin import AdminError
+from zasync.plone import statuses
 from zasync.plone.dashboard import data
 from zasync.plone.i18n import _
+from zasync.plone.jsonview import json_response
 from zasync.plone.service import site_queues
 
 #: Jobs per page of the list, by default and at most.
@@ -58,27 +59,8 @@ FILTERS = (
     "error",
 )
 
-BADGES = {
-    "pending": "text-bg-secondary",
-    "assigned": "text-bg-info",
-    "active": "text-bg-primary",
-    "callbacks": "text-bg-info",
-    "succeeded": "text-bg-success",
-    "failed": "text-bg-danger",
-    "set-aside": "text-bg-warning",
-    "completed": "text-bg-light",
-}
-
-STATUS_LABELS = {
-    "pending": _("status_pending", default="pending"),
-    "assigned": _("status_assigned", default="assigned"),
-    "active": _("status_active", default="active"),
-    "callbacks": _("status_callbacks", default="callbacks"),
-    "completed": _("status_completed", default="completed"),
-    "succeeded": _("status_succeeded", default="succeeded"),
-    "failed": _("status_failed", default="failed"),
-    "set-aside": _("status_set_aside", default="set aside"),
-}
+BADGES = statuses.BADGES
+STATUS_LABELS = statuses.LABELS
 
 ACTION_LABELS = {
     "retry": _("action_retry", default="Retry"),
@@ -89,17 +71,7 @@ ACTION_LABELS = {
 }
 
 
-def _json(request, payload):
-    response = request.response
-    response.setHeader("Content-Type", "application/json; charset=utf-8")
-    response.setHeader("Cache-Control", "no-store")
-    # <, > and & escaped too: nothing of a job can read as markup anywhere.
-    return (
-        json.dumps(admin.for_json(payload))
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-    )
+_json = json_response
 
 
 def when(value):

@@ -17,7 +17,6 @@ for the request; the JSON view gives the texts translated as well, as the
 page's script shows them.
 """
 
-import json
 import re
 
 from AccessControl import getSecurityManager
@@ -36,10 +35,12 @@ from zope.i18nmessageid import Message
 from plone import api
 from zasync.admin import job_summary
 from zasync.failure import Failure
+from zasync.plone import statuses
 from zasync.plone.demo import jobs
 from zasync.plone.demo.permissions import VIEW_ALL_JOBS
 from zasync.plone.i18n import _
 from zasync.plone.interfaces import IAsyncService
+from zasync.plone.jsonview import json_response
 from zasync.status import COMPLETED
 from zasync.storable import callable_name
 
@@ -71,25 +72,6 @@ ACTIONS = {
 }
 LABELS = {callable_name(func): label for label, func in ACTIONS.values()}
 
-BADGES = {
-    "pending": "text-bg-secondary",
-    "assigned": "text-bg-info",
-    "active": "text-bg-primary",
-    "callbacks": "text-bg-info",
-    "succeeded": "text-bg-success",
-    "failed": "text-bg-danger",
-    "set-aside": "text-bg-warning",
-}
-#: The words shown for the statuses of :func:`zasync.admin.job_summary`.
-STATUS_TEXTS = {
-    "pending": _("demo_status_pending", default="pending"),
-    "assigned": _("demo_status_assigned", default="assigned"),
-    "active": _("demo_status_active", default="active"),
-    "callbacks": _("demo_status_callbacks", default="callbacks"),
-    "succeeded": _("demo_status_succeeded", default="succeeded"),
-    "failed": _("demo_status_failed", default="failed"),
-    "set-aside": _("demo_status_set_aside", default="set-aside"),
-}
 ANONYMOUS = _("demo_anonymous", default="Anonymous")
 
 
@@ -320,7 +302,6 @@ def job_info(job, request=None):
     environment = job.environment
     user = getattr(environment, "user_id", None)
     label = LABELS.get(job.callable_name)
-    status_text = STATUS_TEXTS.get(status)
     percent = None if fraction is None else round(fraction * 100)
     return {
         # Job ids do not fit in a JavaScript number: a string.
@@ -330,10 +311,8 @@ def job_info(job, request=None):
         ),
         "callable": job.callable_name,
         "status": status,
-        "status_text": (
-            status if status_text is None else translate(status_text, context=request)
-        ),
-        "badge": BADGES.get(status, "text-bg-secondary"),
+        "status_text": translate(statuses.label(status), context=request),
+        "badge": statuses.badge(status),
         "done": done,
         "failed": failure is not None,
         "progress": fraction,
@@ -541,14 +520,4 @@ class DemoJobsJSON(DemoBase):
 
     def __call__(self):
         data = {"running": self.running(), "jobs": self.jobs()}
-        response = self.request.response
-        response.setHeader("Content-Type", "application/json; charset=utf-8")
-        response.setHeader("Cache-Control", "no-store")
-        # Plain JSON; <, > and & escaped as well, so that no browser could
-        # mistake any of it for markup.
-        return (
-            json.dumps(data)
-            .replace("<", "\\u003c")
-            .replace(">", "\\u003e")
-            .replace("&", "\\u0026")
-        )
+        return json_response(self.request, data)

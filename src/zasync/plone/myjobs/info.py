@@ -5,31 +5,9 @@ scripts show it as text, never as markup."""
 from zasync.admin import job_summary
 from zasync.admin.text import VALUE_REPR_LIMIT
 from zasync.failure import Failure
-from zasync.plone.i18n import _
+from zasync.plone import statuses
 from zasync.plone.references import ObjectRef, path_text
 from zasync.status import COMPLETED
-
-#: Bootstrap badge classes per status (as job_summary words them).
-BADGES = {
-    "pending": "text-bg-secondary",
-    "assigned": "text-bg-info",
-    "active": "text-bg-primary",
-    "callbacks": "text-bg-primary",
-    "succeeded": "text-bg-success",
-    "failed": "text-bg-danger",
-    "set aside": "text-bg-warning",
-}
-
-#: Status words as message ids (the statuses job_summary gives).
-STATUS_LABELS = {
-    "pending": _("status_pending", default="pending"),
-    "assigned": _("status_assigned", default="assigned"),
-    "active": _("status_running", default="running"),
-    "callbacks": _("status_finishing", default="finishing"),
-    "succeeded": _("status_succeeded", default="succeeded"),
-    "failed": _("status_failed", default="failed"),
-    "set aside": _("status_set_aside", default="set aside"),
-}
 
 
 def shorten(text, limit=VALUE_REPR_LIMIT):
@@ -70,7 +48,6 @@ def job_info(job, translate=str):
     if progress is not None:
         fraction, message = progress
         fraction = max(0.0, min(1.0, float(fraction)))
-    label = STATUS_LABELS.get(status)
     return {
         # Job ids do not fit in a JavaScript number: a string.
         "id": str(job.id),
@@ -79,8 +56,8 @@ def job_info(job, translate=str):
         "module": job.callable_name.rpartition(".")[0],
         "context": context_path(job),
         "status": status,
-        "status_text": status if label is None else translate(label),
-        "badge": BADGES.get(status, "text-bg-secondary"),
+        "status_text": translate(statuses.label(status)),
+        "badge": statuses.badge(status),
         "done": done,
         "failed": failure is not None,
         "percent": None if fraction is None else round(fraction * 100),

@@ -8,8 +8,6 @@ user's own jobs, found through the site's index of who queued what
 :data:`PAGE_SIZE` at a time.
 """
 
-import json
-
 from Products.Five import BrowserView
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 from zExceptions import Unauthorized
@@ -17,6 +15,7 @@ from zope.component.hooks import getSite
 from zope.i18n import translate
 
 from zasync.plone import queuers
+from zasync.plone.jsonview import json_response
 from zasync.plone.myjobs.info import job_info
 
 #: Jobs per page.
@@ -99,13 +98,4 @@ class MyJobsJSON(MyJobsBase):
     def __call__(self):
         jobs, more = self.page()
         data = {"running": self.running(), "more": more, "jobs": jobs}
-        response = self.request.response
-        response.setHeader("Content-Type", "application/json; charset=utf-8")
-        response.setHeader("Cache-Control", "no-store")
-        # <, > and & escaped too, so that nothing of it reads as markup.
-        return (
-            json.dumps(data)
-            .replace("<", "\\u003c")
-            .replace(">", "\\u003e")
-            .replace("&", "\\u0026")
-        )
+        return json_response(self.request, data)
