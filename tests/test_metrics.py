@@ -10,7 +10,6 @@ import uuid
 import pytest
 import transaction
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.parser import text_string_to_metric_families
 from zope.interface.verify import verifyObject
 
 import jobfuncs
@@ -21,16 +20,9 @@ from zasync.admin import metrics
 from zasync.interfaces import IDispatcherObserver
 from zasync.retry import RetryWithDelay
 from zasync.runner import attempt_times
-from zasync.testing import wait_for, wait_for_result
+from zasync.testing import parse_metrics, wait_for, wait_for_result
 
-
-def parse(text):
-    """{(sample name, ((label, value), ...)): value} of an exposition."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return found
+parse = parse_metrics
 
 
 def scrape(db, database=None, now=None):

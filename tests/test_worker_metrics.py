@@ -10,11 +10,10 @@ import urllib.request
 
 import transaction
 import ZODB
-from prometheus_client.parser import text_string_to_metric_families
 
 import jobfuncs
 import zasync
-from zasync.testing import processes, wait_for, wait_for_result
+from zasync.testing import parse_metrics, processes, wait_for, wait_for_result
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,12 +35,7 @@ def get(url):
         return None
 
 
-def parse(text):
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return found
+parse = parse_metrics
 
 
 def test_a_worker_serves_its_metrics_on_loopback(tmp_path, zeo):

@@ -14,9 +14,9 @@ from deploy_support import Served, Site, edit_site_offline, environment, zasync
 
 from zasync.clock import wait_until
 from zasync.testing import processes
+from zasync.testing.browser import launch_chromium
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
 # A job of the demo, seen in the browser: queued, run, its result shown.
 SEEN_TIMEOUT_MS = 60_000
 
@@ -88,24 +88,7 @@ def _password(instance):
         return f.read().strip()
 
 
-def _browser(playwright):
-    if not os.path.exists(CHROMIUM):
-        message = f"no {CHROMIUM}: apt-get install chromium"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI needs it)")
-        pytest.skip(message)
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    )
+_browser = launch_chromium
 
 
 def _queue(page, form, **fields):

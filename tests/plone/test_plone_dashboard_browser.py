@@ -26,10 +26,10 @@ from zasync import clock
 from zasync.plone.interfaces import IAsyncService
 from zasync.plone.testing import wait_for_result, wait_for_start
 from zasync.testing import wait_for_annotation
+from zasync.testing.browser import launch_chromium
 
 globals().update(FIXTURES)
 
-CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 20_000
 DOCS_STATIC = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -50,24 +50,7 @@ def auth(user):
     return {"Authorization": f"Basic {token}"}
 
 
-def launch(playwright):
-    if not os.path.exists(CHROMIUM):
-        message = f"no {CHROMIUM}: apt-get install chromium"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI needs it)")
-        pytest.skip(message)
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    )
+launch = launch_chromium
 
 
 @pytest.fixture

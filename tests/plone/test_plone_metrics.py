@@ -15,14 +15,13 @@ from plone.app.testing import (
     login,
 )
 from plone.testing.zope import Browser
-from prometheus_client.parser import text_string_to_metric_families
 from zope.component import getUtility
 
 from zasync.config import ConfigurationError
 from zasync.plone import config
 from zasync.plone.interfaces import IAsyncService
 from zasync.plone.testing import wait_for_result
-from zasync.testing import wait_for
+from zasync.testing import parse_metrics, wait_for
 
 PAGE = "@@zasync-metrics"
 TOKEN = "a-long-random-metrics-token-for-tests"
@@ -49,12 +48,7 @@ def status(browser):
     return int(browser.headers["status"].split()[0])
 
 
-def parse(text):
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return found
+parse = parse_metrics
 
 
 def assert_metrics(browser):

@@ -130,3 +130,16 @@ def inline():
         yield
     finally:
         queuemodule.inline.on = previous
+
+
+def parse_metrics(text):
+    """``{(sample name, ((label, value), ...)): value}`` of a Prometheus
+    text exposition (what ``@@zasync-metrics`` and ``zasync worker
+    --metrics-port`` serve), read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
