@@ -684,6 +684,23 @@ def test_intervals_set_show_and_unset(database, zasync_cli):
     assert code == 2 and "give at least one of --poll, --ping and --death" in err
 
 
+def test_zasync_pause_and_resume_commands(database, zasync_cli):
+    with database() as queues:
+        queues[""].put(zasync.Job(jobfuncs.add, 1, 1))
+    code, out, err = zasync_cli("pause", "--by", "the operator")
+    assert (code, err) == (0, "")
+    assert out.startswith("queue default paused: no dispatcher claims from it")
+    code, out, err = zasync_cli("status")
+    assert "  PAUSED since " in out and "by the operator" in out
+    assert "'zasync resume' resumes it" in out
+    code, out, err = zasync_cli("resume")
+    assert out == "queue default resumed: dispatchers claim from it again\n"
+    code, out, err = zasync_cli("status")
+    assert "PAUSED" not in out
+    code, out, err = zasync_cli("resume", "--queue", "nope")
+    assert code == 2 and "no queue 'nope'" in err
+
+
 # -- mode -------------------------------------------------------------------
 
 

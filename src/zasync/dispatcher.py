@@ -783,6 +783,12 @@ class Dispatcher:
         self._follow_settings(queue, record)
         if round.audit:
             self._adopt_unknown(queue, record, round)
+        if queue.paused is not None:
+            # Nothing is claimed from a paused queue; its resume, a commit
+            # of the queue itself, wakes this dispatcher (watched below).
+            if self._listening is not None:
+                round.watched.update(self._watched_oids(queue, record, None))
+            return
         parts = self._parts_of_dispatchers(queue, round.now)
         prefer = None if parts is None else parts[self.uuid]
         for agent in record.agents.values():

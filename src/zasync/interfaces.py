@@ -427,6 +427,22 @@ class IQueue(Interface):
         "agent sizes), or None until one is set (see "
         "zasync.registry.agent_settings())."
     )
+    paused = Attribute(
+        "None, or ``(since, by)`` while the queue is paused (see pause): "
+        "an aware datetime and a text saying who paused it."
+    )
+
+    def pause(now, by=None):
+        """Pause the queue, cluster-wide, in the current transaction: no
+        dispatcher claims a job from it until ``resume``; running jobs
+        finish, jobs can still be queued, and due times pass (a job whose
+        ``begin_by`` expires meanwhile fails with its time-out when the
+        queue is resumed, as it would have on a stopped cluster). Pausing a
+        paused queue changes nothing. Returns ``paused``."""
+
+    def resume():
+        """Let dispatchers claim from the queue again (at once: they watch
+        the queue); returns whether it was paused."""
 
     def put(
         job_or_callable,
@@ -583,8 +599,9 @@ class IQueue(Interface):
         process means work may have arrived: the pending count (a job was
         queued; with ``parts``, a set of run parts, the inbox shards of
         those parts instead, so that a put in another dispatcher's parts
-        wakes only that one), the quotas and each quota (room was made).
-        A dispatcher listens for invalidations of their oids."""
+        wakes only that one), the queue itself (paused or resumed), the
+        quotas and each quota (room was made). A dispatcher listens for
+        invalidations of their oids."""
 
     def jobs(status=None, failed=None, start=0, limit=None):
         """Jobs of this queue with a status (any if None), as a list.

@@ -298,9 +298,24 @@ class Queue(persistent.Persistent):
     #: (zasync.registry.AgentSettings), or None until one is set: see
     #: zasync.registry.agent_settings().
     agent_settings = None
+    #: (since, by) while paused, else None (see IQueue.pause).
+    paused = None
 
     def __repr__(self):
         return f"<Queue {self.name!r} pending={len(self)}>"
+
+    def pause(self, now, by=None):
+        if self.paused is None:
+            self.paused = (now, by)
+        return self.paused
+
+    def resume(self):
+        was = self.paused is not None
+        if was:
+            self.paused = None
+            # This process's dispatchers at once; others watch the queue.
+            wakeup.wake_after_commit(self)
+        return was
 
     # -- putting -----------------------------------------------------------
 
@@ -669,7 +684,8 @@ class Queue(persistent.Persistent):
                 for index, shard in enumerate(self._inbox)
                 if index % RUN_PARTS in parts
             ]
-        return [*put, self.quotas, *self.quotas.values()]
+        # The queue itself: pausing and resuming it rewrites it.
+        return [*put, self, self.quotas, *self.quotas.values()]
 
     def unsettled(self):
         """How many jobs are pending, claimed or waiting, counting completed

@@ -652,3 +652,21 @@ def test_what_cannot_be_deleted_or_put_back_says_why(site):
     transaction.abort()
     assert status_of(pending.id) == "pending"
     assert status_of(failed.id) == "failed"
+
+
+def test_a_paused_queue_is_marked(site):
+    from zasync import admin
+
+    service_queues = getUtility(IAsyncService).getQueues()
+    admin.pause_queue(service_queues, by="the night shift")
+    transaction.commit()
+    browser = browser_for(site)
+    browser.open(url(site))
+    assert re.search(
+        r'class="badge text-bg-warning zasync-paused"[^>]*>paused<', browser.contents
+    )
+    assert "the night shift" in browser.contents
+    admin.resume_queue(service_queues)
+    transaction.commit()
+    browser.open(url(site))
+    assert "zasync-paused" not in browser.contents

@@ -538,6 +538,30 @@ def test_patch_bad_quotas_changes_nothing(url, body, says):
     assert queues()[""].quotas["default"].size == 1
 
 
+def test_pause_and_resume_a_queue(url):
+    response = call(
+        "PATCH", f"{url}/@zasync-status", MANAGER, json_body={"paused": True}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["paused"]["queue"] == "default"
+    (queue,) = call("GET", f"{url}/@zasync-status", MANAGER).json()["queues"]
+    assert queue["paused"]["by"].endswith("(REST API)")
+    assert queues()[""].paused is not None
+    response = call(
+        "PATCH", f"{url}/@zasync-status", MANAGER, json_body={"paused": False}
+    )
+    assert response.json()["resumed"] == {"queue": "default", "was_paused": True}
+    (queue,) = call("GET", f"{url}/@zasync-status", MANAGER).json()["queues"]
+    assert queue["paused"] is None
+    response = call(
+        "PATCH", f"{url}/@zasync-status", MANAGER, json_body={"paused": "yes"}
+    )
+    assert "'paused' must be true or false" in error_of(response, 400)
+    member = call("PATCH", f"{url}/@zasync-status", MEMBER, json_body={"paused": True})
+    assert member.status_code in (401, 403)
+    assert queues()[""].paused is None
+
+
 # -- the control panel ---------------------------------------------------------------
 
 

@@ -34,6 +34,8 @@ from zasync.admin.actions import (
     cancel_job,
     discard_job,
     in_transaction,
+    pause_queue,
+    resume_queue,
     retry_job,
 )
 from zasync.admin.location import (
@@ -124,12 +126,14 @@ __all__ = [
     "job_summary",
     "parse_duration",
     "parse_job_id",
+    "pause_queue",
     "prune",
     "queue_label",
     "queue_name",
     "queues_location",
     "read_queues",
     "record_queues_location",
+    "resume_queue",
     "retry_job",
     "select_queues",
     "set_agent_size",

@@ -12,8 +12,10 @@ from zasync.admin.reports import (
     _set_aside_reason,
     get_job,
     read_queues,
+    select_queues,
 )
 from zasync.admin.text import queue_label
+from zasync.config import DEFAULT_QUEUE
 from zasync.exceptions import AdminError, JobCancelled
 from zasync.failure import failure_from
 from zasync.job import CallableNotFound, Job
@@ -286,3 +288,31 @@ def in_transaction(db, work, database=None, attempts=MAX_CONFLICTS):
             f"gave up after {attempts} write conflicts: the queues are very busy; "
             f"try again"
         ) from None
+
+
+def pause_queue(queues, queue=None, by="zasync pause", now=None):
+    """Pause the queue named ``queue`` (default: the default queue),
+    cluster-wide, in the current transaction: dispatchers claim nothing
+    from it until :func:`resume_queue`; running jobs finish and jobs can
+    still be queued. Returns ``{"queue", "paused", "was_paused"}``."""
+    target = select_queues(queues, DEFAULT_QUEUE if queue is None else queue)[0]
+    was = target.paused is not None
+    since, who = target.pause(now or clock.utcnow(), by)
+    if not was:
+        log.info("queue %r paused by %s", queue_label(target.name), who)
+    return {
+        "queue": queue_label(target.name),
+        "paused": {"since": since, "by": who},
+        "was_paused": was,
+    }
+
+
+def resume_queue(queues, queue=None):
+    """Resume a queue paused with :func:`pause_queue`, in the current
+    transaction; dispatchers claim from it again at once. Returns
+    ``{"queue", "was_paused"}``."""
+    target = select_queues(queues, DEFAULT_QUEUE if queue is None else queue)[0]
+    was = target.resume()
+    if was:
+        log.info("queue %r resumed", queue_label(target.name))
+    return {"queue": queue_label(target.name), "was_paused": was}

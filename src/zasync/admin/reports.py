@@ -140,6 +140,12 @@ def _heartbeat_age(queue, record, now):
     return (now - record.last_ping).total_seconds()
 
 
+def _paused(queue):
+    """None, or {"since", "by"} of a paused queue."""
+    paused = queue.paused
+    return None if paused is None else {"since": paused[0], "by": paused[1]}
+
+
 def _queue_status(queue, now):
     dispatchers = []
     for uuid, record in queue.dispatchers.items():
@@ -167,6 +173,7 @@ def _queue_status(queue, now):
         "name": queue.name,
         "label": queue_label(queue.name),
         "counts": queue.counts(),
+        "paused": _paused(queue),
         "set_aside": len(queue.set_aside_jobs),
         "dispatchers": dispatchers,
         "quotas": [

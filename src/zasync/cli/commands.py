@@ -165,6 +165,19 @@ def _print_queue_status(queue):
     counts = queue["counts"]
     print()
     print(f"queue {queue['label']}")
+    paused = queue.get("paused")
+    if paused:
+        since = paused["since"]
+        since = since if isinstance(since, str) else f"{since:{TIME_FORMAT}} UTC"
+        option = (
+            ""
+            if queue["label"] == DEFAULT_QUEUE_LABEL
+            else f" --queue {queue['label']}"
+        )
+        print(
+            f"  PAUSED since {since} by {paused['by']}: no job is claimed; "
+            f"'zasync resume{option}' resumes it"
+        )
     print(
         f"  jobs: {counts['pending']} pending, {counts['assigned']} assigned, "
         f"{counts['active']} active, {counts['callbacks']} in callbacks, "
@@ -765,6 +778,58 @@ def _non_negative(text):
     return value
 
 
+def _pause(args):
+    done = _writing(args, lambda q: admin.pause_queue(q, args.queue, by=args.by))
+    if args.json:
+        _print_json(done)
+        return 0
+    state = "was paused already" if done["was_paused"] else "paused"
+    print(
+        f"queue {done['queue']} {state}: no dispatcher claims from it; running "
+        f"jobs finish, jobs can still be queued"
+    )
+    return 0
+
+
+def _resume(args):
+    done = _writing(args, lambda q: admin.resume_queue(q, args.queue))
+    if args.json:
+        _print_json(done)
+        return 0
+    if done["was_paused"]:
+        print(f"queue {done['queue']} resumed: dispatchers claim from it again")
+    else:
+        print(f"queue {done['queue']} was not paused")
+    return 0
+
+
+def _register_pause(commands):
+    pause = commands.add_parser(
+        "pause",
+        help="pause a queue, cluster-wide: nothing is claimed from it",
+        description="Pause a queue for the whole cluster: no dispatcher "
+        "claims a job from it until 'zasync resume'; running jobs finish "
+        "and jobs can still be queued. 'zasync status' shows it.",
+    )
+    resume = commands.add_parser(
+        "resume",
+        help="resume a paused queue",
+        description="Let the dispatchers claim from a paused queue again, at once.",
+    )
+    for parser in (pause, resume):
+        connect.add_database_options(parser)
+        _queue_option(parser, "the queue (default: the default queue)")
+        _json_option(parser)
+    pause.add_argument(
+        "--by",
+        default="zasync pause",
+        metavar="TEXT",
+        help="who pauses it, shown by 'zasync status' (default: zasync pause)",
+    )
+    pause.set_defaults(run=_pause)
+    resume.set_defaults(run=_resume)
+
+
 def _register_settings(commands):
     settings = commands.add_parser(
         "settings",
@@ -1238,4 +1303,5 @@ def register(commands):
     _json_option(discard)
     discard.set_defaults(run=_discard)
     _register_settings(commands)
+    _register_pause(commands)
     _register_mode(commands)

@@ -133,6 +133,7 @@ def overview(queues, now=None):
             {
                 "name": info["name"],
                 "label": info["label"],
+                "paused": info["paused"],
                 "counts": {status: counts.get(status, 0) for status in COUNTED},
                 "throughput": {
                     "succeeded": succeeded,
