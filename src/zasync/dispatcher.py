@@ -197,6 +197,8 @@ class Dispatcher:
         self.agent_sizes = {}
         # {interval: (seconds, source)}, as _follow_intervals found them.
         self.intervals, _ = intervals_in_force(config)
+        # What _follow_intervals last read: (oid, serial) of the settings.
+        self._intervals_seen = object()
         self.running = False
         self.abandoned = False
         self.stats = collections.Counter()
@@ -373,7 +375,15 @@ class Dispatcher:
         """Take up the cluster-wide interval settings (for the intervals
         this process does not set itself); when they changed, say so and
         write them into this dispatcher's records, which peers judge its
-        death by. Returns whether they changed."""
+        death by. Returns whether they changed. Each round calls it: it
+        reads the settings' serial only, until they change."""
+        settings = getattr(queues, "interval_settings", None)
+        if settings is not None:
+            settings._p_activate()  # a ghost's serial is not its last one
+        seen = None if settings is None else (settings._p_oid, settings._p_serial)
+        if seen == self._intervals_seen:
+            return False
+        self._intervals_seen = seen
         intervals, problem = intervals_in_force(self.config, queues)
         if problem is not None:
             careful_log.log(logging.WARNING, ("intervals", problem), "%s", problem)
