@@ -25,16 +25,6 @@ def zeo(tmp_path):
 
 
 @pytest.fixture
-def client(zeo):
-    db = zeo.open()
-    conn = db.open()
-    yield conn
-    conn.transaction_manager.abort()
-    conn.close()
-    db.close()
-
-
-@pytest.fixture
 def home(tmp_path, zeo):
     process = ZopeProcess(
         str(tmp_path / "worker"),

@@ -43,17 +43,6 @@ def zeo(zeo_server):
 
 
 @pytest.fixture
-def client(zeo):
-    """A connection to the test's main ZEO storage."""
-    db = zeo.open()
-    conn = db.open()
-    yield conn
-    conn.transaction_manager.abort()
-    conn.close()
-    db.close()
-
-
-@pytest.fixture
 def zope(tmp_path):
     """Make ZopeProcess instance homes under tmp_path; all are stopped at the
     end (request it after ``zeo`` so that they stop first)."""

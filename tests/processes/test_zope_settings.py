@@ -9,14 +9,14 @@ import subprocess
 
 import pytest
 import zope_process_jobs as jobs
-from test_zope_processes import FAST, client, main_db, zeo, zeo_server, zope
+from test_zope_processes import FAST, main_db, zeo, zeo_server, zope
 from zope_process_support import BIN, READY, put, queue_of, record_of, zodb_db
 
 import zasync
 from zasync.config import WORKER_READY
 from zasync.testing import wait_for_result
 
-__all__ = ["client", "zeo", "zeo_server", "zope"]  # fixtures, used by name
+__all__ = ["zeo", "zeo_server", "zope"]  # fixtures, used by name
 
 QUEUES = "zasync_queues"
 
