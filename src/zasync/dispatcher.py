@@ -23,7 +23,7 @@ import transaction
 from ZODB.utils import z64
 from zope.interface import implementer
 
-from zasync import clock, remote_wakeup, transact, wakeup
+from zasync import chores, clock, remote_wakeup, transact, wakeup
 from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
@@ -224,6 +224,7 @@ class Dispatcher:
             transient_error=self.transient_error,
             attempt_ended=self._attempt_ended,
         )
+        self._chores = chores.ChoreRunner(self)
         self._loop_thread = None
         #: time.monotonic() when the loop last started a round, or None.
         self.last_round_started = None
@@ -565,6 +566,8 @@ class Dispatcher:
             if failures:
                 errors.recovered()
             failures = 0
+            if not pool.stopping:
+                wait = self._run_chores(wait)
         except TRANSIENT_ERRORS as exc:
             self._abort_round()
             self.transient_error(exc)
@@ -603,6 +606,16 @@ class Dispatcher:
         self._wake.clear()
         self._gather_finished()
         return failures
+
+    def _run_chores(self, wait):
+        """Run the due chores (zasync.chores), each in a transaction of its
+        own; returns ``wait`` shortened to when the next one is due."""
+        due = self._chores.run_due(
+            lambda work: self._retry_transaction(
+                lambda now: work(get_queues(self._conn, self.database), now)
+            )
+        )
+        return wait if due is None else min(wait, due)
 
     def _ensure_connection(self):
         """Open the loop's connection again if _reopen dropped it."""

@@ -816,6 +816,33 @@ class IRetryPolicy(Interface):
         replaced); ``job.interruptions`` counts this interruption."""
 
 
+class IChore(Interface):
+    """Work every dispatcher does now and then besides its rounds: firing
+    recurring jobs, pruning old ones (see zasync.chores).
+
+    Each running dispatcher calls ``run`` when the chore is due, in a
+    transaction of its own that it commits after the call, and calls it
+    again when it conflicts. All dispatchers of a cluster run the same
+    chores: what must happen once per cluster is decided through the
+    database (a unique key, an object whose concurrent changes conflict),
+    never by electing a leader. A call must be short (it holds up the
+    dispatcher's next round): a long chore does a bounded part of its work
+    and asks to be called again at once."""
+
+    name = Attribute("A unique, non-empty string naming the chore.")
+    interval = Attribute(
+        "Seconds between two runs by one dispatcher when ``run`` returns None."
+    )
+
+    def run(dispatcher, queues, now):
+        """Do the chore's work in the current transaction. ``queues``: the
+        IQueues of the dispatcher's database; ``now``: the dispatcher's
+        aware UTC time. Returns when to run it next in this dispatcher (a
+        timedelta or seconds; 0 for at once after the next round), or None
+        for ``interval``. An exception is logged (once per kind) and the
+        chore is tried again later; it never stops the dispatcher."""
+
+
 class IDispatcher(Interface):
     """Runs jobs in this process: claims them for its agents, runs each in a
     thread with its own connection and transaction manager, heartbeats, and
