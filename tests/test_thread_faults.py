@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 import transaction
+import ZODB
+import ZODB.FileStorage
 from ZODB.POSException import ConflictError, POSKeyError
 from ZODB.utils import p64
 
@@ -287,10 +289,37 @@ def _fill(disk):
                 return filler
 
 
+class _RollbackSafeFileStorage(ZODB.FileStorage.FileStorage):
+    """ZODB's FileStorage, whose rollback of a commit stopped by a full disk
+    cannot fail.
+
+    FileStorage.tpc_vote truncates the partly written transaction; the
+    truncate flushes the file's write buffer first, which fails on the full
+    disk again, and the bytes left in the buffer are written by a later
+    commit, damaging records (about one run in twenty of this test). The
+    test is of zasync's handling of the errors, not of that flaw of the
+    storage (see the caution in docs/concepts.md): this storage drops the
+    buffer by reopening its file."""
+
+    def tpc_vote(self, transaction):
+        try:
+            return super().tpc_vote(transaction)
+        except OSError:
+            with self._lock:
+                fresh = open(self._file_name, "r+b")  # noqa: SIM115 (kept open)
+                old, self._file = self._file, fresh
+                old.raw.close()  # its buffer can no longer be written
+                with contextlib.suppress(ValueError, OSError):
+                    old.close()
+                self._file.truncate(self._pos)
+            raise
+
+
 def test_full_disk_postpones_jobs_that_run_once_space_is_freed(tmp_path):
     jobs_count = 4
     with _small_disk(tmp_path / "disk") as disk:
-        db = jobfuncs.file_db(disk)
+        disk_file = str(disk / "Data.fs")
+        db = ZODB.DB(_RollbackSafeFileStorage(disk_file))
         conn = db.open()
         dispatcher = None
         try:
