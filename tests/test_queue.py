@@ -264,6 +264,7 @@ def test_counts_keys_and_values(queue):
         queue.put(zasync.Job(jobfuncs.fail))
         queue.put(zasync.Job(jobfuncs.fail))
     assert queue.counts() == {
+        "waiting": 0,
         "pending": 2,
         "assigned": 0,
         "active": 1,

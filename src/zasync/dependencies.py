@@ -246,6 +246,15 @@ def removed(queue, dependency, now):
             )
 
 
+def dependents(queue, job_id):
+    """The jobs waiting for the job ``job_id``, oldest first."""
+    return [
+        job
+        for _, job in _entries(queue, job_id)
+        if job.status == WAITING and job_id in job.waiting_for
+    ]
+
+
 def move(queue, job, retry):
     """Jobs waiting for the failed ``job`` wait for ``retry`` instead."""
     moved = []

@@ -547,6 +547,11 @@ class IQueue(Interface):
         would not pickle. Nothing already queued is touched when it raises.
         """
 
+    def dependents(job):
+        """The jobs of this queue WAITING for ``job`` (put with it in their
+        ``depends_on``, and not released yet), as a list, oldest first;
+        read from the dependents index, not by scanning."""
+
     def move_dependents(job, retry):
         """The jobs waiting for the failed ``job`` (put with
         ``on_dependency_failure="wait"``) wait for ``retry`` (a job queued
@@ -659,7 +664,8 @@ class IQueue(Interface):
         (ASSIGNED, ACTIVE, in CALLBACKS, or COMPLETED by their worker and not
         indexed yet) and the jobs waiting for their sub-jobs (serial and
         parallel parents, jobs whose callbacks were queued), in no
-        particular order."""
+        particular order. Jobs WAITING for their dependencies are among them
+        (they are in the same waiting index)."""
 
     def indexed_completed(failed=None, min_key=None):
         """An iterator of ``(index_key, job)`` over the completed jobs in

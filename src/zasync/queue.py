@@ -1282,6 +1282,10 @@ class Queue(persistent.Persistent):
                 recovered += 1
         return recovered
 
+    def dependents(self, job):
+        """The jobs waiting for ``job`` (see IQueue.dependents)."""
+        return dependencies.dependents(self, job.id)
+
     def move_dependents(self, job, retry):
         """Jobs waiting for the failed ``job`` wait for ``retry`` instead
         (see IQueue.move_dependents)."""
