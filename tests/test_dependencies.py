@@ -419,3 +419,13 @@ def test_the_job_report_shows_dependencies(conn, queue):
         admin.status_report(zasync.get_queues(conn))["queues"][0]["counts"]["waiting"]
         == 1
     )
+
+
+def test_waiting_jobs_and_their_queue_verify(queue):
+    from zope.interface.verify import verifyObject
+
+    from zasync.interfaces import IJob, IQueue
+
+    dependency = queue.put(job("add", 1, 1))
+    dependent = queue.put(job("add", 2, 2), depends_on=[dependency])
+    assert verifyObject(IJob, dependent) and verifyObject(IQueue, queue)

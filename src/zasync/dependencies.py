@@ -28,7 +28,6 @@ Conflicts, and why nothing is lost:
   which BTrees merge (but for a bucket split, which a retry settles).
 """
 
-from zasync import wakeup
 from zasync.exceptions import DependencyFailed, JobCancelled
 from zasync.failure import failure_from
 from zasync.job import Job
@@ -196,10 +195,7 @@ def release(queue, job, now):
     _forget(queue, job)
     queue._waiting.pop(job.id, None)
     job.stop_waiting()
-    job.enter_run_order()
-    queue._pending_count.change(1)
-    queue._to_inbox(job)
-    wakeup.wake_after_commit(queue)
+    queue._enter_run_order(job)
 
 
 def fail_dependent(queue, job, failure, now):

@@ -462,6 +462,13 @@ class Queue(persistent.Persistent):
             self._index_completed(job)
         return job
 
+    def _enter_run_order(self, job):
+        """A job released from waiting joins the run order as a put does."""
+        job.enter_run_order()
+        self._pending_count.change(1)
+        self._to_inbox(job)
+        wakeup.wake_after_commit(self)
+
     def _dependents_index(self):
         if self._dependents is None:  # a queue stored before dependencies
             self._dependents = OOBTree()
