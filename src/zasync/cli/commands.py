@@ -178,8 +178,10 @@ def _print_queue_status(queue):
             f"  PAUSED since {since} by {paused['by']}: no job is claimed; "
             f"'zasync resume{option}' resumes it"
         )
+    # Jobs waiting for others are shown where there are any.
+    waiting = f"{counts['waiting']} waiting, " if counts.get("waiting") else ""
     print(
-        f"  jobs: {counts['pending']} pending, {counts['assigned']} assigned, "
+        f"  jobs: {waiting}{counts['pending']} pending, {counts['assigned']} assigned, "
         f"{counts['active']} active, {counts['callbacks']} in callbacks, "
         f"{counts['completed']} completed ({counts['succeeded']} succeeded, "
         f"{counts['failed']} failed), {queue['set_aside']} set aside"
