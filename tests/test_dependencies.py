@@ -429,3 +429,23 @@ def test_waiting_jobs_and_their_queue_verify(queue):
     dependency = queue.put(job("add", 1, 1))
     dependent = queue.put(job("add", 2, 2), depends_on=[dependency])
     assert verifyObject(IJob, dependent) and verifyObject(IQueue, queue)
+
+
+def test_a_running_dependency_cannot_be_removed_and_its_dependents_wait(queue):
+    dependency = queue.put(job("add", 1, 1))
+    dependent = queue.put(job("add", 2, 2), depends_on=[dependency])
+    agent = zasync.registry.Agent("main", size=1)
+    (claimed,) = queue.claim(agent, "test", 1, NOW)
+    assert claimed is dependency
+    with pytest.raises(ValueError, match="only waiting, pending or completed"):
+        queue.remove(dependency)
+    assert dependent.status == WAITING and queue.dependents(dependency) == [dependent]
+
+
+def test_waiting_for_serial_and_parallel_jobs(conn, queue, dispatcher):
+    steps = queue.put(zasync.serial(job("add", 1, 1), job("add", 2, 2)))
+    both = queue.put(zasync.parallel(job("add", 3, 3), job("add", 4, 4)))
+    last = queue.put(job("join", steps, both), depends_on=[steps, both])
+    transaction.commit()
+    assert wait_for_result(last) == [steps.result, both.result]
+    assert [child.result for child in steps.result] == [2, 4]

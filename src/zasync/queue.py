@@ -777,9 +777,14 @@ class Queue(persistent.Persistent):
             )
         if self.get(job.id) is not job:
             raise ValueError(f"{job!r} is not in queue {self.name!r}")
+        status = job.status
+        if status not in (WAITING, PENDING, COMPLETED):
+            raise ValueError(
+                f"{job!r} is {status}; only waiting, pending or completed jobs "
+                f"can be removed from a queue."
+            )
         # Jobs waiting for this one could never run: they fail.
         dependencies.removed(self, job, clock.utcnow())
-        status = job.status
         if status == WAITING:
             self._waiting.pop(job.id, None)
             self._forget_unique(job)
@@ -792,17 +797,12 @@ class Queue(persistent.Persistent):
                 job.leave_queue()
                 return
             self._remove_pending(job)
-        elif status == COMPLETED:
+        else:  # COMPLETED
             index = self._indexed_in(job)
             if index is not None:
                 del index[job.index_key]
                 self._completed_count(job).change(-1)
             self._live.pop(job.id, None)
-        else:
-            raise ValueError(
-                f"{job!r} is {status}; only waiting, pending or completed jobs "
-                f"can be removed from a queue."
-            )
         self._forget_job(job)
         self._forget_unique(job)
         job.leave_queue()
