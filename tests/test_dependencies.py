@@ -449,3 +449,14 @@ def test_waiting_for_serial_and_parallel_jobs(conn, queue, dispatcher):
     transaction.commit()
     assert wait_for_result(last) == [steps.result, both.result]
     assert [child.result for child in steps.result] == [2, 4]
+
+
+def test_a_job_put_again_after_an_abort(queue):
+    dependency = queue.put(job("add", 1, 1))
+    transaction.commit()
+    dependent = queue.put(job("add", 2, 2), depends_on=[dependency])
+    transaction.abort()
+    assert queue.dependents(dependency) == []
+    queue.put(dependent)  # without dependencies this time
+    assert dependent.status == PENDING and dependent.depends_on == ()
+    transaction.commit()

@@ -380,6 +380,8 @@ class Job(persistent.Persistent):
         self.queue = None
         self.pending_key = None
         self._waiting_for = ()
+        if self.depends_on:  # a put again may name none
+            self.depends_on = ()
         self._status = NEW.value
         return True
 
