@@ -29,8 +29,8 @@ log = logging.getLogger("zasync.admin")
 RETRY_OF = "zasync.retry_of"
 
 STATUS_FILTERS = (
-    "waiting",
     "pending",
+    "waiting",
     "assigned",
     "active",
     "callbacks",
