@@ -759,3 +759,27 @@ def test_internal_callbacks_are_left_out_of_what_operators_see(database, zasync_
     assert "jobfuncs.on_failure" in listed
     assert "jobfuncs.callback_value" not in listed
     assert listed.count("jobfuncs.add") == 1
+
+
+def test_job_and_status_show_dependencies(database, zasync_cli):
+    with database() as queues:
+        queue = queues[""]
+        first = queue.put(zasync.Job(jobfuncs.add, 1, 2))
+        second = queue.put(
+            zasync.Job(jobfuncs.add, 3, 4),
+            depends_on=[first],
+            on_dependency_failure="wait",
+        )
+    code, out, err = zasync_cli("job", str(second.id))
+    assert (code, err) == (0, "")
+    assert re.search(r"status +waiting\n", out)
+    assert re.search(
+        rf"depends on +{first.id} jobfuncs.add \(pending\); if one fails: wait\n", out
+    )
+    assert re.search(rf"waiting for +{first.id}\n", out)
+    code, out, err = zasync_cli("job", str(first.id))
+    assert re.search(rf"jobs waiting for it +{second.id}\n", out)
+    code, out, err = zasync_cli("status")
+    assert "jobs: 1 waiting, 1 pending, 0 assigned" in out
+    code, out, err = zasync_cli("jobs", "--status", "waiting")
+    assert (code, err) == (0, "") and str(second.id) in out and str(first.id) not in out

@@ -36,6 +36,7 @@ def test_status_values_are_strings():
     """Statuses compare equal to, and print as, plain strings."""
     assert [s.value for s in Status] == [
         "new",
+        "waiting",
         "pending",
         "assigned",
         "active",

@@ -224,7 +224,7 @@ def test_remove_active_job_raises(queue):
     queue.put(job("run"))
     (active,) = claim_one(queue)
     assert active.status == Status.ACTIVE
-    with pytest.raises(ValueError, match="only pending or completed"):
+    with pytest.raises(ValueError, match="only waiting, pending or completed"):
         queue.remove(active)
     assert queue.get(active.id) is active
     assert queue.counts()["active"] == 1
@@ -246,6 +246,7 @@ def test_counts_keys_and_values(queue):
     """counts() has every status but NEW, plus succeeded and failed."""
     empty = queue.counts()
     assert set(empty) == {
+        "waiting",
         "pending",
         "assigned",
         "active",
@@ -264,6 +265,7 @@ def test_counts_keys_and_values(queue):
         queue.put(zasync.Job(jobfuncs.fail))
         queue.put(zasync.Job(jobfuncs.fail))
     assert queue.counts() == {
+        "waiting": 0,
         "pending": 2,
         "assigned": 0,
         "active": 1,

@@ -57,6 +57,14 @@ class JobCancelled(ZasyncError):
     queue it again if it is still wanted."""
 
 
+class DependencyFailed(ZasyncError):
+    """A job put with ``depends_on`` did not run: one of the jobs it waited
+    for failed, was cancelled, or was removed from its queue (see
+    ``on_dependency_failure`` of IQueue.put). The message names that job;
+    fix what made it fail, retry it, then queue this job again (or queue it
+    with ``on_dependency_failure="run"`` if it should run anyway)."""
+
+
 class UnpicklableError(ZasyncError):
     """Stands in for an exception whose value could not be pickled.
 

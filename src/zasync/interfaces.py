@@ -95,9 +95,10 @@ class IJob(Interface):
         ACTIVE --record_outcome--> CALLBACKS --complete--> COMPLETED
                                    (or COMPLETED at once, without callbacks)
 
+        PENDING (just put) --wait_for--> WAITING --stop_waiting--> PENDING
         ACTIVE --postpone / retry_later / handle_interrupt--> PENDING
         ASSIGNED, ACTIVE --put_back--> PENDING
-        PENDING, ASSIGNED (not run) --fail--> CALLBACKS or COMPLETED
+        WAITING, PENDING, ASSIGNED (not run) --fail--> CALLBACKS or COMPLETED
 
     A pending job is *in the run order* of its queue (``pending_key`` is
     set) or not: the queue takes it out when it claims, cancels,
@@ -207,6 +208,18 @@ class IJob(Interface):
         "The job's key in its queue's completed indexes, derived from its "
         "end time and id (newest first, see zasync.keys); never stored."
     )
+    depends_on = Attribute(
+        "The jobs this job was put to wait for (IQueue.put's depends_on), "
+        "a tuple; empty for most jobs."
+    )
+    on_dependency_failure = Attribute(
+        "What the job does if one of ``depends_on`` fails: 'fail', 'run' or "
+        "'wait' (see IQueue.put)."
+    )
+    waiting_for = Attribute(
+        "The ids of the jobs of ``depends_on`` it still waits for while it is "
+        "WAITING (a tuple); empty otherwise."
+    )
     lane_quota_names = Attribute(
         "The quota names of the run-order lane the job waits in: its "
         "``quota_names``, or none for a serial/parallel job (which takes no "
@@ -315,6 +328,23 @@ class IJob(Interface):
         inline mode of zasync.testing). IQueue.put calls this first, so a
         job made outside a retry loop can be put again after an abort."""
 
+    def wait_for(depends_on, waiting_for, on_failure):
+        """PENDING, out of the run order -> WAITING: the job waits for the
+        jobs whose ids are ``waiting_for`` (of ``depends_on``, all it was
+        put to wait for), and does ``on_failure`` if one fails (see
+        IQueue.put)."""
+
+    def dependency_done(job_id):
+        """WAITING: the job ``job_id`` no longer keeps it waiting; returns
+        the ids it still waits for (the queue releases it when none)."""
+
+    def replace_dependency(job, retry):
+        """WAITING: wait for ``retry`` instead of the failed ``job``."""
+
+    def stop_waiting():
+        """WAITING -> PENDING, out of the run order (the queue then adds it
+        to the run order): the jobs it waited for are done."""
+
     def enter_run_order(front=False):
         """PENDING, out of the run order -> in it: computes and returns
         ``pending_key``, under which the queue files the job.
@@ -333,8 +363,9 @@ class IJob(Interface):
         queue takes the job out of the run order and puts it back)."""
 
     def leave_queue():
-        """PENDING out of the run order -> NEW, or COMPLETED (stays
-        COMPLETED): the job forgets its queue (IQueue.remove and pull)."""
+        """WAITING or PENDING out of the run order -> NEW, or COMPLETED
+        (stays COMPLETED): the job forgets its queue (IQueue.remove and
+        pull)."""
 
     def renew(parent):
         """Any status but COMPLETED (and not in a run order) -> NEW, as a
@@ -386,8 +417,9 @@ class IJob(Interface):
 
     def fail(failure, now):
         """A job that has not run -> CALLBACKS if it has callbacks, else
-        COMPLETED, with ``failure`` (an IFailure) as its result: PENDING out
-        of the run order (cancelled), ASSIGNED, or ACTIVE but expired (its
+        COMPLETED, with ``failure`` (an IFailure) as its result: WAITING
+        (cancelled, or a dependency failed), PENDING out of the run order
+        (cancelled), ASSIGNED, or ACTIVE but expired (its
         ``begin_by`` deadline passed). A running job records its outcome
         instead (``record_outcome``)."""
 
@@ -452,6 +484,8 @@ class IQueue(Interface):
         priority=0,
         unique_key=None,
         retry_policy=None,
+        depends_on=None,
+        on_dependency_failure="fail",
     ):
         """Queue a job (or a callable, which is wrapped in a Job) and return it.
 
@@ -472,26 +506,74 @@ class IQueue(Interface):
         listed and found by ``get`` at once; dispatchers take it from the
         inbox when they claim it, or file it in the run-order indexes.
 
+        ``depends_on`` is a list of jobs of this queue (as ``put`` returned
+        them, queued in this transaction or before): the job waits until
+        all of them have completed. A dependency that has completed already
+        counts at once. While it waits the job is WAITING: in no run order,
+        on no agent, holding no thread and no quota slot; it enters the run
+        order in the transaction that records the completion of the last
+        one. What happens when one of them fails (its Failure is final: a
+        retry by its retry policy is not a failure) is
+        ``on_dependency_failure``:
+
+        - ``"fail"`` (the default): the job does not run; it completes at
+          once with a Failure of zasync.exceptions.DependencyFailed naming
+          the failed job and its error (its callbacks run; jobs waiting for
+          it fail in turn);
+        - ``"run"``: the job runs anyway, once all have completed;
+        - ``"wait"``: the job goes on waiting for a retry of the failed job
+          (``zasync retry``, ``move_dependents``) and runs when that retry
+          succeeds; a dependency that was cancelled fails it as ``"fail"``
+          does (waiting would be waiting for an operator).
+
+        Whatever the policy, a job whose dependency is removed from the
+        queue (``remove``, ``pull``, ``zasync prune`` of a failed job it
+        waits a retry of, ``discard_set_aside``) fails with a
+        DependencyFailed saying so: it would wait for ever. Cycles cannot
+        form (a job depends only on jobs queued before it, and dependencies
+        are fixed when it is put); a job given as its own dependency, or
+        one that would close a cycle, is refused.
+
+        A put with ``depends_on`` also writes the waiting and dependents
+        indexes (BTrees whose concurrent inserts merge), and its transaction
+        conflicts (to be retried) if a dependency it saw unfinished changes
+        before it commits: so a dependency completing meanwhile never
+        misses it. Dependencies must be queued jobs of this queue: jobs of
+        another queue, unqueued or removed jobs raise ValueError, anything
+        but jobs TypeError.
+
         Raises ValueError for a job that was already queued, an unknown quota
         or a naive datetime, and zasync.job.BadJobError for anything that
         would not pickle. Nothing already queued is touched when it raises.
         """
+
+    def dependents(job):
+        """The jobs of this queue WAITING for ``job`` (put with it in their
+        ``depends_on``, and not released yet), as a list, oldest first;
+        read from the dependents index, not by scanning."""
+
+    def move_dependents(job, retry):
+        """The jobs waiting for the failed ``job`` (put with
+        ``on_dependency_failure="wait"``) wait for ``retry`` (a job queued
+        to run it again) instead; returns them, as a list. What ``zasync
+        retry`` does when it queues a retry of a failed job."""
 
     def pull(index=0):
         """Remove the pending job at ``index`` in run order and return it
         (its status goes back to NEW, so it may be put again)."""
 
     def remove(job):
-        """Remove a pending or completed job from this queue.
+        """Remove a waiting, pending or completed job from this queue.
 
-        A pending job goes back to NEW; a completed one is forgotten by the
+        A waiting or pending job goes back to NEW; jobs waiting for the job
+        removed fail (see ``put``'s ``depends_on``); a completed one is forgotten by the
         queue's indexes; a set-aside one is discarded (``discard_set_aside``).
         Removing a job that is running raises ValueError.
         """
 
     def cancel(job, failure, now):
-        """Complete a pending job with ``failure`` (an IFailure) without
-        running it; ``now`` is its end time.
+        """Complete a pending or waiting job with ``failure`` (an IFailure)
+        without running it; ``now`` is its end time.
 
         The job leaves the run order and is completed like a job that
         failed: its callbacks are queued (they get the failure), then it is
@@ -522,8 +604,9 @@ class IQueue(Interface):
     def counts():
         """A dict of counts by status, without scanning jobs.
 
-        Keys are the Status values 'pending', 'assigned', 'active',
-        'callbacks', 'completed', plus 'succeeded' and 'failed' (which add up
+        Keys are the Status values 'waiting' (jobs waiting for their
+        dependencies), 'pending', 'assigned', 'active', 'callbacks',
+        'completed', plus 'succeeded' and 'failed' (which add up
         to 'completed'). Completed jobs are counted until removed. Callbacks
         run by the thread of their job are part of that job and not counted;
         queued sub-jobs (serial/parallel children, callbacks added after
@@ -581,7 +664,8 @@ class IQueue(Interface):
         (ASSIGNED, ACTIVE, in CALLBACKS, or COMPLETED by their worker and not
         indexed yet) and the jobs waiting for their sub-jobs (serial and
         parallel parents, jobs whose callbacks were queued), in no
-        particular order."""
+        particular order. Jobs WAITING for their dependencies are among them
+        (they are in the same waiting index)."""
 
     def indexed_completed(failed=None, min_key=None):
         """An iterator of ``(index_key, job)`` over the completed jobs in

@@ -25,7 +25,16 @@ from zasync.exceptions import (
 from zasync.failure import Failure, failure_from
 from zasync.interfaces import IJob
 from zasync.retry import DEFAULT_POLICY
-from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING, Status
+from zasync.status import (
+    ACTIVE,
+    ASSIGNED,
+    CALLBACKS,
+    COMPLETED,
+    NEW,
+    PENDING,
+    WAITING,
+    Status,
+)
 from zasync.storable import (
     BadJobError,
     callable_name,
@@ -149,6 +158,11 @@ class Job(persistent.Persistent):
     # The job's key in its queue's run order while it is in it (see
     # zasync.keys); None otherwise. Stored: the queue's lanes are keyed by it.
     pending_key = None
+    # The jobs it was put to wait for (IQueue.put's depends_on), what it
+    # does when one fails, and the ids of those it still waits for.
+    depends_on = ()
+    on_dependency_failure = "fail"
+    _waiting_for = ()
 
     def __init__(self, callable, *args, **kwargs):
         check_callable(callable)
@@ -197,6 +211,11 @@ class Job(persistent.Persistent):
     def lane_quota_names(self):
         """The quota names of the run-order lane the job waits in."""
         return self.quota_names
+
+    @property
+    def waiting_for(self):
+        """The ids of the jobs of ``depends_on`` this job still waits for."""
+        return self._waiting_for
 
     @property
     def callable(self):
@@ -345,7 +364,9 @@ class Job(persistent.Persistent):
         # put() changes the job in memory only; an abort undoes the queue's
         # side but leaves the job as put() left it. Such a job was never
         # stored (no jar) and its queue does not hold it.
-        if self._status != PENDING.value or self._p_jar is not None:
+        if self._status not in (PENDING.value, WAITING.value):
+            return False
+        if self._p_jar is not None:
             return False
         queue = self.queue
         if queue is None:
@@ -358,8 +379,36 @@ class Job(persistent.Persistent):
             return False
         self.queue = None
         self.pending_key = None
+        self._waiting_for = ()
+        if self.depends_on:  # a put again may name none
+            self.depends_on = ()
         self._status = NEW.value
         return True
+
+    def wait_for(self, depends_on, waiting_for, on_failure):
+        self._require("make wait for other jobs", PENDING)
+        self._require_out_of_run_order("make wait for other jobs")
+        self.depends_on = tuple(depends_on)
+        self.on_dependency_failure = on_failure
+        self._waiting_for = tuple(waiting_for)
+        self._status = WAITING.value
+
+    def dependency_done(self, job_id):
+        self._require("count a dependency of", WAITING)
+        self._waiting_for = tuple(i for i in self._waiting_for if i != job_id)
+        return self._waiting_for
+
+    def replace_dependency(self, job, retry):
+        self._require("change a dependency of", WAITING)
+        self.depends_on = tuple(retry if d is job else d for d in self.depends_on)
+        self._waiting_for = tuple(
+            retry.id if i == job.id else i for i in self._waiting_for
+        )
+
+    def stop_waiting(self):
+        self._require("release", WAITING)
+        self._waiting_for = ()
+        self._status = PENDING.value
 
     def enter_run_order(self, front=False):
         self._require("enter the run order of", PENDING)
@@ -390,9 +439,10 @@ class Job(persistent.Persistent):
         self.begin_after = begin_after
 
     def leave_queue(self):
-        self._require("remove from its queue", PENDING, COMPLETED)
+        self._require("remove from its queue", WAITING, PENDING, COMPLETED)
         self._require_out_of_run_order("remove from its queue")
-        if self._status == PENDING.value:
+        self._waiting_for = ()
+        if self._status in (PENDING.value, WAITING.value):
             self._status = NEW.value
         self.queue = None
 
@@ -478,8 +528,9 @@ class Job(persistent.Persistent):
                 f"Cannot fail job {self.id} ({self.callable_name}) without "
                 f"running it: it is running; record its outcome instead."
             )
-        self._require("fail", PENDING, ASSIGNED, ACTIVE)
+        self._require("fail", WAITING, PENDING, ASSIGNED, ACTIVE)
         self._require_out_of_run_order("fail")
+        self._waiting_for = ()
         self._conclude(failure, now)
 
     def deadline_failure(self):
@@ -666,6 +717,9 @@ class Job(persistent.Persistent):
         "_callbacks",
         "_annotations",
         "kwargs",
+        "depends_on",
+        "on_dependency_failure",
+        "_waiting_for",
     )
 
     def __getstate__(self):

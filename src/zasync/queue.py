@@ -15,7 +15,7 @@ from persistent.mapping import PersistentMapping
 from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
-from zasync import clock, keys, wakeup
+from zasync import clock, dependencies, keys, wakeup
 from zasync.config import DEFAULT_QUEUE, queue_label
 
 # Failures stored by earlier versions name these here: the names stay.
@@ -42,6 +42,7 @@ from zasync.status import (
     COMPLETED,
     NEW,
     PENDING,
+    WAITING,
     Status,
 )
 from zasync.storable import BadJobError, check_value
@@ -285,8 +286,13 @@ class Queue(persistent.Persistent):
         self._unique = OOBTree()  # unique_key -> pending or running job
         self._live = LOBTree()  # job id -> live annotations
         self._inbox = tuple(Inbox() for _ in range(INBOX_SHARDS))
+        self._dependents = OOBTree()
 
     _aside = None
+    # (dependency id, dependent id) -> the WAITING dependent (see
+    # zasync.dependencies); made at the first put with depends_on in a
+    # queue stored before there were dependencies.
+    _dependents = None
     # A queue stored before there were run parts makes them at its first
     # put or filing (see _part).
     _parts = None
@@ -329,6 +335,8 @@ class Queue(persistent.Persistent):
         unique_key=None,
         retry_policy=None,
         now=None,
+        depends_on=None,
+        on_dependency_failure=dependencies.FAIL,
     ):
         now = now or clock.utcnow()
         job = job_or_callable
@@ -376,7 +384,12 @@ class Queue(persistent.Persistent):
             )
         if begin_by is not None:
             begin_by = clock.duration(begin_by, "begin_by", positive=True)
+        waits_for = dependencies.check(self, job, depends_on, on_dependency_failure)
         if inline.on:
+            if waits_for:
+                return self._run_inline_after(
+                    job, waits_for, on_dependency_failure, names, priority, now
+                )
             return self._run_inline(job, names, priority, unique_key, retry_policy, now)
 
         # Renewed here, so that ids of queued jobs follow their arrival.
@@ -394,9 +407,13 @@ class Queue(persistent.Persistent):
             unique_key,
             retry_policy,
         )
-        job.enter_run_order()
         if unique_key is not None:
             self._unique[unique_key] = job
+        if waits_for and dependencies.hold(
+            self, job, waits_for, on_dependency_failure, now
+        ):
+            return job  # waiting in _waiting, or failed already
+        job.enter_run_order()
         # Only the job (new), an inbox shard and the pending count (both
         # merge concurrent changes) are written: the lanes and _jobs, whose
         # keys grow with time (every put would land in their last bucket),
@@ -422,6 +439,40 @@ class Queue(persistent.Persistent):
         job()
         self._index_completed(job)
         return job
+
+    def _run_inline_after(self, job, waits_for, on_failure, names, priority, now):
+        """The inline mode (zasync.testing.inline) with depends_on: the
+        dependencies must have completed (run inline before)."""
+        left = [
+            each.id
+            for each in waits_for
+            if each.status != COMPLETED
+            or dependencies.decision(each, on_failure) == "wait"
+        ]
+        if left:
+            raise ValueError(
+                f"in the inline mode of zasync.testing a job runs when it is "
+                f"put, but this one would wait for jobs {left} (not completed, "
+                f"or failed with on_dependency_failure='wait')"
+            )
+        job.enter_queue(self, job.id, now, now, job.begin_by, names, priority)
+        if not dependencies.hold(self, job, waits_for, on_failure, now):
+            self._part(self._part_of(job.id)).jobs[job.id] = job
+            job()
+            self._index_completed(job)
+        return job
+
+    def _enter_run_order(self, job):
+        """A job released from waiting joins the run order as a put does."""
+        job.enter_run_order()
+        self._pending_count.change(1)
+        self._to_inbox(job)
+        wakeup.wake_after_commit(self)
+
+    def _dependents_index(self):
+        if self._dependents is None:  # a queue stored before dependencies
+            self._dependents = OOBTree()
+        return self._dependents
 
     def put_sub_job(self, job, parent, quota_names=None):
         """Queue a callback or child of ``parent`` (see Job.sub_job_done)."""
@@ -579,7 +630,10 @@ class Queue(persistent.Persistent):
             if job is not None:
                 return job
         entry = self._in_inbox(job_id)
-        return default if entry is None else entry[2]
+        if entry is None:
+            # Jobs waiting for their dependencies are only there.
+            return self._waiting.get(job_id, default)
+        return entry[2]
 
     def _forget_job(self, job):
         """Take a job out of its part's jobs (None if it was in none)."""
@@ -724,6 +778,18 @@ class Queue(persistent.Persistent):
         if self.get(job.id) is not job:
             raise ValueError(f"{job!r} is not in queue {self.name!r}")
         status = job.status
+        if status not in (WAITING, PENDING, COMPLETED):
+            raise ValueError(
+                f"{job!r} is {status}; only waiting, pending or completed jobs "
+                f"can be removed from a queue."
+            )
+        # Jobs waiting for this one could never run: they fail.
+        dependencies.removed(self, job, clock.utcnow())
+        if status == WAITING:
+            self._waiting.pop(job.id, None)
+            self._forget_unique(job)
+            job.leave_queue()
+            return
         if status == PENDING:
             if self._in_inbox(job.id) is not None:
                 self._remove_pending(job, known=False)
@@ -731,17 +797,12 @@ class Queue(persistent.Persistent):
                 job.leave_queue()
                 return
             self._remove_pending(job)
-        elif status == COMPLETED:
+        else:  # COMPLETED
             index = self._indexed_in(job)
             if index is not None:
                 del index[job.index_key]
                 self._completed_count(job).change(-1)
             self._live.pop(job.id, None)
-        else:
-            raise ValueError(
-                f"{job!r} is {status}; only pending or completed jobs can be "
-                f"removed from a queue."
-            )
         self._forget_job(job)
         self._forget_unique(job)
         job.leave_queue()
@@ -764,6 +825,9 @@ class Queue(persistent.Persistent):
 
     def cancel(self, job, failure, now):
         """Complete a pending job with ``failure`` instead of running it."""
+        if job.status == WAITING and self.get(job.id) is job:
+            dependencies.fail_dependent(self, job, failure, now)
+            return
         self._check_in_run_order(job, "cancelled")
         self._remove_pending(job)
         job.fail(failure, now)
@@ -1046,6 +1110,7 @@ class Queue(persistent.Persistent):
         if unique_key is not None and self._unique.get(unique_key) is job:
             del self._unique[unique_key]
         self._live.pop(job_id, None)
+        dependencies.removed(self, readable(job), clock.utcnow())
         # The job itself is not written: it may not be storable.
         return job
 
@@ -1224,6 +1289,15 @@ class Queue(persistent.Persistent):
                 recovered += 1
         return recovered
 
+    def dependents(self, job):
+        """The jobs waiting for ``job`` (see IQueue.dependents)."""
+        return dependencies.dependents(self, job.id)
+
+    def move_dependents(self, job, retry):
+        """Jobs waiting for the failed ``job`` wait for ``retry`` instead
+        (see IQueue.move_dependents)."""
+        return dependencies.move(self, job, retry)
+
     def wait_for_sub_jobs(self, job):
         self._waiting[job.id] = job
 
@@ -1254,6 +1328,7 @@ class Queue(persistent.Persistent):
         if self.get(job.id) is job:
             self._index_completed(job)
         self._forget_unique(job)
+        dependencies.completed(self, job, now)
         parent = job.parent
         if parent is None:
             return

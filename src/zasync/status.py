@@ -13,6 +13,7 @@ class Status(enum.StrEnum):
     """
 
     NEW = "new"  # created, not in a queue
+    WAITING = "waiting"  # in a queue, waiting for the jobs it depends on
     PENDING = "pending"  # in a queue, waiting to be claimed
     ASSIGNED = "assigned"  # claimed by a dispatcher, not started yet
     ACTIVE = "active"  # running (or, for serial/parallel, waiting on children)
@@ -24,6 +25,7 @@ class Status(enum.StrEnum):
 
 
 NEW = Status.NEW
+WAITING = Status.WAITING
 PENDING = Status.PENDING
 ASSIGNED = Status.ASSIGNED
 ACTIVE = Status.ACTIVE

@@ -670,3 +670,34 @@ def test_a_paused_queue_is_marked(site):
     transaction.commit()
     browser.open(url(site))
     assert "zasync-paused" not in browser.contents
+
+
+def test_a_waiting_job_shows_what_it_waits_for(site):
+    gated = queue(site, dashboard_jobs.gated, 1)
+    # The put conflicts if the gated job changes (starts) before it
+    # commits: it is tried again, as Zope retries a request.
+    for attempt in transaction.manager.attempts():
+        with attempt:
+            login(site, MANAGER)
+            service = getUtility(IAsyncService)
+            waiting = service.queueJobAfter(
+                [find(gated.id)], "run", dashboard_jobs.echo, site, "second"
+            )
+    assert status_of(waiting.id) == "waiting"
+    browser = browser_for(site)
+    browser.open(url(site, "job", waiting.id))
+    assert 'id="zasync-job-depends-on"' in browser.contents
+    assert f"/@@zasync-jobs/job/{gated.id}" in browser.contents
+    assert ">waiting<" in browser.contents
+    assert '<code id="zasync-job-on-dependency-failure">run</code>' in browser.contents
+    browser.open(url(site, "job", gated.id))
+    assert 'id="zasync-job-dependents"' in browser.contents
+    assert f"/@@zasync-jobs/job/{waiting.id}" in browser.contents
+    browser.open(url(site))
+    assert 'data-count="waiting">1<' in browser.contents
+    browser.open(url(site, "list", status="waiting"))
+    assert f"/@@zasync-jobs/job/{waiting.id}" in browser.contents
+    dashboard_jobs.release()
+    wait_for_result(waiting)
+    transaction.begin()
+    assert status_of(waiting.id) == "succeeded"

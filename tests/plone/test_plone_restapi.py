@@ -12,6 +12,7 @@ import re
 import pytest
 import requests
 import transaction
+from plone.app.testing import login
 from restapi_jobs import echo, explode
 from restapi_layer import (
     FIXTURES,
@@ -25,7 +26,9 @@ from restapi_layer import (
     queues,
     site_url,
 )
+from zope.component import getUtility
 
+from zasync.plone.interfaces import IAsyncService
 from zasync.plone.testing import wait_for_result
 from zasync.testing import wait_for
 
@@ -743,3 +746,30 @@ def documented_answer(answer, url, real):
         body = body.replace(url, "http://localhost:8080/plone")
         lines += ["", body.replace(str(DOCS.parents[1]), "/srv/zasync")]
     return "\n".join(lines) + "\n"
+
+
+def test_a_job_shows_what_it_waits_for(site, url, jobs):
+    pending = find(jobs["member_pending"])
+    transaction.begin()
+    login(site, MEMBER)
+    waiting = getUtility(IAsyncService).queueJobAfter(
+        [find(pending.id)], None, echo, site, "after"
+    )
+    transaction.commit()
+    data = call("GET", f"{url}/@zasync-jobs/{waiting.id}", MEMBER).json()
+    assert data["status"] == "waiting"
+    assert data["waiting_for"] == [str(pending.id)]
+    assert data["on_dependency_failure"] == "fail"
+    assert [each["id"] for each in data["depends_on"]] == [str(pending.id)]
+    assert data["depends_on"][0]["status"] == "pending"
+    data = call("GET", f"{url}/@zasync-jobs/{pending.id}", MEMBER).json()
+    assert [each["id"] for each in data["dependents"]] == [str(waiting.id)]
+    listed = ids_of(call("GET", f"{url}/@zasync-jobs?status=waiting", MEMBER))
+    assert listed == [str(waiting.id)]
+    status = call("GET", f"{url}/@zasync-status", MANAGER).json()
+    assert status["queues"][0]["counts"]["waiting"] == 1
+    # Cancelling what it waits for fails it, naming that job.
+    response = call("POST", f"{url}/@zasync-jobs/{pending.id}/@cancel", MEMBER)
+    assert response.status_code == 200, response.text
+    result = wait_for_result(find(waiting.id))
+    assert f"job {pending.id} (restapi_jobs.echo) was cancelled" in str(result.value)

@@ -19,7 +19,7 @@ from zasync.config import DEFAULT_QUEUE
 from zasync.exceptions import AdminError, JobCancelled
 from zasync.failure import failure_from
 from zasync.job import CallableNotFound, Job
-from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING, WAITING
 from zasync.transact import TRANSIENT_ERRORS, in_own_transaction
 
 log = logging.getLogger("zasync.admin")
@@ -188,11 +188,14 @@ def retry_job(queues, job_id, now=None):
             f"{queued.status} already; it does what a retry of job {job.id} "
             f"would, so nothing new was queued"
         )
+    # Jobs put with on_dependency_failure="wait" wait for the retry now.
+    queue.move_dependents(job, copy)
     return RetryOutcome(job=copy, retried=job)
 
 
 def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
-    """Cancel a pending job: it is taken out of the run order and completed
+    """Cancel a pending or waiting job: it is taken out of the run order
+    (or stops waiting for its dependencies) and completed
     with the Failure of a :class:`JobCancelled` naming ``by`` (and
     ``reason``), so its callbacks run (failure callbacks see the failure)
     and it is counted among the failed jobs; its unique key is freed once
@@ -239,7 +242,8 @@ def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
             f"its worker (SIGTERM): a job still running after the worker's "
             f"--grace period is put back in the queue, and can be cancelled then."
         )
-    _check_in_run_order(job, "cancelled")
+    if status != WAITING:  # a waiting job is in no run order
+        _check_in_run_order(job, "cancelled")
     message = f"Job {job.id} ({job.callable_name}) was cancelled by {by}"
     message += f" before it ran: {reason}" if reason else " before it ran"
     job.queue.cancel(job, failure_from(JobCancelled(message)), now)

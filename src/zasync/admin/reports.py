@@ -21,7 +21,7 @@ from zasync.failure import Failure
 from zasync.keys import ended_before
 from zasync.loading import readable
 from zasync.queue import ROOT_KEY
-from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, WAITING
 
 log = logging.getLogger("zasync.admin")
 
@@ -30,6 +30,7 @@ RETRY_OF = "zasync.retry_of"
 
 STATUS_FILTERS = (
     "pending",
+    "waiting",
     "assigned",
     "active",
     "callbacks",
@@ -216,10 +217,10 @@ def _candidates(queues, status, older_cutoff, newer_cutoff):
     """Jobs of ``queues`` in display order: claimed and waiting, pending in
     run order, set aside, completed newest first (across queues)."""
     everything = status is None
-    running = {ASSIGNED, ACTIVE, CALLBACKS}
+    running = {WAITING, ASSIGNED, ACTIVE, CALLBACKS}
     if not everything and status in running:
         running = {status}
-    if everything or status in ("assigned", "active", "callbacks"):
+    if everything or status in ("waiting", "assigned", "active", "callbacks"):
         for queue in queues:
             yield from _claimed(queue, running)
     if everything or status == "pending":
@@ -455,6 +456,14 @@ def describe_job(job, full=False):
         "children": [
             _related(readable(child)) for child in getattr(job, "children", ())
         ],
+        "depends_on": [_related(readable(each)) for each in job.depends_on],
+        "on_dependency_failure": (
+            job.on_dependency_failure if job.depends_on else None
+        ),
+        "waiting_for": list(job.waiting_for),
+        "dependents": (
+            [] if queue is None else [_related(each) for each in queue.dependents(job)]
+        ),
         "retry_of": own_annotations.get(RETRY_OF),
         "annotations": {
             str(name): _repr(value, short) for name, value in own_annotations.items()

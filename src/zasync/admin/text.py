@@ -13,7 +13,7 @@ VALUE_REPR_LIMIT = 1000
 #: The largest integer a JSON number keeps exactly in JavaScript and jq.
 JSON_SAFE_INTEGER = 2**53 - 1
 #: Keys whose values are job ids, which for_json turns into strings.
-JOB_ID_KEYS = frozenset({"id", "retry_of"})
+JOB_ID_KEYS = frozenset({"id", "retry_of", "waiting_for"})
 
 
 def for_json(data):
@@ -26,7 +26,8 @@ def for_json(data):
         if isinstance(value, dict):
             return {k: convert(v, k) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
+            # A list of ids (waiting_for) keeps its key for its items.
+            return [convert(v, key if key in JOB_ID_KEYS else None) for v in value]
         is_int = isinstance(value, int) and not isinstance(value, bool)
         if key in JOB_ID_KEYS and is_int:
             return str(value)

@@ -178,8 +178,10 @@ def _print_queue_status(queue):
             f"  PAUSED since {since} by {paused['by']}: no job is claimed; "
             f"'zasync resume{option}' resumes it"
         )
+    # Jobs waiting for others are shown where there are any.
+    waiting = f"{counts['waiting']} waiting, " if counts.get("waiting") else ""
     print(
-        f"  jobs: {counts['pending']} pending, {counts['assigned']} assigned, "
+        f"  jobs: {waiting}{counts['pending']} pending, {counts['assigned']} assigned, "
         f"{counts['active']} active, {counts['callbacks']} in callbacks, "
         f"{counts['completed']} completed ({counts['succeeded']} succeeded, "
         f"{counts['failed']} failed), {queue['set_aside']} set aside"
@@ -303,6 +305,19 @@ def _related(items):
     )
 
 
+def _ids(ids):
+    return ", ".join(map(str, ids)) if ids else None
+
+
+def _depends_on(info):
+    """The jobs it was put to wait for, and what it does if one fails."""
+    if not info.get("depends_on"):
+        return None
+    return (
+        f"{_related(info['depends_on'])}; if one fails: {info['on_dependency_failure']}"
+    )
+
+
 def _job(args):
     site = remote.from_args(args)
     if site is not None:
@@ -357,6 +372,9 @@ def _job(args):
         ),
         ("callbacks", _related(info["callbacks"])),
         ("parts", _related(info["children"]) if info["children"] else None),
+        ("depends on", _depends_on(info)),
+        ("waiting for", _ids(info.get("waiting_for"))),
+        ("jobs waiting for it", _ids([i["id"] for i in info.get("dependents", ())])),
     ]
     for name, value in info["annotations"].items():
         rows.append((f"annotation {name}", value))

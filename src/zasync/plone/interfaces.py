@@ -52,6 +52,16 @@ class IAsyncService(Interface):
         None) and failing with a time-out instead of starting later than
         ``begin_after + begin_by`` (a timedelta, or None for no limit)."""
 
+    def queueJobAfter(
+        depends_on, on_dependency_failure, func, context, *args, **kwargs
+    ):
+        """Like queueJob, once the jobs of ``depends_on`` (jobs of the
+        default queue, as queueJob returned them) have completed: until
+        then it waits, holding no thread and no slot of the ``default``
+        quota. ``on_dependency_failure`` ('fail', 'run' or 'wait', None for
+        'fail') says what it does if one fails: see
+        zasync.interfaces.IQueue.put."""
+
     def queueJobInQueue(queue, quota_names, func, context, *args, **kwargs):
         """Queue in ``queue`` (a Queue or its name) under ``quota_names``
         (a tuple of quota names, created with size 1 if missing; empty for

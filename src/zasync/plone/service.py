@@ -41,9 +41,19 @@ def as_plone_job(job):
     return job
 
 
-def queue_job(queue, quota_names, job, begin_after=None, begin_by=None, priority=0):
+def queue_job(
+    queue,
+    quota_names,
+    job,
+    begin_after=None,
+    begin_by=None,
+    priority=0,
+    depends_on=None,
+    on_dependency_failure="fail",
+):
     """Put ``job`` in ``queue`` (a Queue, a queue name, or None for the
-    default queue) under ``quota_names``, creating missing quotas."""
+    default queue) under ``quota_names``, creating missing quotas; with
+    ``depends_on``, to wait for those jobs (see IQueue.put)."""
     if queue is None or isinstance(queue, str):
         name = queue or ""
         queues = site_queues()
@@ -63,6 +73,8 @@ def queue_job(queue, quota_names, job, begin_after=None, begin_by=None, priority
         begin_after=begin_after,
         begin_by=begin_by,
         priority=priority,
+        depends_on=depends_on,
+        on_dependency_failure=on_dependency_failure,
     )
     site = getSite()
     if site is not None:
@@ -100,6 +112,18 @@ class AsyncService:
     def queueJobWithDelay(self, begin_by, begin_after, func, context, *args, **kwargs):
         job = makeJob(func, context, *args, **kwargs)
         return queue_job(None, (DEFAULT_QUOTA,), job, begin_after, begin_by)
+
+    def queueJobAfter(
+        self, depends_on, on_dependency_failure, func, context, *args, **kwargs
+    ):
+        job = makeJob(func, context, *args, **kwargs)
+        return queue_job(
+            None,
+            (DEFAULT_QUOTA,),
+            job,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure or "fail",
+        )
 
     def _composite(self, factory, job_infos):
         for info in job_infos:

@@ -1,11 +1,12 @@
 """How the Plone pages show a job's status (the words of
-zasync.admin.job_summary: pending, assigned, active, callbacks, succeeded,
+zasync.admin.job_summary: waiting, pending, assigned, active, callbacks, succeeded,
 failed, set-aside; and completed for succeeded or failed): a
 Bootstrap badge class and a message id."""
 
 from zasync.plone.i18n import _
 
 BADGES = {
+    "waiting": "text-bg-dark",
     "pending": "text-bg-secondary",
     "assigned": "text-bg-info",
     "active": "text-bg-primary",
@@ -17,6 +18,7 @@ BADGES = {
 }
 
 LABELS = {
+    "waiting": _("status_waiting", default="waiting"),
     "pending": _("status_pending", default="pending"),
     "assigned": _("status_assigned", default="assigned"),
     "active": _("status_active", default="active"),

@@ -21,10 +21,11 @@ from zasync.keys import ended_before
 from zasync.loading import readable
 from zasync.plone import queuers
 from zasync.plone.references import path_text
-from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING
+from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, PENDING, WAITING
 
 #: The statuses counted per queue on the overview, in the order shown.
 COUNTED = (
+    "waiting",
     "pending",
     "assigned",
     "active",
@@ -247,7 +248,7 @@ def possible_actions(info):
     status = info["status"]
     return {
         "retry": status in ("failed", "pending", "set-aside"),
-        "cancel": status in ("pending", "set-aside"),
+        "cancel": status in ("waiting", "pending", "set-aside"),
         "delete": status in ("succeeded", "failed", "set-aside"),
     }
 
@@ -289,7 +290,8 @@ def _unfiltered_page(queues, status, queue, start, limit):
             claimed = (
                 job
                 for job in map(readable, each.claimed_jobs())
-                if job.status in (ASSIGNED, ACTIVE, CALLBACKS) and not job.internal
+                if job.status in (WAITING, ASSIGNED, ACTIVE, CALLBACKS)
+                and not job.internal
             )
             running += sorted(claimed, key=operator.attrgetter("id"))
         pending, _ = admin.find_jobs(queues, queue=queue, status="pending", limit=None)
@@ -367,9 +369,9 @@ def delete_job(queues, job_id):
         found = admin.discard_job(queues, job.id)
         return {"id": found["id"], "callable": found["callable"]}
     name = f"job {job.id} ({job.callable_name})"
-    if job.status == PENDING:
+    if job.status in (PENDING, WAITING):
         raise AdminError(
-            f"{name} is pending; cancel it first (it then completes as "
+            f"{name} is {job.status}; cancel it first (it then completes as "
             f"failed and can be deleted)"
         )
     if job.status != COMPLETED:
