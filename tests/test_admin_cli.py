@@ -127,7 +127,9 @@ def test_status(database, zasync_cli):
     # its clock wrote.
     assert 0 <= by_uuid["dead-one"]["heartbeat_age"] < 30
     assert datetime.datetime.fromisoformat(by_uuid["alive-one"]["last_heartbeat"])
-    assert default["quotas"] == [{"name": "reports", "size": 2, "active": 0}]
+    assert default["quotas"] == [
+        {"name": "reports", "size": 2, "active": 0, "paused": None, "rate": None}
+    ]
     assert reports["dispatchers"] == []
 
 
@@ -644,7 +646,9 @@ def test_bad_settings_are_refused(database, zasync_cli, args, message):
     assert message in err
     code, out, _ = zasync_cli("settings", "--json")
     (queue,) = json.loads(out)["queues"]
-    assert queue["quotas"] == [{"name": "default", "size": 1, "active": 0}]
+    assert queue["quotas"] == [
+        {"name": "default", "size": 1, "active": 0, "paused": None, "rate": None}
+    ]
     assert queue["default_agent_size"]["source"] == "built-in default"
 
 

@@ -503,7 +503,13 @@ def test_status(url, jobs, rest):
     (dispatcher,) = queue["dispatchers"]
     assert dispatcher["uuid"] == rest["zasync_dispatcher"].uuid
     assert dispatcher["alive"] is True
-    assert {"name": "default", "size": 1, "active": 0} in queue["quotas"]
+    assert {
+        "name": "default",
+        "size": 1,
+        "active": 0,
+        "paused": None,
+        "rate": None,
+    } in queue["quotas"]
 
 
 def test_patch_quota_sizes(url):
