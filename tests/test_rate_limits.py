@@ -350,7 +350,7 @@ def test_two_dispatchers_never_start_more_than_the_rate(db, conn, start_dispatch
         transaction.begin()
         assert len(started(queue, names)) == expected
     times = sorted(j.started for j in started(queue, names))
-    for first, fourth in zip(times, times[3:]):
+    for first, fourth in zip(times, times[3:], strict=False):
         assert fourth - first >= MINUTE, times
 
 

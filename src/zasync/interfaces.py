@@ -462,11 +462,11 @@ class IQueue(Interface):
         timedelta or a number of seconds). Every name in ``quota_names`` must name an
         existing quota. ``rate_limit`` names a quota that has a rate (see
         IQuota.rate; ValueError if none does): the job counts against it
-        like against the quotas it names. If ``unique_key`` (a string) matches a job of this
-        queue that is pending or running, that job is returned instead and
-        nothing is added; two concurrent transactions putting the same key end
-        with exactly one job (one of them gets a ConflictError and its retry
-        finds the other's job).
+        like against the quotas it names. If ``unique_key`` (a string)
+        matches a job of this queue that is pending or running, that job is
+        returned instead and nothing is added; two concurrent transactions
+        putting the same key end with exactly one job (one of them gets a
+        ConflictError and its retry finds the other's job).
 
         A put writes only the new job, one inbox shard of the queue and the
         pending count; all three merge concurrent changes, so puts do not
