@@ -248,15 +248,7 @@ def _rate_cells(rate):
     used = str(rate["used"])
     if rate.get("opens_at") is not None:
         used += f" (next start at {_short_time(rate['opens_at'])})"
-    return [f"{rate['limit']} per {_period_text(rate['per_seconds'])}", used]
-
-
-def _period_text(seconds):
-    """``1h``, ``30m``, ``90s``: a rate's period in the largest whole unit."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return [f"{rate['limit']} per {admin.format_period(rate['per_seconds'])}", used]
 
 
 def _quota_state(paused):
@@ -794,7 +786,7 @@ def _quota_rate(args):
     def text(rate):
         if rate is None:
             return "no rate"
-        return f"{rate['limit']} per {_period_text(rate['per_seconds'])}"
+        return f"{rate['limit']} per {admin.format_period(rate['per_seconds'])}"
 
     print(
         f"quota {done['quota']} of queue {done['queue']}: {text(done['rate'])} "
