@@ -665,11 +665,14 @@ def test_controlpanel_patch(url, site):
             "public_url": "https://www.example.org",
             "ping_interval": 400,
             "death_interval": 1200,
+            "rate_default": "10/30s",
         },
     )
     assert response.status_code == 204, response.text
     data = call("GET", f"{url}/@controlpanels/zasync", MANAGER).json()["data"]
     assert data["quota_default"] == 2
+    assert data["rate_default"] == "10/30s"
+    assert queues()[""].quotas["default"].rate[0] == 10
     assert data["default_agent_size"] == 4
     assert (data["ping_interval"], data["death_interval"]) == (400.0, 1200.0)
     assert data["poll_interval"] is None
@@ -686,6 +689,8 @@ def test_controlpanel_patch(url, site):
         ({"colour": "blue"}, "colour: not a setting of this control panel"),
         ({"poll_interval": 0}, "poll_interval: give a number of seconds > 0"),
         ({"death_interval": 10}, "nothing was saved: death_interval (10) must be"),
+        ({"rate_default": 10}, "rate_default: give a rate as text, like 100/1h"),
+        ({"rate_default": "often"}, "nothing was saved: a rate is written as"),
     ],
 )
 def test_controlpanel_patch_bad_values(url, body, says):

@@ -104,6 +104,28 @@ def _intervals_text(intervals):
     )
 
 
+def rate_field_texts(quota):
+    """The title and description of a quota's rate field (also in
+    ``@controlpanels/zasync``)."""
+    used = quota["rate"]["used"] if quota.get("rate") else 0
+    title = _(
+        "quota_rate_title",
+        default="Quota '${name}': rate (starts per period)",
+        mapping={"name": quota["name"]},
+    )
+    description = _(
+        "quota_rate_description",
+        default=(
+            "At most so many jobs naming it start per period, in the whole "
+            "cluster: for instance 100/1h (the period like 30s, 1m, 2h, 1d); "
+            "the others wait, holding no thread. Empty: no rate. Now ${used} "
+            "started in the period."
+        ),
+        mapping={"used": used},
+    )
+    return title, description
+
+
 def _quota_fields(cluster, made, values):
     for quota in cluster["quotas"]:
         name = quota["name"]
@@ -138,26 +160,12 @@ def _quota_fields(cluster, made, values):
             )
         )
         values[made[-1].__name__] = quota["size"]
-        used = quota["rate"]["used"] if quota.get("rate") else 0
+        title, description = rate_field_texts(quota)
         made.append(
             schema.TextLine(
                 __name__=rate_field_name(name),
-                title=_(
-                    "quota_rate_title",
-                    default="Quota '${name}': rate (starts per period)",
-                    mapping={"name": name},
-                ),
-                description=_(
-                    "quota_rate_description",
-                    default=(
-                        "At most so many jobs naming it start per period, in "
-                        "the whole cluster: for instance 100/1h (the period "
-                        "like 30s, 1m, 2h, 1d); the others wait, holding no "
-                        "thread. Empty: no rate. Now ${used} started in the "
-                        "period."
-                    ),
-                    mapping={"used": used},
-                ),
+                title=title,
+                description=description,
                 required=False,
             )
         )
