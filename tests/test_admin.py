@@ -134,7 +134,9 @@ def test_status_of_a_running_dispatcher(queue, queues, start_dispatcher):
         assert default["counts"]["active"] == 1
         assert default["counts"]["pending"] == 1
         assert default["set_aside"] == 0
-        assert default["quotas"] == [{"name": "reports", "size": 2, "active": 1}]
+        assert default["quotas"] == [
+            {"name": "reports", "size": 2, "active": 1, "paused": None, "rate": None}
+        ]
         (record,) = default["dispatchers"]
         assert record["uuid"] == dispatcher.uuid
         assert record["alive"] and not record["declared_dead"]

@@ -127,7 +127,9 @@ def test_status(database, zasync_cli):
     # its clock wrote.
     assert 0 <= by_uuid["dead-one"]["heartbeat_age"] < 30
     assert datetime.datetime.fromisoformat(by_uuid["alive-one"]["last_heartbeat"])
-    assert default["quotas"] == [{"name": "reports", "size": 2, "active": 0}]
+    assert default["quotas"] == [
+        {"name": "reports", "size": 2, "active": 0, "paused": None, "rate": None}
+    ]
     assert reports["dispatchers"] == []
 
 
@@ -644,7 +646,9 @@ def test_bad_settings_are_refused(database, zasync_cli, args, message):
     assert message in err
     code, out, _ = zasync_cli("settings", "--json")
     (queue,) = json.loads(out)["queues"]
-    assert queue["quotas"] == [{"name": "default", "size": 1, "active": 0}]
+    assert queue["quotas"] == [
+        {"name": "default", "size": 1, "active": 0, "paused": None, "rate": None}
+    ]
     assert queue["default_agent_size"]["source"] == "built-in default"
 
 
@@ -699,6 +703,69 @@ def test_zasync_pause_and_resume_commands(database, zasync_cli):
     assert "PAUSED" not in out
     code, out, err = zasync_cli("resume", "--queue", "nope")
     assert code == 2 and "no queue 'nope'" in err
+
+
+def test_zasync_pause_and_resume_a_quota(database, zasync_cli):
+    with database() as queues:
+        queues[""].quotas.create("mail", size=2)
+    code, out, err = zasync_cli("pause", "--quota", "mail", "--by", "ops")
+    assert (code, err) == (0, "")
+    assert out.startswith("quota mail of queue default paused: no job naming it")
+    code, out, err = zasync_cli("status")
+    assert re.search(r"mail +2 +0 +- +- +PAUSED since .* UTC by ops", out), out
+    code, out, err = zasync_cli("pause", "--quota", "mail", "--json")
+    assert json.loads(out)["was_paused"] is True
+    code, out, err = zasync_cli("resume", "--quota", "mail")
+    assert out == "quota mail of queue default resumed: its jobs are claimed again\n"
+    code, out, err = zasync_cli("status")
+    assert "PAUSED" not in out and "RATE" not in out
+    code, out, err = zasync_cli("resume", "--quota", "nope")
+    assert code == 2 and "no quota 'nope' (its quotas: mail)" in err
+
+
+def test_zasync_quota_rate(database, zasync_cli):
+    with database() as queues:
+        queues[""].quotas.create("mail", size=2)
+    code, out, err = zasync_cli("quota", "rate", "mail", "100", "1h")
+    assert (code, err) == (0, "")
+    assert out.startswith("quota mail of queue default: 100 per 1h (was no rate)")
+    with database() as queues:
+        assert queues[""].quotas["mail"].rate == (100, datetime.timedelta(hours=1))
+    code, out, err = zasync_cli("settings")
+    assert re.search(r"QUOTA +SIZE +ACTIVE +RATE +STARTS IN PERIOD +STATE", out)
+    assert re.search(r"mail +2 +0 +100 per 1h +0 +running", out), out
+    code, out, err = zasync_cli("settings", "--json")
+    (quota,) = json.loads(out)["queues"][0]["quotas"]
+    assert quota["rate"] == {
+        "limit": 100,
+        "per_seconds": 3600.0,
+        "used": 0,
+        "opens_at": None,
+    }
+    code, out, err = zasync_cli("quota", "rate", "mail", "--off")
+    assert out.startswith("quota mail of queue default: no rate (was 100 per 1h)")
+    with database() as queues:
+        assert queues[""].quotas["mail"].rate is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["mail"], "give LIMIT and PER"),
+        (["mail", "5"], "give both LIMIT and PER"),
+        (["mail", "5", "1h", "--off"], "give LIMIT and PER"),
+        (["mail", "0", "1h"], "whole number of 1 or more"),
+        (["mail", "5", "soon"], "is not a duration"),
+        (["nope", "5", "1h"], "no quota 'nope'; create it first"),
+    ],
+)
+def test_zasync_quota_rate_bad_input(database, zasync_cli, args, message):
+    with database() as queues:
+        queues[""].quotas.create("mail", size=2, rate=(3, datetime.timedelta(hours=1)))
+    code, out, err = zasync_cli("quota", "rate", *args)
+    assert code == 2 and message in err, err
+    with database() as queues:
+        assert queues[""].quotas["mail"].rate == (3, datetime.timedelta(hours=1))
 
 
 # -- mode -------------------------------------------------------------------

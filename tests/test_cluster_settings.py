@@ -187,7 +187,13 @@ def test_a_restart_with_a_new_process_reads_the_settings_from_another_connection
             entry = dispatcher_entry(report, wanted)
             assert (entry["size"], entry["source"]) == (6, "cluster default")
             (queue,) = report["queues"]
-            assert {"name": "reports", "size": 2, "active": 0} in queue["quotas"]
+            assert {
+                "name": "reports",
+                "size": 2,
+                "active": 0,
+                "paused": None,
+                "rate": None,
+            } in queue["quotas"]
             conn.close()
         finally:
             dispatcher.stop(5)

@@ -484,6 +484,7 @@ class IQueue(Interface):
         priority=0,
         unique_key=None,
         retry_policy=None,
+        rate_limit=None,
         depends_on=None,
         on_dependency_failure="fail",
     ):
@@ -493,11 +494,13 @@ class IQueue(Interface):
         ``begin_after`` is an aware datetime, or a duration from now;
         ``begin_by`` a duration after ``begin_after`` (a duration is a
         timedelta or a number of seconds). Every name in ``quota_names`` must name an
-        existing quota. If ``unique_key`` (a string) matches a job of this
-        queue that is pending or running, that job is returned instead and
-        nothing is added; two concurrent transactions putting the same key end
-        with exactly one job (one of them gets a ConflictError and its retry
-        finds the other's job).
+        existing quota. ``rate_limit`` names a quota that has a rate (see
+        IQuota.rate; ValueError if none does): the job counts against it
+        like against the quotas it names. If ``unique_key`` (a string)
+        matches a job of this queue that is pending or running, that job is
+        returned instead and nothing is added; two concurrent transactions
+        putting the same key end with exactly one job (one of them gets a
+        ConflictError and its retry finds the other's job).
 
         A put writes only the new job, one inbox shard of the queue and the
         pending count; all three merge concurrent changes, so puts do not
@@ -684,7 +687,8 @@ class IQueue(Interface):
         queued; with ``parts``, a set of run parts, the inbox shards of
         those parts instead, so that a put in another dispatcher's parts
         wakes only that one), the queue itself (paused or resumed), the
-        quotas and each quota (room was made). A dispatcher listens for
+        quotas and each quota (room was made, paused or resumed, rate
+        changed). A dispatcher listens for
         invalidations of their oids."""
 
     def jobs(status=None, failed=None, start=0, limit=None):
@@ -725,9 +729,57 @@ class IQuota(Interface):
         "at any time; the change takes effect at the next claim."
     )
     active = Attribute("Ids of the jobs holding a slot now.")
+    rate = Attribute(
+        "None, or ``(limit, per)``: at most ``limit`` jobs naming the quota "
+        "start in any period ``per`` (a timedelta), cluster-wide. A start is "
+        "counted when a job is claimed; jobs held back by the rate stay "
+        "pending, holding no thread, and are claimed when the period's "
+        "oldest start falls out of it (a dispatcher's round waits until "
+        "then, not polling). Two dispatchers claiming at once never exceed it: "
+        "their claims merge only while no ``limit + 1`` starts fall in one "
+        "period, else one of them conflicts and tries again."
+    )
+    paused = Attribute(
+        "None, or ``(since, by)`` while the quota is paused (see pause): an "
+        "aware datetime and a text saying who paused it."
+    )
 
     def has_room():
-        """True if another job could be claimed now."""
+        """True if fewer than ``size`` slots are held (whatever the pause
+        and the rate)."""
+
+    def may_start(now):
+        """True if a job naming the quota may be claimed at ``now`` (an aware
+        datetime): it is not paused, has room and its rate is not used up."""
+
+    def pause(now, by=None):
+        """Pause the quota, cluster-wide, in the current transaction: no job
+        naming it is claimed until ``resume``; running jobs finish and jobs
+        naming it can still be queued. Pausing a paused quota changes
+        nothing. Returns ``paused``."""
+
+    def resume():
+        """Let jobs naming the quota be claimed again (at once: dispatchers
+        watch the quota); returns whether it was paused."""
+
+    def set_rate(rate, per=None):
+        """Set the rate: ``(limit, per)``, or ``limit`` and ``per`` as two
+        arguments, or None for no rate (its record of starts is dropped).
+        ValueError for a limit that is not a whole number of 1 or more or a
+        period that is not a positive timedelta; nothing is changed then.
+        The new rate takes effect at the next claim."""
+
+    def starts_in_period(now):
+        """How many starts count against the rate at ``now`` (0 without a
+        rate)."""
+
+    def rate_opens_at(now):
+        """None if the rate lets a job start at ``now``, else when it next
+        does (an aware datetime)."""
+
+    def record_start(job_id, now):
+        """Count the start of job ``job_id`` at ``now`` against the rate
+        (nothing without one); the claim calls it with ``hold``."""
 
     def __len__():
         """How many slots are held."""
@@ -736,8 +788,10 @@ class IQuota(Interface):
 class IQuotas(Interface):
     """The quotas of a queue, by name."""
 
-    def create(name, size=1):
-        """Create a quota and return it. Raises ValueError if it exists."""
+    def create(name, size=1, rate=None):
+        """Create a quota and return it, with a rate if ``rate`` is given
+        (see IQuota.set_rate). Raises ValueError if it exists or ``rate`` is
+        not a rate."""
 
     def remove(name):
         """Delete a quota. Pending jobs naming it are no longer limited by it."""

@@ -334,6 +334,7 @@ class Queue(persistent.Persistent):
         priority=0,
         unique_key=None,
         retry_policy=None,
+        rate_limit=None,
         now=None,
         depends_on=None,
         on_dependency_failure=dependencies.FAIL,
@@ -353,6 +354,7 @@ class Queue(persistent.Persistent):
         if isinstance(quota_names, str):
             quota_names = (quota_names,)
         names = _lane_key(tuple(quota_names) or job.quota_names)
+        names = self._with_rate_limit(names, rate_limit)
         for name in names:
             if name not in self.quotas:
                 raise ValueError(
@@ -422,6 +424,26 @@ class Queue(persistent.Persistent):
         self._to_inbox(job)
         wakeup.wake_after_commit(self)
         return job
+
+    def _with_rate_limit(self, names, rate_limit):
+        """The lane key ``names`` with the quota that ``rate_limit`` names
+        (see IQueue.put), which must exist and carry a rate."""
+        if rate_limit is None:
+            return names
+        if not isinstance(rate_limit, str) or not rate_limit:
+            raise ValueError(
+                f"rate_limit must be the name of a quota with a rate, not "
+                f"{rate_limit!r}"
+            )
+        quota = self.quotas.get(rate_limit)
+        if quota is None or quota.rate is None:
+            raise ValueError(
+                f"queue {self.name!r} has no rate limit {rate_limit!r}; create "
+                f"it first with queue.quotas.create({rate_limit!r}, size=..., "
+                f"rate=(starts, timedelta(...)))"
+                + ("" if quota is None else " or quota.set_rate(...)")
+            )
+        return _lane_key((*names, rate_limit))
 
     def _run_inline(self, job, names, priority, unique_key, retry_policy, now):
         job.enter_queue(
@@ -847,10 +869,12 @@ class Queue(persistent.Persistent):
 
     # -- dispatching (used by dispatchers) ---------------------------------
 
-    def _lane_has_room(self, lane_key):
+    def _lane_has_room(self, lane_key, now_us):
+        """Whether a job of the lane may start now: none of its quotas is
+        full, paused or out of its rate."""
         for name in lane_key:
             quota = self.quotas.get(name)
-            if quota is not None and not quota.has_room():
+            if quota is not None and not quota._may_start(now_us):
                 return False
         return True
 
@@ -891,6 +915,7 @@ class Queue(persistent.Persistent):
                 quota = self.quotas.get(name)
                 if quota is not None:
                     quota.hold(job.id)
+                    quota.record_start(job.id, now)
             job.assign((uuid, agent.name), now)
             if start is None or len(claimed) < start:
                 job.begin_attempt(now)
@@ -929,7 +954,7 @@ class Queue(persistent.Persistent):
             side = 0 if prefer is None or part in prefer else 1
             if best[side] is not None or lane_key in blocked:
                 continue
-            if not self._lane_has_room(lane_key):
+            if not self._lane_has_room(lane_key, now_us):
                 blocked.add(lane_key)
                 continue
             if agent is None or is_broken(job) or agent.accepts(job):
@@ -939,7 +964,7 @@ class Queue(persistent.Persistent):
         for part, lane_key, lane in self._each_lane():
             if lane_key in blocked or not lane:
                 continue
-            if not self._lane_has_room(lane_key):
+            if not self._lane_has_room(lane_key, now_us):
                 blocked.add(lane_key)
                 continue
             side = 0 if prefer is None or part in prefer else 1
@@ -1163,7 +1188,33 @@ class Queue(persistent.Persistent):
                     key = lane.minKey(keys.next_level(key))
                 except ValueError:
                     key = None
+        opens = self._rate_opens_at(now_us)
+        if opens is not None and (due is None or opens < due):
+            due = opens
         return None if due is None else clock.from_micros(due)
+
+    def _rate_opens_at(self, now_us):
+        """When the earliest rate that holds back a pending job lets one
+        start (microseconds), or None: the dispatcher waits until then."""
+        limited = {
+            quota.name: quota._rate_opens_at(now_us)
+            for quota in self.quotas.values()
+            if quota._rate is not None and quota._paused is None
+        }
+        limited = {name: at for name, at in limited.items() if at is not None}
+        if not limited:
+            return None
+        waiting = {lane_key for _, lane_key, lane in self._each_lane() if lane}
+        waiting.update(
+            lane_key for shard in self._inbox for _, lane_key, _ in shard.entries
+        )
+        times = [
+            limited[name]
+            for lane_key in waiting
+            for name in lane_key
+            if name in limited
+        ]
+        return min(times, default=None)
 
     def _agent_of(self, job):
         if job.assignee is None:

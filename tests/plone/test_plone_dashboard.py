@@ -467,6 +467,48 @@ def test_quota_size_edit(site):
         assert queues()[""].quotas["default"].size == 3
 
 
+def test_quota_pause_resume_and_rate_shown(site):
+    import datetime
+
+    transaction.begin()
+    queues()[""].quotas["default"].set_rate(10, datetime.timedelta(minutes=1))
+    transaction.commit()
+    browser = browser_for(site)
+    browser.open(url(site))
+    rate = browser.contents[browser.contents.find("zasync-quota-rate") :][:300]
+    rate = re.sub(r"<[^>]+>", "", rate)
+    assert re.search(r"10 starts per 1m, 0 in the period now", rate), rate
+    form = browser.getForm(
+        index=_form_index(browser, 'class="d-flex gap-2 align-items-center zasync-')
+    )
+    form.getControl(name="action").click()  # the one button: Pause
+    quota = queues()[""].quotas["default"]
+    assert quota.paused is not None
+    assert quota.paused[1].endswith("(jobs dashboard)")
+    assert "Quota 'default' of queue 'default' is paused" in messages(browser)[0]
+    assert re.search(r'zasync-paused"[^>]*>paused<', browser.contents), (
+        "the quota's badge"
+    )
+    form = browser.getForm(
+        index=_form_index(browser, 'class="d-flex gap-2 align-items-center zasync-')
+    )
+    form.getControl(name="action").click()  # now: Resume
+    assert queues()[""].quotas["default"].paused is None
+    assert "is resumed: its jobs are claimed again" in messages(browser)[0]
+
+    # Without the authenticator nothing changes.
+    with pytest.raises(Forbidden, match="authenticator"):
+        browser.post(url(site, "quota"), "quota=default&queue=default&action=pause")
+    transaction.begin()
+    assert queues()[""].quotas["default"].paused is None
+    token = browser.getControl(name="_authenticator", index=0).value
+    browser.post(
+        url(site, "quota"),
+        f"quota=nope&queue=default&action=pause&_authenticator={token}",
+    )
+    assert "Quota 'nope' was not changed: " in messages(browser)[0]
+
+
 def set_aside(site, value="aside"):
     job = later(site, value)
     transaction.begin()

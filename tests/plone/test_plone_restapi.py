@@ -506,7 +506,13 @@ def test_status(url, jobs, rest):
     (dispatcher,) = queue["dispatchers"]
     assert dispatcher["uuid"] == rest["zasync_dispatcher"].uuid
     assert dispatcher["alive"] is True
-    assert {"name": "default", "size": 1, "active": 0} in queue["quotas"]
+    assert {
+        "name": "default",
+        "size": 1,
+        "active": 0,
+        "paused": None,
+        "rate": None,
+    } in queue["quotas"]
 
 
 def test_patch_quota_sizes(url):
@@ -531,7 +537,12 @@ def test_patch_quota_sizes(url):
         ({"quotas": {"default": 2, "other": -1}}, "a whole number of 0 or more"),
         ({"quotas": {"default": True}}, "a whole number of 0 or more"),
         ({"quotas": {}}, 'give the quota sizes to set as {"quotas"'),
-        ({"quota": {"default": 2}}, "unknown keys quota"),
+        ({"quota": {"default": 2}}, "'quota' names the quota to pause or resume"),
+        ({"rates": {"default": {"limit": 0, "per_seconds": 60}}}, "1 or more"),
+        ({"rates": {"default": {"limit": 2}}}, 'must be {"limit": <n>'),
+        ({"rates": {"default": {"limit": 2, "per_seconds": -1}}}, "seconds > 0"),
+        ({"rates": {"nope": None}}, "no quota 'nope'"),
+        ({"rates": []}, 'give the rates to set as {"rates"'),
         ({"quotas": {"default": 2}, "queue": "nowhere"}, "there is no queue"),
     ],
 )
@@ -563,6 +574,62 @@ def test_pause_and_resume_a_queue(url):
     member = call("PATCH", f"{url}/@zasync-status", MEMBER, json_body={"paused": True})
     assert member.status_code in (401, 403)
     assert queues()[""].paused is None
+
+
+def test_pause_resume_and_rate_a_quota(url):
+    response = call(
+        "PATCH",
+        f"{url}/@zasync-status",
+        MANAGER,
+        json_body={
+            "paused": True,
+            "quota": "default",
+            "rates": {"default": {"limit": 10, "per_seconds": 60}},
+        },
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["paused"]["quota"] == "default"
+    assert answer["paused"]["was_paused"] is False
+    assert answer["rates"] == [
+        {
+            "queue": "default",
+            "quota": "default",
+            "rate": {"limit": 10, "per_seconds": 60.0},
+            "was": None,
+        }
+    ]
+    (queue,) = call("GET", f"{url}/@zasync-status", MANAGER).json()["queues"]
+    (quota,) = [q for q in queue["quotas"] if q["name"] == "default"]
+    assert quota["paused"]["by"].endswith("(REST API)")
+    assert quota["rate"] == {
+        "limit": 10,
+        "per_seconds": 60.0,
+        "used": 0,
+        "opens_at": None,
+    }
+    assert queue["paused"] is None  # the queue itself goes on
+    response = call(
+        "PATCH",
+        f"{url}/@zasync-status",
+        MANAGER,
+        json_body={"paused": False, "quota": "default", "rates": {"default": None}},
+    )
+    assert response.json()["resumed"] == {
+        "queue": "default",
+        "quota": "default",
+        "was_paused": True,
+    }
+    quota = queues()[""].quotas["default"]
+    assert quota.paused is None and quota.rate is None
+    member = call(
+        "PATCH",
+        f"{url}/@zasync-status",
+        MEMBER,
+        json_body={"paused": True, "quota": "default"},
+    )
+    assert member.status_code in (401, 403)
+    assert queues()[""].quotas["default"].paused is None
 
 
 # -- the control panel ---------------------------------------------------------------
@@ -601,11 +668,14 @@ def test_controlpanel_patch(url, site):
             "public_url": "https://www.example.org",
             "ping_interval": 400,
             "death_interval": 1200,
+            "rate_default": "10/30s",
         },
     )
     assert response.status_code == 204, response.text
     data = call("GET", f"{url}/@controlpanels/zasync", MANAGER).json()["data"]
     assert data["quota_default"] == 2
+    assert data["rate_default"] == "10/30s"
+    assert queues()[""].quotas["default"].rate[0] == 10
     assert data["default_agent_size"] == 4
     assert (data["ping_interval"], data["death_interval"]) == (400.0, 1200.0)
     assert data["poll_interval"] is None
@@ -622,6 +692,8 @@ def test_controlpanel_patch(url, site):
         ({"colour": "blue"}, "colour: not a setting of this control panel"),
         ({"poll_interval": 0}, "poll_interval: give a number of seconds > 0"),
         ({"death_interval": 10}, "nothing was saved: death_interval (10) must be"),
+        ({"rate_default": 10}, "rate_default: give a rate as text, like 100/1h"),
+        ({"rate_default": "often"}, "nothing was saved: a rate is written as"),
     ],
 )
 def test_controlpanel_patch_bad_values(url, body, says):

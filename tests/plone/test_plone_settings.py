@@ -290,3 +290,37 @@ def test_intervals_are_cluster_wide_and_running_dispatchers_follow(
     report = admin.interval_report(getUtility(IAsyncService).getQueues())
     assert report["death_interval"]["setting"] == 1200.0
     assert fresh_queue().quotas[DEFAULT_QUOTA].size == 1
+
+
+def test_a_quota_rate_is_set_shown_and_removed(functional_app, functional_portal):
+    import datetime
+
+    browser = browser_for(functional_app)
+    url = f"{functional_portal.absolute_url()}/{PAGE}"
+    browser.open(url)
+    rate = control(browser, views.rate_field_name(DEFAULT_QUOTA))
+    assert rate.value == ""
+    rate.value = "10/1m"
+    browser.getControl("Save").click()
+    assert "Changes saved: quota 'default': 10/1m (every site)" in text(browser)
+    assert fresh_queue().quotas[DEFAULT_QUOTA].rate == (
+        10,
+        datetime.timedelta(minutes=1),
+    )
+    browser.open(url)
+    assert control(browser, views.rate_field_name(DEFAULT_QUOTA)).value == "10/1m"
+
+    for bad, says in (("often", "starts/period, like 100/1h"), ("0/1m", "1 or more")):
+        control(browser, views.rate_field_name(DEFAULT_QUOTA)).value = bad
+        quota_control(browser).value = "5"
+        browser.getControl("Save").click()
+        assert "Nothing was saved" in text(browser) and says in text(browser)
+        queue = fresh_queue()
+        assert queue.quotas[DEFAULT_QUOTA].rate[0] == 10
+        assert queue.quotas[DEFAULT_QUOTA].size == 1
+        browser.open(url)
+
+    control(browser, views.rate_field_name(DEFAULT_QUOTA)).value = ""
+    browser.getControl("Save").click()
+    assert "quota 'default': no rate" in text(browser)
+    assert fresh_queue().quotas[DEFAULT_QUOTA].rate is None

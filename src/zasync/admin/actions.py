@@ -320,3 +320,44 @@ def resume_queue(queues, queue=None):
     if was:
         log.info("queue %r resumed", queue_label(target.name))
     return {"queue": queue_label(target.name), "was_paused": was}
+
+
+def _quota_of(queues, name, queue):
+    target = select_queues(queues, DEFAULT_QUEUE if queue is None else queue)[0]
+    quota = target.quotas.get(name) if isinstance(name, str) else None
+    if quota is None:
+        known = ", ".join(target.quotas) or "none"
+        raise AdminError(
+            f"queue {queue_label(target.name)!r} has no quota {name!r} "
+            f"(its quotas: {known})"
+        )
+    return target, quota
+
+
+def pause_quota(queues, name, queue=None, by="zasync pause", now=None):
+    """Pause quota ``name`` of ``queue`` (default: the default queue),
+    cluster-wide, in the current transaction: no job naming it is claimed
+    until :func:`resume_quota`; running jobs finish and jobs can still be
+    queued. Returns ``{"queue", "quota", "paused", "was_paused"}``."""
+    target, quota = _quota_of(queues, name, queue)
+    was = quota.paused is not None
+    since, who = quota.pause(now or clock.utcnow(), by)
+    if not was:
+        log.info("queue %r: quota %r paused by %s", queue_label(target.name), name, who)
+    return {
+        "queue": queue_label(target.name),
+        "quota": name,
+        "paused": {"since": since, "by": who},
+        "was_paused": was,
+    }
+
+
+def resume_quota(queues, name, queue=None):
+    """Resume a quota paused with :func:`pause_quota`, in the current
+    transaction; its jobs are claimed again at once. Returns ``{"queue",
+    "quota", "was_paused"}``."""
+    target, quota = _quota_of(queues, name, queue)
+    was = quota.resume()
+    if was:
+        log.info("queue %r: quota %r resumed", queue_label(target.name), name)
+    return {"queue": queue_label(target.name), "quota": name, "was_paused": was}

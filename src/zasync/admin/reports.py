@@ -147,6 +147,29 @@ def _paused(queue):
     return None if paused is None else {"since": paused[0], "by": paused[1]}
 
 
+def quota_info(quota, now):
+    """A quota as plain data: its name, size, active slots, pause
+    (``{"since", "by"}`` or None) and rate (None, or ``{"limit",
+    "per_seconds", "used", "opens_at"}``: starts counted in the period
+    before ``now``, and when the next may start if the rate is used up)."""
+    rate = quota.rate
+    paused = quota.paused
+    return {
+        "name": quota.name,
+        "size": quota.size,
+        "active": len(quota),
+        "paused": None if paused is None else {"since": paused[0], "by": paused[1]},
+        "rate": None
+        if rate is None
+        else {
+            "limit": rate[0],
+            "per_seconds": rate[1].total_seconds(),
+            "used": quota.starts_in_period(now),
+            "opens_at": quota.rate_opens_at(now),
+        },
+    }
+
+
 def _queue_status(queue, now):
     dispatchers = []
     for uuid, record in queue.dispatchers.items():
@@ -177,10 +200,7 @@ def _queue_status(queue, now):
         "paused": _paused(queue),
         "set_aside": len(queue.set_aside_jobs),
         "dispatchers": dispatchers,
-        "quotas": [
-            {"name": quota.name, "size": quota.size, "active": len(quota)}
-            for quota in queue.quotas.values()
-        ],
+        "quotas": [quota_info(quota, now) for quota in queue.quotas.values()],
     }
 
 

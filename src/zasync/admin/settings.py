@@ -1,11 +1,12 @@
 """Cluster-wide settings stored with the queues: quota sizes, agent sizes
 and the dispatchers' intervals, with where each comes from."""
 
+import datetime
 import logging
 
 from zasync import clock
-from zasync.admin.reports import select_queues
-from zasync.admin.text import queue_label
+from zasync.admin.reports import quota_info, select_queues
+from zasync.admin.text import parse_duration, queue_label
 from zasync.config import DEFAULT_QUEUE, DEFAULTS, INTERVALS, MAIN_AGENT
 from zasync.exceptions import AdminError
 from zasync.registry import (
@@ -131,10 +132,7 @@ def _queue_settings(queue, now):
     return {
         "name": queue.name,
         "label": queue_label(queue.name),
-        "quotas": [
-            {"name": quota.name, "size": quota.size, "active": len(quota)}
-            for quota in queue.quotas.values()
-        ],
+        "quotas": [quota_info(quota, now) for quota in queue.quotas.values()],
         "default_agent_size": {
             "size": DEFAULT_AGENT_SIZE if default is None else default,
             "source": FROM_BUILT_IN if default is None else FROM_QUEUE_DEFAULT,
@@ -196,6 +194,70 @@ def set_quota_size(queues, name, size, queue=None):
         "queue %r: quota %r size %s (was %s)", queue_label(target.name), name, size, was
     )
     return {"queue": queue_label(target.name), "quota": name, "size": size, "was": was}
+
+
+def set_quota_rate(queues, name, limit, per=None, queue=None):
+    """Set the rate of quota ``name`` in ``queue`` (default: the default
+    queue): at most ``limit`` jobs naming it start in any period ``per`` (a
+    timedelta, seconds or text like ``1m``, ``2h``), cluster-wide;
+    ``limit`` None removes the rate. The quota must exist (``set_quota_size``
+    creates one). Works in the current transaction; returns ``{"queue",
+    "quota", "rate", "was"}`` (rates as ``{"limit", "per_seconds"}`` or
+    None)."""
+    target = _one_queue(queues, queue)
+    quota = target.quotas.get(name) if isinstance(name, str) else None
+    if quota is None:
+        raise AdminError(
+            f"queue {queue_label(target.name)!r} has no quota {name!r}; create "
+            f"it first ('zasync quota set {name} SIZE')"
+        )
+    was = _rate_data(quota.rate)
+    if limit is None:
+        rate = None
+    else:
+        if isinstance(limit, str) and limit.strip().isdigit():
+            limit = int(limit)
+        rate = (limit, _period(per))
+    try:
+        quota.set_rate(rate)
+    except ValueError as error:
+        raise AdminError(str(error)) from None
+    log.info(
+        "queue %r: quota %r rate %s (was %s)",
+        queue_label(target.name),
+        name,
+        _rate_data(quota.rate),
+        was,
+    )
+    return {
+        "queue": queue_label(target.name),
+        "quota": name,
+        "rate": _rate_data(quota.rate),
+        "was": was,
+    }
+
+
+def _rate_data(rate):
+    return (
+        None
+        if rate is None
+        else {"limit": rate[0], "per_seconds": rate[1].total_seconds()}
+    )
+
+
+def _period(per):
+    if isinstance(per, datetime.timedelta):
+        return per
+    if isinstance(per, (int, float)) and not isinstance(per, bool):
+        return datetime.timedelta(seconds=per)
+    if isinstance(per, str):
+        try:
+            return parse_duration(per)
+        except ValueError as error:
+            raise AdminError(f"a rate's period: {error}") from None
+    raise AdminError(
+        f"a rate's period must be a duration (like 1m or 2h, or seconds), not {per!r}"
+    )
 
 
 def _find_dispatcher(queue, text):

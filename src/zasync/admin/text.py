@@ -59,6 +59,15 @@ def parse_duration(text):
     return datetime.timedelta(seconds=seconds)
 
 
+def format_period(seconds):
+    """A period (of a rate) in its largest whole unit: ``1h``, ``30m``,
+    ``90s``, ``1.5s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def format_duration(delta):
     """A short text for a timedelta (or seconds): ``45s``, ``3m12s``,
     ``5h02m``, ``3d04h``; negative durations (clocks out of step) get a

@@ -1,6 +1,6 @@
 """The operators' commands of ``zasync``: status, jobs, job, retry, cancel,
 set-aside, discard, prune; settings, quota, agents, intervals
-(cluster-wide settings); mode (where the queues live).
+(cluster-wide settings); pause, resume; mode (where the queues live).
 
 Each opens the database named by the usual options (``--zodb-conf`` or
 ``--zope-conf``; no dispatcher is started), does its work with
@@ -227,14 +227,42 @@ def _print_queue_status(queue):
 
 
 def _print_quotas(quotas):
-    if quotas:
-        _table(
-            ["QUOTA", "SIZE", "ACTIVE"],
-            [[q["name"], q["size"], q["active"]] for q in quotas],
-            indent="  ",
-        )
-    else:
+    if not quotas:
         print("  quotas: none")
+        return
+    # Rates and pauses get columns only where a quota has one.
+    extra = any(q.get("rate") or q.get("paused") for q in quotas)
+    headers = ["QUOTA", "SIZE", "ACTIVE"]
+    if extra:
+        headers += ["RATE", "STARTS IN PERIOD", "STATE"]
+    rows = []
+    for q in quotas:
+        row = [q["name"], q["size"], q["active"]]
+        if extra:
+            row += [*_rate_cells(q.get("rate")), _quota_state(q.get("paused"))]
+        rows.append(row)
+    _table(headers, rows, indent="  ")
+
+
+def _rate_cells(rate):
+    if not rate:
+        return ["-", "-"]
+    used = str(rate["used"])
+    if rate.get("opens_at") is not None:
+        used += f" (next start at {_short_time(rate['opens_at'])})"
+    return [f"{rate['limit']} per {admin.format_period(rate['per_seconds'])}", used]
+
+
+def _quota_state(paused):
+    if not paused:
+        return "running"
+    return f"PAUSED since {_short_time(paused['since'])} by {paused['by']}"
+
+
+def _short_time(when):
+    if isinstance(when, str):  # from a site's REST API
+        when = datetime.datetime.fromisoformat(when)
+    return f"{when:{TIME_FORMAT}} UTC"
 
 
 # -- jobs -------------------------------------------------------------------
@@ -755,6 +783,37 @@ def _quota_set(args):
     return 0
 
 
+def _quota_rate(args):
+    if args.off == (args.limit is not None or args.per is not None):
+        raise connect.CommandError(
+            "give LIMIT and PER (e.g. 'zasync quota rate mail 100 1h'), or --off"
+        )
+    if not args.off and (args.limit is None or args.per is None):
+        raise connect.CommandError(
+            "give both LIMIT and PER, e.g. 'zasync quota rate mail 100 1h'"
+        )
+    limit = None if args.off else args.limit
+    done = _writing(
+        args,
+        lambda q: admin.set_quota_rate(q, args.name, limit, args.per, args.queue),
+    )
+    if args.json:
+        _print_json(done)
+        return 0
+
+    def text(rate):
+        if rate is None:
+            return "no rate"
+        return f"{rate['limit']} per {admin.format_period(rate['per_seconds'])}"
+
+    print(
+        f"quota {done['quota']} of queue {done['queue']}: {text(done['rate'])} "
+        f"(was {text(done['was'])}); every dispatcher of the cluster follows at "
+        f"its next claim"
+    )
+    return 0
+
+
 def _agents_set(args, size):
     done = _writing(
         args,
@@ -797,6 +856,8 @@ def _non_negative(text):
 
 
 def _pause(args):
+    if args.quota is not None:
+        return _pause_quota(args)
     done = _writing(args, lambda q: admin.pause_queue(q, args.queue, by=args.by))
     if args.json:
         _print_json(done)
@@ -809,34 +870,64 @@ def _pause(args):
     return 0
 
 
+def _pause_quota(args):
+    done = _writing(
+        args, lambda q: admin.pause_quota(q, args.quota, args.queue, by=args.by)
+    )
+    if args.json:
+        _print_json(done)
+        return 0
+    state = "was paused already" if done["was_paused"] else "paused"
+    print(
+        f"quota {done['quota']} of queue {done['queue']} {state}: no job naming "
+        f"it is claimed; running jobs finish, jobs can still be queued"
+    )
+    return 0
+
+
 def _resume(args):
-    done = _writing(args, lambda q: admin.resume_queue(q, args.queue))
+    if args.quota is not None:
+        done = _writing(args, lambda q: admin.resume_quota(q, args.quota, args.queue))
+        what = f"quota {done['quota']} of queue {done['queue']}"
+        again = "its jobs are claimed again"
+    else:
+        done = _writing(args, lambda q: admin.resume_queue(q, args.queue))
+        what = f"queue {done['queue']}"
+        again = "dispatchers claim from it again"
     if args.json:
         _print_json(done)
         return 0
     if done["was_paused"]:
-        print(f"queue {done['queue']} resumed: dispatchers claim from it again")
+        print(f"{what} resumed: {again}")
     else:
-        print(f"queue {done['queue']} was not paused")
+        print(f"{what} was not paused")
     return 0
 
 
 def _register_pause(commands):
     pause = commands.add_parser(
         "pause",
-        help="pause a queue, cluster-wide: nothing is claimed from it",
-        description="Pause a queue for the whole cluster: no dispatcher "
-        "claims a job from it until 'zasync resume'; running jobs finish "
-        "and jobs can still be queued. 'zasync status' shows it.",
+        help="pause a queue or a quota, cluster-wide: nothing is claimed from it",
+        description="Pause a queue (or, with --quota, the jobs naming a "
+        "quota) for the whole cluster: no dispatcher claims them until "
+        "'zasync resume'; running jobs finish and jobs can still be queued. "
+        "'zasync status' shows it.",
     )
     resume = commands.add_parser(
         "resume",
-        help="resume a paused queue",
-        description="Let the dispatchers claim from a paused queue again, at once.",
+        help="resume a paused queue or quota",
+        description="Let the dispatchers claim from a paused queue (or the "
+        "jobs of a paused quota) again, at once.",
     )
     for parser in (pause, resume):
         connect.add_database_options(parser)
         _queue_option(parser, "the queue (default: the default queue)")
+        parser.add_argument(
+            "--quota",
+            metavar="NAME",
+            help="the quota of the queue whose jobs to pause or resume, "
+            "instead of the whole queue",
+        )
         _json_option(parser)
     pause.add_argument(
         "--by",
@@ -865,7 +956,7 @@ def _register_settings(commands):
 
     quota = commands.add_parser(
         "quota",
-        help="change the size of a quota, cluster-wide",
+        help="change the size or the rate of a quota, cluster-wide",
         description="Quotas limit how many jobs naming them run at once in "
         "the whole cluster.",
     )
@@ -884,6 +975,26 @@ def _register_settings(commands):
     _queue_option(quota_set, "the queue (default: the default queue)")
     _json_option(quota_set)
     quota_set.set_defaults(run=_quota_set)
+    quota_rate = quota_commands.add_parser(
+        "rate",
+        help="set or remove the rate of a quota",
+        description="Let at most LIMIT jobs naming quota NAME start in any "
+        "period PER (like 1m, 2h), cluster-wide; the others wait, pending, "
+        "holding no thread. --off removes the rate. Every dispatcher follows "
+        "at its next claim.",
+    )
+    connect.add_database_options(quota_rate)
+    quota_rate.add_argument("name", metavar="NAME", help="the quota, e.g. default")
+    quota_rate.add_argument(
+        "limit", type=_non_negative, nargs="?", metavar="LIMIT", help="starts"
+    )
+    quota_rate.add_argument(
+        "per", type=_duration, nargs="?", metavar="PER", help="per period, e.g. 1m"
+    )
+    quota_rate.add_argument("--off", action="store_true", help="remove the rate")
+    _queue_option(quota_rate, "the queue (default: the default queue)")
+    _json_option(quota_rate)
+    quota_rate.set_defaults(run=_quota_rate)
     quota.set_defaults(run=_usage(quota))
 
     agents = commands.add_parser(

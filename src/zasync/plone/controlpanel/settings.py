@@ -52,6 +52,7 @@ def current():
 
 def change(
     quotas=None,
+    rates=None,
     default_agent_size=UNCHANGED,
     dispatchers=None,
     public_url=UNCHANGED,
@@ -60,7 +61,8 @@ def change(
     """Change settings in the current transaction; returns what changed,
     as sentences.
 
-    ``quotas`` maps quota names to sizes, ``dispatchers`` dispatcher UUIDs
+    ``quotas`` maps quota names to sizes, ``rates`` quota names to rates
+    as text (``100/1h``; None or empty: no rate), ``dispatchers`` dispatcher UUIDs
     to agent sizes (None: follow the default), ``intervals``
     'poll_interval', 'ping_interval' and 'death_interval' to seconds (None:
     the built-in default); ``default_agent_size`` is a size or None (the
@@ -79,6 +81,17 @@ def change(
         if sizes.get(name) != size:
             admin.set_quota_size(target, name, size)
             done.append(f"quota {name!r}: {size} jobs at once (every site)")
+    in_force = {q["name"]: q.get("rate") for q in cluster["quotas"]}
+    for name, text in (rates or {}).items():
+        limit, per = parse_rate(text)
+        rate = in_force.get(name)
+        if (rate and (rate["limit"], rate["per_seconds"])) == (
+            limit and (limit, per.total_seconds())
+        ):
+            continue
+        admin.set_quota_rate(target, name, limit, per)
+        shown = "no rate" if limit is None else text.strip()
+        done.append(f"quota {name!r}: {shown} (every site)")
     default = cluster["default_agent_size"]
     is_set = default["source"] != admin.FROM_BUILT_IN
     if default_agent_size is not UNCHANGED and (
@@ -117,3 +130,20 @@ def change(
         proxy.public_url = public_url
         done.append(f"public URL: {public_url or 'none'} (this site)")
     return done
+
+
+def parse_rate(text):
+    """``(limit, per)`` of a rate written ``100/1h`` (``100 per 1h`` too),
+    ``(None, None)`` for none; AdminError saying the format otherwise."""
+    if text is None or not str(text).strip():
+        return None, None
+    compact = str(text).strip().replace(" per ", "/")
+    limit, _, per = compact.partition("/")
+    try:
+        limit = int(limit.strip())
+        per = admin.parse_duration(per)
+    except ValueError:
+        raise admin.AdminError(
+            f"a rate is written as starts/period, like 100/1h or 10/30s, not {text!r}"
+        ) from None
+    return limit, per

@@ -35,6 +35,7 @@ MAX_QUOTA_SIZE = 10000
 MAX_AGENT_SIZE = 1000
 
 QUOTA_PREFIX = "quota_"
+RATE_PREFIX = "rate_"
 DISPATCHER_PREFIX = "dispatcher_"
 
 SOURCE_FIX = {
@@ -76,8 +77,19 @@ def quota_field_name(name):
     return QUOTA_PREFIX + name.encode("utf-8").hex()
 
 
-def quota_name(field_name):
-    return bytes.fromhex(field_name[len(QUOTA_PREFIX) :]).decode("utf-8")
+def quota_name(field_name, prefix=QUOTA_PREFIX):
+    return bytes.fromhex(field_name[len(prefix) :]).decode("utf-8")
+
+
+def rate_field_name(name):
+    return RATE_PREFIX + name.encode("utf-8").hex()
+
+
+def rate_text(rate):
+    """``100/1h``: a quota's rate as the form shows it, None for none."""
+    if rate is None:
+        return None
+    return f"{rate['limit']}/{admin.format_period(rate['per_seconds'])}"
 
 
 def dispatcher_field_name(uuid):
@@ -90,6 +102,28 @@ def _intervals_text(intervals):
         f"{field.split('_')[0]} {entry['seconds']:g} s ({entry['source'] or '?'})"
         for field, entry in intervals.items()
     )
+
+
+def rate_field_texts(quota):
+    """The title and description of a quota's rate field (also in
+    ``@controlpanels/zasync``)."""
+    used = quota["rate"]["used"] if quota.get("rate") else 0
+    title = _(
+        "quota_rate_title",
+        default="Quota '${name}': rate (starts per period)",
+        mapping={"name": quota["name"]},
+    )
+    description = _(
+        "quota_rate_description",
+        default=(
+            "At most so many jobs naming it start per period, in the whole "
+            "cluster: for instance 100/1h (the period like 30s, 1m, 2h, 1d); "
+            "the others wait, holding no thread. Empty: no rate. Now ${used} "
+            "started in the period."
+        ),
+        mapping={"used": used},
+    )
+    return title, description
 
 
 def _quota_fields(cluster, made, values):
@@ -126,6 +160,16 @@ def _quota_fields(cluster, made, values):
             )
         )
         values[made[-1].__name__] = quota["size"]
+        title, description = rate_field_texts(quota)
+        made.append(
+            schema.TextLine(
+                __name__=rate_field_name(name),
+                title=title,
+                description=description,
+                required=False,
+            )
+        )
+        values[made[-1].__name__] = rate_text(quota.get("rate"))
 
 
 def _interval_fields(intervals, made, values):
@@ -303,10 +347,12 @@ class ControlPanelForm(group.GroupForm, form.EditForm):
         if errors:
             self.status = self.formErrorsMessage
             return
-        quotas, dispatchers, intervals = {}, {}, {}
+        quotas, rates, dispatchers, intervals = {}, {}, {}, {}
         for name, value in data.items():
             if name.startswith(QUOTA_PREFIX):
                 quotas[quota_name(name)] = value
+            elif name.startswith(RATE_PREFIX):
+                rates[quota_name(name, RATE_PREFIX)] = value
             elif name.startswith(DISPATCHER_PREFIX):
                 dispatchers[self._uuids[name]] = value
             elif name.startswith(INTERVAL_PREFIX):
@@ -314,6 +360,7 @@ class ControlPanelForm(group.GroupForm, form.EditForm):
         try:
             done = settings.change(
                 quotas=quotas,
+                rates=rates,
                 default_agent_size=data.get("default_agent_size"),
                 dispatchers=dispatchers,
                 public_url=data.get("public_url"),

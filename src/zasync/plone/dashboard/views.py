@@ -83,6 +83,10 @@ def duration(seconds):
     return "" if seconds is None else admin.format_duration(seconds)
 
 
+def period(seconds):
+    return admin.format_period(seconds)
+
+
 @implementer(IPublishTraverse)
 class JobsDashboard(BrowserView):
     """See the module's docstring."""
@@ -101,6 +105,7 @@ class JobsDashboard(BrowserView):
     badges = BADGES
     when = staticmethod(when)
     duration = staticmethod(duration)
+    period = staticmethod(period)
 
     def publishTraverse(self, request, name):
         if len(self.subpath) >= 3:
@@ -281,6 +286,8 @@ class JobsDashboard(BrowserView):
         form = self.request.form
         name = form.get("quota", "")
         queue = form.get("queue") or None
+        if form.get("action") in ("pause", "resume"):
+            return self.pause_quota(name, queue, form["action"])
         try:
             size = int(str(form.get("size", "")).strip())
         except ValueError:
@@ -320,6 +327,47 @@ class JobsDashboard(BrowserView):
                     },
                 )
             )
+        return self.redirect(self.base_url + "#quotas")
+
+    def pause_quota(self, name, queue, action):
+        """Pause or resume quota ``name`` of ``queue``, cluster-wide."""
+        try:
+            if action == "pause":
+                done = admin.pause_quota(self.queues, name, queue, by=self.actor())
+            else:
+                done = admin.resume_quota(self.queues, name, queue)
+        except AdminError as exc:
+            self.say(
+                _(
+                    "error_quota",
+                    default="Quota '${quota}' was not changed: ${error}",
+                    mapping={"quota": name, "error": str(exc)},
+                ),
+                "error",
+            )
+            return self.redirect(self.base_url + "#quotas")
+        mapping = {"quota": done["quota"], "queue": done["queue"]}
+        if action == "pause":
+            message = _(
+                "msg_quota_paused",
+                default="Quota '${quota}' of queue '${queue}' is paused: no job "
+                "naming it is claimed; running jobs finish.",
+                mapping=mapping,
+            )
+        elif done["was_paused"]:
+            message = _(
+                "msg_quota_resumed",
+                default="Quota '${quota}' of queue '${queue}' is resumed: its "
+                "jobs are claimed again.",
+                mapping=mapping,
+            )
+        else:
+            message = _(
+                "msg_quota_not_paused",
+                default="Quota '${quota}' of queue '${queue}' was not paused.",
+                mapping=mapping,
+            )
+        self.say(message)
         return self.redirect(self.base_url + "#quotas")
 
     def set_aside_action(self):

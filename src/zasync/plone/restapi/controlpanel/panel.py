@@ -6,6 +6,8 @@ and the values in force; PATCH changes them through
 
 - ``quota_<name>``: the size of each quota of the default queue (every
   site of the database, every worker);
+- ``rate_<name>``: the rate of each of those quotas as text, ``100/1h``
+  (starts per period; null: no rate);
 - ``default_agent_size``: the threads of each worker unless it has its own
   size (null: the built-in default);
 - ``poll_interval``, ``ping_interval``, ``death_interval``: the cluster's
@@ -41,6 +43,8 @@ from zasync.plone.controlpanel.views import (
     INTERVAL_FIELDS,
     MAX_AGENT_SIZE,
     MAX_QUOTA_SIZE,
+    rate_field_texts,
+    rate_text,
 )
 from zasync.plone.i18n import _
 from zasync.plone.interfaces import IZasyncLayer, IZasyncSettings
@@ -48,6 +52,7 @@ from zasync.registry import threads_text
 
 NAME = "zasync"
 QUOTA = "quota_"
+RATE = "rate_"
 DISPATCHER = "dispatcher_"
 
 
@@ -122,6 +127,15 @@ def schema_and_data(found, request):
         data[key] = quota["size"]
         cluster_fields.append(key)
         required.append(key)
+        rate_key = RATE + quota["name"]
+        title, description = rate_field_texts(quota)
+        properties[rate_key] = {
+            "type": "string",
+            "title": translate(title, context=request),
+            "description": translate(description, context=request),
+        }
+        data[rate_key] = rate_text(quota.get("rate"))
+        cluster_fields.append(rate_key)
     default = cluster["default_agent_size"]
     properties["default_agent_size"] = _integer(
         text("Threads of each worker (default agent size)"),
@@ -278,6 +292,13 @@ class ZasyncControlpanelDeserializeFromJson:
                 changes["quotas"][key[len(QUOTA) :]] = _size(
                     key, value, MAX_QUOTA_SIZE, nullable=False
                 )
+            elif key.startswith(RATE) and len(key) > len(RATE):
+                if value is not None and not isinstance(value, str):
+                    raise BadRequest(
+                        f"{key}: give a rate as text, like 100/1h, or null, "
+                        f"not {value!r}"
+                    )
+                changes.setdefault("rates", {})[key[len(RATE) :]] = value
             elif key.startswith(DISPATCHER) and key[len(DISPATCHER) :] in dispatchers:
                 entry = dispatchers[key[len(DISPATCHER) :]]
                 if not entry["follows_settings"]:
