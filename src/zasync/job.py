@@ -144,6 +144,8 @@ class Job(persistent.Persistent):
     _annotations = None
     # (dispatcher uuid, agent name) while claimed by a dispatcher.
     assignee = None
+    # {name: state} of the job's runs in steps (zasync.steps), or None.
+    steps = None
     # Set at claim time when the begin_by deadline has passed.
     expired = False
     # The job's key in its queue's run order while it is in it (see
@@ -466,6 +468,12 @@ class Job(persistent.Persistent):
         )
         return False
 
+    def record_steps(self, name, state):
+        self._require("record the steps of", ACTIVE)
+        steps = dict(self.steps or {})
+        steps[name] = dict(state)
+        self.steps = steps  # a new dict: the job is written with it
+
     def record_outcome(self, result, now):
         self._require("record the outcome of", ACTIVE)
         self._conclude(result, now)
@@ -666,6 +674,7 @@ class Job(persistent.Persistent):
         "_callbacks",
         "_annotations",
         "kwargs",
+        "steps",
     )
 
     def __getstate__(self):
