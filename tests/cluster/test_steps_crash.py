@@ -5,7 +5,11 @@ One ``zasync worker`` process over ZEO runs a job that writes a marker for
 each of 600 keys, 50 per chunk; it is killed once some chunks committed,
 and restarted with its UUID file, which recovers the job at once."""
 
+import os
+import re
 import signal
+import subprocess
+import sys
 
 import cluster_jobs
 from cluster_support import check_exactly_once
@@ -61,7 +65,24 @@ def test_a_job_in_steps_killed_half_way_resumes_from_its_cursor(zeo_cluster):
     failed = cluster.read(lambda root: _find(root, job_id).failed)
     assert not failed
     assert f"steps 'items' resumed from item {final['resumed_from']}" in worker.log()
+    # The operators' command tells of it.
+    shown = zasync_command("job", str(job_id), "--zodb-conf", cluster.zodb_conf)
+    assert shown.returncode == 0, shown.stderr
+    line = (
+        f"{TOTAL} of {TOTAL} items done in {final['chunks']} chunks, resumed "
+        f"from item {final['resumed_from']} (run 2), finished"
+    )
+    assert re.search(rf"^  steps +{re.escape(line)}$", shown.stdout, re.M), shown.stdout
 
 
 def _find(root, job_id):
     return zasync.get_queues(root._p_jar)[""].get(job_id)
+
+
+def zasync_command(*args):
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "zasync"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -358,6 +358,8 @@ def _job(args):
         ("callbacks", _related(info["callbacks"])),
         ("parts", _related(info["children"]) if info["children"] else None),
     ]
+    for name, state in info.get("steps", {}).items():
+        rows.append(("steps" if name == "items" else f"steps {name}", state["text"]))
     for name, value in info["annotations"].items():
         rows.append((f"annotation {name}", value))
     for name, value in info["live_annotations"].items():
