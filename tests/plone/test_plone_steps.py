@@ -4,10 +4,10 @@ catalog is right; a job that stopped half way does only the rest. (A worker
 process killed with -9 half way: tests/cluster/test_steps_crash.py.)"""
 
 import transaction
+from catalog_jobs import transition_in_steps
 from plone.app.testing import TEST_USER_ID
 from zope.component import getUtility
 
-from catalog_jobs import transition_in_steps
 from plone import api
 from zasync import steps
 from zasync.plone.interfaces import IAsyncService
