@@ -150,10 +150,13 @@ def test_a_run_goes_on_from_the_stored_cursor(queue, dispatcher, tree):
     job.steps = {
         "items": {**steps._fresh(25), "cursor": 10, "done": 10, "chunks": 1, "runs": 1}
     }
+    job.interruptions = 3
     for key in KEYS[:10]:
         tree[key].n = 1
     transaction.commit()
     final = wait_for_result(job)
+    # Work committed since: the interruptions are forgiven.
+    assert job.interruptions == 0
     assert [len(c) for c in chunks_of_calls()] == [10, 5]
     assert counts(tree) == dict.fromkeys(KEYS, 1)
     assert final["resumed_from"] == 10 and final["runs"] == 2

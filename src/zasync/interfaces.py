@@ -390,7 +390,13 @@ class IJob(Interface):
         """ACTIVE only, the status unchanged: store ``state`` (a dict of
         plain data) as the state of the job's run in steps called ``name``
         (see ``steps``). zasync.steps calls it in the transaction of each
-        chunk of work, so that the work and the cursor commit together."""
+        chunk of work, so that the work and the cursor commit together.
+
+        A state with more items ``done`` than the one stored before sets
+        ``interruptions`` back to 0: the job was killed while making
+        progress, not killing its worker, so the retry policy's bound on
+        interruptions counts those since its last committed chunk (each
+        run advances the cursor, so the runs stay bounded)."""
 
     def record_outcome(result, now):
         """ACTIVE -> CALLBACKS if the job has callbacks, else COMPLETED:
@@ -945,6 +951,10 @@ class ISteps(Interface):
     again later, from the cursor. A chunk finds out when the job is no
     longer its worker's (recovered by a peer, cancelled, put back by a
     stopping dispatcher) and raises JobTakenBack, committing nothing more.
+    A committed chunk sets the job's ``interruptions`` back to 0 (see
+    IJob.record_steps): the retry policy's bound on interruptions counts
+    only those after the last chunk, so a long job killed at every deploy
+    is not failed as long as each of its runs gets work done.
 
     Chunks commit only when a dispatcher runs the job alone
     (zasync.local.own_transaction_manager()); a job called directly or

@@ -471,6 +471,11 @@ class Job(persistent.Persistent):
     def record_steps(self, name, state):
         self._require("record the steps of", ACTIVE)
         steps = dict(self.steps or {})
+        before = steps.get(name) or {}
+        if self.interruptions and state.get("done", 0) > before.get("done", 0):
+            # Work committed since the last interruption: the job is not
+            # killing its worker, it was killed while making progress.
+            self.interruptions = 0
         steps[name] = dict(state)
         self.steps = steps  # a new dict: the job is written with it
 
