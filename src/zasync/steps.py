@@ -119,11 +119,13 @@ def _check_numbers(every, seconds, tries):
 
 
 def state(job, name="items"):
+    """A copy of the state of ``job``'s run ``name``, or None (ISteps.state)."""
     found = (job.steps or {}).get(name)
     return None if found is None else dict(found)
 
 
 def describe(state):
+    """One line of text about a state (ISteps.describe)."""
     done, total = state.get("done", 0), state.get("total")
     text = f"{done:,} of {total:,} items" if total is not None else f"{done:,} items"
     chunks = state.get("chunks", 0)
@@ -149,6 +151,8 @@ def run(
     clock=None,
     tries=DEFAULT_TRIES,
 ):
+    """Call ``process(item)`` for each item in chunks that commit their
+    work and cursor together; the final state (ISteps.run)."""
     if not callable(process):
         raise TypeError(f"process must be a function of one item, not {process!r}")
     _check_numbers(every, seconds, tries)
