@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COUNT = 2000
 EVERY = 100  # as plone_steps_site.EVERY
 BOOT = 240.0  # booting Plone on a busy 2-core machine
+SETUP = 600.0  # booting, making the site and 2,000 documents
 
 
 def environment():
@@ -57,22 +58,26 @@ def home(tmp_path, name, role, zeo):
 def zconsole(instance, *args):
     """Run plone_steps_site.py in ``instance``; what it wrote (JSON)."""
     out = os.path.join(instance.var, f"{args[0]}.json")
-    done = subprocess.run(
-        [
-            os.path.join(BIN, "zconsole"),
-            "run",
-            instance.zope_conf,
-            os.path.join(HERE, "plone_steps_site.py"),
-            args[0],
-            out,
-            *args[1:],
-        ],
-        capture_output=True,
-        text=True,
-        env=environment(),
-        timeout=BOOT,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    log = os.path.join(instance.var, f"{args[0]}.log")
+    with open(log, "w") as output:
+        done = subprocess.run(
+            [
+                os.path.join(BIN, "zconsole"),
+                "run",
+                instance.zope_conf,
+                os.path.join(HERE, "plone_steps_site.py"),
+                args[0],
+                out,
+                *args[1:],
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment(),
+            timeout=SETUP,
+        )
+    with open(log, errors="replace") as f:
+        text = f.read()
+    assert done.returncode == 0, text[-5000:]
     with open(out) as f:
         return json.load(f)
 
