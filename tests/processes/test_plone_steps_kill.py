@@ -26,7 +26,9 @@ from zasync.deploy.instance import INSTANCE, WORKER, InstanceHome, ZEOClient
 from zasync.status import COMPLETED
 from zasync.testing import processes
 
-pytestmark = pytest.mark.slow
+# Booting Plone three times and making 2,000 documents: minutes, on a
+# busy machine more than pytest-timeout's default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 BIN = os.path.dirname(sys.executable)
 HERE = os.path.dirname(os.path.abspath(__file__))
