@@ -2,7 +2,7 @@
 
 import importlib
 
-from zasync import _moved, exceptions, interfaces, local, retry
+from zasync import _moved, exceptions, interfaces, local, retry, steps
 from zasync.composite import parallel, serial
 from zasync.dispatcher import Dispatcher, start
 from zasync.exceptions import ZasyncError
@@ -41,4 +41,5 @@ __all__ = [
     "retry",
     "serial",
     "start",
+    "steps",
 ]

@@ -47,6 +47,13 @@ class JobInterrupted(ZasyncError):
     why (memory, a crash in the callable); retry it once that is fixed."""
 
 
+class JobTakenBack(ZasyncError):
+    """A job that runs in steps (zasync.steps) found that it is no longer
+    running here: a peer recovered it, it was cancelled, or its dispatcher
+    stopped and put it back. Nothing to fix: its committed steps are kept,
+    and where it runs next it goes on from its stored cursor."""
+
+
 class JobTimedOut(ZasyncError):
     """The job did not start before its begin_by deadline: no worker was
     free, or none ran. Start workers, or queue it with a later deadline."""

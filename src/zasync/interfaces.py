@@ -190,6 +190,13 @@ class IJob(Interface):
         "committed when this job's connection last began a transaction; or "
         "None."
     )
+    steps = Attribute(
+        "The state of the job's runs in steps (zasync.steps, see ISteps): "
+        "a dict of a plain-data dict per name of a run (``cursor``, "
+        "``done``, ``total``, ``chunks``, ``runs``, ``resumed_from``, "
+        "``finished``), committed with each chunk of work; or None for a "
+        "job that never ran in steps."
+    )
     own_annotations = Attribute(
         "The job's annotations, read without creating them: the mapping "
         "``annotations`` returns if the job has one, else an empty read-only "
@@ -409,6 +416,18 @@ class IJob(Interface):
         policy's delay; False if the policy gave up: then the job has a
         JobInterrupted Failure as its outcome (CALLBACKS or COMPLETED, as
         ``record_outcome``) and its callbacks are to be resumed."""
+
+    def record_steps(name, state):
+        """ACTIVE only, the status unchanged: store ``state`` (a dict of
+        plain data) as the state of the job's run in steps called ``name``
+        (see ``steps``). zasync.steps calls it in the transaction of each
+        chunk of work, so that the work and the cursor commit together.
+
+        A state with more items ``done`` than the one stored before sets
+        ``interruptions`` back to 0: the job was killed while making
+        progress, not killing its worker, so the retry policy's bound on
+        interruptions counts those since its last committed chunk (each
+        run advances the cursor, so the runs stay bounded)."""
 
     def record_outcome(result, now):
         """ACTIVE -> CALLBACKS if the job has callbacks, else COMPLETED:
@@ -1076,3 +1095,80 @@ class IDispatcherObserver(Interface):
         ``duration`` the seconds from its start to its end (by the clock of
         the dispatcher, which may differ from that of the process that
         queued it: then pickup is off by the difference)."""
+
+
+class ISteps(Interface):
+    """The module ``zasync.steps``: a long job over many items, done in
+    chunks that commit one by one, and that goes on where it stopped.
+
+    Code running in a job calls ``zasync.steps.run(items, process)``
+    instead of looping over the items itself. Each chunk (``every`` items,
+    or fewer once ``seconds`` passed) calls ``process(item)`` for its
+    items, stores the cursor (where the next chunk starts) and the counts
+    on the job (IJob.record_steps), and commits: the chunk's work and its
+    cursor commit together, in one transaction, so each item's effect is
+    committed exactly once. A worker killed mid-way loses only the chunk it
+    was doing; the job is recovered as any interrupted job (IRetryPolicy.
+    interrupted) and its next run starts at the stored cursor, not at the
+    first item. A ConflictError (or another transient error) in a chunk
+    aborts that chunk only and does it again, after a growing pause, up to
+    ``tries`` times; then it is raised, and the dispatcher runs the job
+    again later, from the cursor. A chunk finds out when the job is no
+    longer its worker's (recovered by a peer, cancelled, put back by a
+    stopping dispatcher) and raises JobTakenBack, committing nothing more.
+    A committed chunk sets the job's ``interruptions`` back to 0 (see
+    IJob.record_steps): the retry policy's bound on interruptions counts
+    only those after the last chunk, so a long job killed at every deploy
+    is not failed as long as each of its runs gets work done.
+
+    Chunks commit only when a dispatcher runs the job alone
+    (zasync.local.own_transaction_manager()); a job called directly or
+    inline, or sharing a transaction with others (group commit: a job with
+    a cursor never does), does all its items in the transaction it is in,
+    still recording the state. What the job did before ``run`` commits
+    with the first chunk's start; what it does after commits with its
+    outcome. In Plone, the job keeps its user and its site across the
+    chunks' commits.
+    """
+
+    def run(
+        items,
+        process,
+        every=100,
+        seconds=None,
+        key=None,
+        total=None,
+        name="items",
+        clock=None,
+        tries=10,
+    ):
+        """Call ``process(item)`` for each item, in chunks that commit
+        their work and the cursor together; return the final state (a dict,
+        as in IJob.steps). Only in a job (else NotInJobError).
+
+        ``items`` is either a sequence (``len`` and slicing; a list of ids
+        or paths passed as the job's argument): the cursor is the position
+        of the next item, and ``total`` its length; or a function
+        ``fetch(after, limit)`` giving, in a stable order, up to ``limit``
+        items that come after the cursor ``after`` (None at the start),
+        and none once all are done: the cursor is ``key(item)`` of the last
+        item done (the item itself without ``key``), a value that may be
+        stored (a string, a number, a tuple of them), and ``total`` (how
+        many in all, for progress) may be given. The job's arguments must
+        give the same items, in the same order, when it runs again.
+
+        A chunk ends after ``every`` items (at least 1), or after the item
+        during which ``seconds`` passed since it began (by ``clock()``,
+        ``time.monotonic`` by default). After each commit the job's progress
+        (zasync.local.set_progress) says how many items are done, when the
+        total is known. ``name`` tells apart several runs in one job (a
+        run whose state says ``finished`` returns at once).
+        """
+
+    def state(job, name="items"):
+        """The state of ``job``'s run in steps called ``name`` (a copy of
+        the dict in IJob.steps), or None."""
+
+    def describe(state):
+        """One line of text about a state: "1,000 of 2,000 items done in 10
+        chunks, resumed from item 1,000 (run 2)"."""

@@ -153,6 +153,8 @@ class Job(persistent.Persistent):
     _annotations = None
     # (dispatcher uuid, agent name) while claimed by a dispatcher.
     assignee = None
+    # {name: state} of the job's runs in steps (zasync.steps), or None.
+    steps = None
     # Set at claim time when the begin_by deadline has passed.
     expired = False
     # The job's key in its queue's run order while it is in it (see
@@ -516,6 +518,17 @@ class Job(persistent.Persistent):
         )
         return False
 
+    def record_steps(self, name, state):
+        self._require("record the steps of", ACTIVE)
+        steps = dict(self.steps or {})
+        before = steps.get(name) or {}
+        if self.interruptions and state.get("done", 0) > before.get("done", 0):
+            # Work committed since the last interruption: the job is not
+            # killing its worker, it was killed while making progress.
+            self.interruptions = 0
+        steps[name] = dict(state)
+        self.steps = steps  # a new dict: the job is written with it
+
     def record_outcome(self, result, now):
         self._require("record the outcome of", ACTIVE)
         self._conclude(result, now)
@@ -720,6 +733,7 @@ class Job(persistent.Persistent):
         "depends_on",
         "on_dependency_failure",
         "_waiting_for",
+        "steps",
     )
 
     def __getstate__(self):

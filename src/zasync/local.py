@@ -52,6 +52,30 @@ def live_channel(channel):
         _state.channel = previous
 
 
+@contextlib.contextmanager
+def own_transaction(tm):
+    """Tell code running in the current job, for the block, that the job's
+    transaction is its own and ``tm`` manages it: the job may commit it
+    mid-way (zasync.steps does). A dispatcher says so for a job it runs
+    alone; not for a batch of jobs sharing a transaction (group commit),
+    nor for a job called directly or inline (the caller's transaction)."""
+    previous = getattr(_state, "own_tm", None)
+    _state.own_tm = tm
+    try:
+        yield tm
+    finally:
+        _state.own_tm = previous
+
+
+def own_transaction_manager():
+    """The transaction manager of the current job's own transaction, which
+    the job may commit mid-way; None if the job shares its transaction
+    (see :func:`own_transaction`) or if no job is running."""
+    if not in_job():
+        return None
+    return getattr(_state, "own_tm", None)
+
+
 def get_job():
     """The job running in this thread."""
     stack = _stack()

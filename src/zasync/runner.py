@@ -143,11 +143,11 @@ class GroupCommit:
     A batch takes at most ``size`` jobs, and no more once its jobs have
     worked ``window`` seconds in all. A job joins one only if it is plain
     (no environment, callbacks, parent, quota or deadline; not a composite
-    job), was never interrupted, its callable took less than ``window`` on
-    average in this process (so the first run of a callable is alone, and
-    timed), and its callable never touched a batch's transaction itself.
-    ``size`` 1 (or ``window`` 0) runs every job alone. Shared by the
-    threads of one pool.
+    job, nor one that ran in steps), was never interrupted, its callable
+    took less than ``window`` on average in this process (so the first run
+    of a callable is alone, and timed), and its callable never touched a
+    batch's transaction itself. ``size`` 1 (or ``window`` 0) runs every
+    job alone. Shared by the threads of one pool.
     """
 
     size: int = 1
@@ -177,6 +177,7 @@ class GroupCommit:
             or job.callbacks
             or getattr(job, "is_composite", False)
             or job.environment is not None
+            or job.steps  # a job in steps commits its chunks: alone
         ):
             return False
         name = job.callable_name
@@ -674,7 +675,9 @@ class JobRunner:
             log.log(level, "job %s (%s) started", job.id, job.callable_name)
             commit = _Commit(self, job, claimed)
             try:
-                with local.live_channel(self.live):
+                # Run alone, the job's transaction is its own: a job in steps
+                # (zasync.steps) commits chunks of its work in it.
+                with local.live_channel(self.live), local.own_transaction(self.tm):
                     job.invoke(conclude=commit)
             except TRANSIENT_ERRORS as exc:
                 abort(self.tm)

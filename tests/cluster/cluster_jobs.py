@@ -106,3 +106,18 @@ def conflict_once_in_a_heartbeat_round(job):
                 logging.getLogger("cluster_jobs").warning(INJECTED)
                 raise ConflictError(INJECTED)
     return False
+
+
+def mark_in_steps(markers, keys, every, seconds_per_item=0.0):
+    """Write the marker of each of ``keys`` in steps of ``every``
+    (zasync.steps): a worker killed mid-way must leave each key marked
+    exactly once when the job ends, wherever it ran again."""
+    from zasync import steps
+
+    def process(key):
+        if seconds_per_item:
+            time.sleep(seconds_per_item)
+        job = local.get_job()
+        markers[key] = markers.get(key, ()) + (f"pid {os.getpid()} job {job.id}",)
+
+    return steps.run(keys, process, every=every)

@@ -67,3 +67,19 @@ def create_event(folder, id, start):
         end=start + datetime.timedelta(hours=2),
     )
     return "/".join(event.getPhysicalPath())
+
+
+def transition_in_steps(site, uids, name, every):
+    """Transition the documents of ``uids`` in steps (zasync.steps),
+    noting as whom and in which site each was done."""
+    from zasync import steps
+
+    seen = []
+
+    def transition_one(uid):
+        doc = api.content.get(UID=uid)
+        api.content.transition(obj=doc, transition=name)
+        seen.append((api.user.get_current().getId(), api.portal.get().getId()))
+
+    final = steps.run(uids, transition_one, every=every)
+    return final["done"], sorted(set(seen))

@@ -73,3 +73,10 @@ def release():
     """Let every gated job run to its end (a test's teardown)."""
     released.set()
     gate.set()
+
+
+def in_steps(context, count, every):
+    """Do ``count`` items in steps of ``every`` (zasync.steps)."""
+    from zasync import steps
+
+    return steps.run(list(range(count)), lambda item: None, every=every)["done"]

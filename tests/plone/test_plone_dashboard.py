@@ -289,6 +289,20 @@ def test_job_detail_escapes_result_arguments_and_traceback(site):
     assert SCRIPT in info["error"]
 
 
+def test_job_detail_shows_the_steps_of_a_job_in_steps(site):
+    job = queue(site, dashboard_jobs.in_steps, 25, 10)
+    assert wait_for_result(job) == 25
+    browser = browser_for(site)
+    browser.open(url(site, "job", job.id))
+    assert re.search(
+        r"Steps\s*</dt>\s*<dd[^>]*zasync-job-steps[^>]*>25 of 25 items done in 3 "
+        r"chunks, finished</dd>",
+        browser.contents,
+    ), browser.contents
+    # Its progress bar says so too.
+    assert "25 of 25 items done in 3 chunks, finished" in browser.contents
+
+
 def test_unknown_job_is_not_found(site):
     browser = browser_for(site, handle_errors=True)
     for bad in ("123", "not-a-number"):

@@ -18,3 +18,16 @@ def wait_for_file(path, seconds=30):
             raise TimeoutError(f"{path} did not appear within {seconds}s")
         time.sleep(0.01)
     return ("released", os.getpid())
+
+
+def publish_in_steps(folder, uids, every):
+    """Publish the documents of ``uids`` in steps (zasync.steps); the
+    Plone worker process test kills its worker half way."""
+    from plone import api
+    from zasync import steps
+
+    def publish(uid):
+        doc = api.content.get(UID=uid)
+        api.content.transition(obj=doc, transition="publish")
+
+    return steps.run(uids, publish, every=every)["done"]

@@ -6,7 +6,7 @@ import heapq
 import logging
 import operator
 
-from zasync import clock
+from zasync import clock, steps
 from zasync.admin.text import (
     ARGUMENT_REPR_LIMIT,
     JSON_SAFE_INTEGER,
@@ -426,6 +426,21 @@ def _assignee(job):
     return found
 
 
+def _steps(job, limit):
+    """{name: state} of the job's runs in steps (zasync.steps), each with
+    ``text`` saying it in a line; the cursor as is if a number or a string,
+    else its repr."""
+    found = {}
+    for name, state in (getattr(job, "steps", None) or {}).items():
+        state = dict(state)
+        cursor = state.get("cursor")
+        if not isinstance(cursor, int | str | type(None)):
+            state["cursor"] = _repr(cursor, limit)
+        state["text"] = steps.describe(state)
+        found[str(name)] = state
+    return found
+
+
 def describe_job(job, full=False):
     """Everything about one job, as a dict (what ``zasync job`` shows).
 
@@ -492,6 +507,7 @@ def describe_job(job, full=False):
             str(name): _repr(value, short)
             for name, value in dict(job.live_annotations()).items()
         },
+        "steps": _steps(job, short),
         "result": _repr(result, long) if done and failure is None else None,
         "error": None if failure is None else f"{failure.type_name}: {failure.value}",
         "traceback": None if failure is None else failure.getTraceback(),

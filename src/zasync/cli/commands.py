@@ -404,6 +404,8 @@ def _job(args):
         ("waiting for", _ids(info.get("waiting_for"))),
         ("jobs waiting for it", _ids([i["id"] for i in info.get("dependents", ())])),
     ]
+    for name, state in info.get("steps", {}).items():
+        rows.append(("steps" if name == "items" else f"steps {name}", state["text"]))
     for name, value in info["annotations"].items():
         rows.append((f"annotation {name}", value))
     for name, value in info["live_annotations"].items():
