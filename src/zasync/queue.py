@@ -300,6 +300,21 @@ class Queue(persistent.Persistent):
     agent_settings = None
     #: (since, by) while paused, else None (see IQueue.pause).
     paused = None
+    # See IQueue.default_timeout; a property, so that it is validated.
+    _default_timeout = None
+
+    @property
+    def default_timeout(self):
+        return self._default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, value):
+        if value is not None:
+            value = clock.duration(
+                value, "default_timeout (a time limit, or None: none)", positive=True
+            )
+        if value != self._default_timeout:
+            self._default_timeout = value
 
     def __repr__(self):
         return f"<Queue {self.name!r} pending={len(self)}>"
@@ -328,6 +343,7 @@ class Queue(persistent.Persistent):
         priority=0,
         unique_key=None,
         retry_policy=None,
+        timeout=None,
         now=None,
     ):
         now = now or clock.utcnow()
@@ -376,6 +392,10 @@ class Queue(persistent.Persistent):
             )
         if begin_by is not None:
             begin_by = clock.duration(begin_by, "begin_by", positive=True)
+        if timeout is not None:
+            job.timeout = clock.duration(
+                timeout, "timeout (how long the job may run)", positive=True
+            )
         if inline.on:
             return self._run_inline(job, names, priority, unique_key, retry_policy, now)
 

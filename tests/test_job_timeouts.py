@@ -1,0 +1,189 @@
+"""Per-job time limits: queue.put(..., timeout=), queue.default_timeout."""
+
+import datetime
+
+import pytest
+import transaction
+from persistent.list import PersistentList
+
+import stopfuncs
+import zasync
+from zasync.exceptions import JobTimedOut
+from zasync.retry import RetryWithDelay
+from zasync.testing import wait_for, wait_for_result, wait_for_start
+
+
+def _put(conn, queue, func, *args, **options):
+    job = queue.put(zasync.Job(func, *args), **options)
+    transaction.commit()
+    return job
+
+
+@pytest.fixture
+def box(conn):
+    conn.root()["box"] = box = PersistentList()
+    transaction.commit()
+    return box
+
+
+def _reread(conn, obj):
+    transaction.begin()
+    return list(obj)
+
+
+def test_a_job_past_its_time_limit_is_failed_and_its_writes_never_commit(
+    conn, queue, box, dispatcher
+):
+    name = "limit-writes"
+    job = _put(conn, queue, stopfuncs.write_then_block, box, name, timeout=0.3)
+    assert job.timeout == datetime.timedelta(seconds=0.3)
+    result = wait_for_result(job, 10)
+    assert isinstance(result, zasync.Failure)
+    assert result.check(JobTimedOut)
+    assert "ran longer than its time limit of 0:00:00.300000" in str(result.value)
+    assert job.failed and job.attempts == 1
+    assert stopfuncs.events[f"{name}.started"].is_set()
+    assert _reread(conn, box) == []  # the job's write did not commit
+    # Its code returns only now; still nothing of it commits, and the job
+    # keeps the one outcome it has.
+    stopfuncs.events[name].set()
+    wait_for(
+        lambda: dispatcher.pool.abandoned_threads == 0,
+        10,
+        lambda: None,
+        lambda: "the timed-out thread did not end",
+    )
+    assert _reread(conn, box) == []
+    assert job.result.check(JobTimedOut)
+    assert dispatcher.stats["timed_out"] == 1
+    assert dispatcher.stats["failed"] == 1 and dispatcher.stats["completed"] == 0
+    # Reconciled: indexed among the failed jobs, its slot released.
+    wait_for(
+        lambda: not list(queue.claimed_jobs()),
+        10,
+        transaction.begin,
+        lambda: "the timed-out job was not reconciled",
+    )
+    counts = queue.counts()
+    assert counts["failed"] == 1 and counts["active"] == 0
+
+
+def test_the_slot_of_a_timed_out_job_is_freed_for_another_job(
+    conn, queue, box, start_dispatcher
+):
+    dispatcher = start_dispatcher(agent_size=1)
+    name = "limit-slot"
+    stuck = _put(conn, queue, stopfuncs.write_then_block, box, name, timeout=0.3)
+    wait_for_start(stuck)
+    after = _put(conn, queue, stopfuncs.quick, "ran")
+    # Only one thread may run jobs: the second one runs while the first
+    # one's code is still blocked, because its slot was freed.
+    assert wait_for_result(after, 10) == "ran"
+    assert not stopfuncs.events[name].is_set()
+    assert stuck.result.check(JobTimedOut)
+    assert dispatcher.pool.abandoned_threads == 1
+    stopfuncs.events[name].set()
+    wait_for(
+        lambda: dispatcher.pool.abandoned_threads == 0,
+        10,
+        lambda: None,
+        lambda: "the timed-out thread did not end",
+    )
+    assert _reread(conn, box) == []
+    # The pool keeps working with the one slot it has.
+    again = _put(conn, queue, stopfuncs.quick, "again")
+    assert wait_for_result(again, 10) == "again"
+
+
+def test_the_queue_default_applies_to_jobs_without_their_own(
+    conn, queue, box, dispatcher
+):
+    assert queue.default_timeout is None
+    queue.default_timeout = 0.3
+    transaction.commit()
+    name = "limit-default"
+    job = _put(conn, queue, stopfuncs.write_then_block, box, name)
+    assert job.timeout is None
+    assert job.time_limit == datetime.timedelta(seconds=0.3)
+    assert wait_for_result(job, 10).check(JobTimedOut)
+    stopfuncs.events[name].set()
+    # A job's own limit wins over the queue's.
+    long = _put(conn, queue, stopfuncs.quick, "in time", timeout=60)
+    assert long.time_limit == datetime.timedelta(seconds=60)
+    assert wait_for_result(long, 10) == "in time"
+
+
+def test_a_job_that_ends_in_time_is_not_touched(conn, queue, box, dispatcher):
+    job = _put(conn, queue, stopfuncs.quick, 42, timeout=datetime.timedelta(hours=1))
+    assert wait_for_result(job, 10) == 42
+    assert dispatcher.stats["timed_out"] == 0
+    assert not dispatcher.pool.next_deadline()
+
+
+def test_the_timeout_asks_the_job_to_stop_where_it_checks(
+    conn, queue, box, dispatcher
+):
+    name = "limit-check"
+    job = _put(conn, queue, stopfuncs.check_until_stopped, box, name, timeout=0.3)
+    assert wait_for_result(job, 10).check(JobTimedOut)
+    wait_for(
+        lambda: stopfuncs.seen.get(f"{name}.raised"),
+        10,
+        lambda: None,
+        lambda: "check_cancelled did not raise in the job",
+    )
+    assert stopfuncs.seen[f"{name}.raised"] == "JobTimedOut"
+    assert stopfuncs.seen[name] == "cancelled"
+    assert _reread(conn, box) == []
+
+
+def test_the_retry_policy_decides_about_a_timed_out_job(
+    conn, queue, box, dispatcher
+):
+    name = "limit-retry"
+    job = queue.put(
+        zasync.Job(stopfuncs.write_then_block, box, name),
+        timeout=0.3,
+        retry_policy=RetryWithDelay(
+            delay=0, max_attempts=2, jitter=0, retry_on=(JobTimedOut,)
+        ),
+    )
+    transaction.commit()
+    # Retried once (a second attempt, timed out too), then failed.
+    assert wait_for_result(job, 20).check(JobTimedOut)
+    assert job.attempts == 2
+    stopfuncs.events[name].set()
+    assert dispatcher.stats["retried"] == 1
+
+
+@pytest.mark.parametrize(
+    "value, error, words",
+    [
+        (0, ValueError, "timeout (how long the job may run) must be a positive"),
+        (-5, ValueError, "must be a positive duration"),
+        ("10", TypeError, "must be a datetime.timedelta or a number of seconds"),
+        (True, TypeError, "must be a datetime.timedelta or a number of seconds"),
+    ],
+)
+def test_bad_timeouts_are_refused_and_nothing_is_queued(
+    conn, queue, value, error, words
+):
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
+        queue.put(zasync.Job(stopfuncs.quick, 1), timeout=value)
+    with pytest.raises(error):
+        queue.default_timeout = value
+    transaction.commit()
+    transaction.begin()
+    assert len(queue) == 0
+    assert queue.default_timeout is None
+
+
+def test_a_queue_stored_before_time_limits_has_no_default(conn, queue):
+    # The class default stands in for what an older queue never stored.
+    assert "_default_timeout" not in queue.__dict__
+    assert queue.default_timeout is None
+    queue.default_timeout = datetime.timedelta(minutes=5)
+    transaction.commit()
+    queue.default_timeout = None
+    transaction.commit()
+    assert queue.default_timeout is None
