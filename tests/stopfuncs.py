@@ -41,3 +41,20 @@ def check_until_stopped(container, name):
 
 def quick(value):
     return value
+
+
+def block_then_commit(container, name):
+    """Wait until the test lets go, then write and commit by itself."""
+    import transaction
+
+    events[f"{name}.started"].set()
+    if not events[name].wait(30):
+        raise RuntimeError(f"event {name!r} was never set")
+    container.append("committed by the job")
+    try:
+        transaction.commit()
+    except Exception as exc:
+        seen[name] = type(exc).__name__
+        raise
+    seen[name] = "committed"
+    return "returned"

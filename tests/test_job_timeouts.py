@@ -44,6 +44,12 @@ def test_a_job_past_its_time_limit_is_failed_and_its_writes_never_commit(
     assert job.failed and job.attempts == 1
     assert stopfuncs.events[f"{name}.started"].is_set()
     assert _reread(conn, box) == []  # the job's write did not commit
+    wait_for(
+        lambda: dispatcher.pool.abandoned_threads == 1,
+        10,
+        lambda: None,
+        lambda: "the timed-out job's thread was not abandoned",
+    )
     # Its code returns only now; still nothing of it commits, and the job
     # keeps the one outcome it has.
     stopfuncs.events[name].set()
@@ -187,3 +193,57 @@ def test_a_queue_stored_before_time_limits_has_no_default(conn, queue):
     queue.default_timeout = None
     transaction.commit()
     assert queue.default_timeout is None
+
+
+class _ShiftedClock:
+    """The time now, plus a shift the test sets: the dispatcher's clock."""
+
+    def __init__(self):
+        self.shift = datetime.timedelta(0)
+
+    def __call__(self):
+        return zasync.clock.utcnow() + self.shift
+
+
+def test_the_limit_is_judged_by_the_dispatchers_clock(
+    conn, queue, box, start_dispatcher
+):
+    the_clock = _ShiftedClock()
+    dispatcher = start_dispatcher(clock=the_clock)
+    name = "limit-clock"
+    job = _put(conn, queue, stopfuncs.write_then_block, box, name, timeout=60)
+    wait_for_start(job)
+    assert dispatcher.pool.next_deadline() == job.started + job.time_limit
+    rounds = dispatcher.stats["rounds"]
+    wait_for(
+        lambda: dispatcher.stats["rounds"] >= rounds + 3,
+        10,
+        lambda: None,
+        lambda: "the dispatcher ran no rounds",
+    )
+    transaction.begin()
+    assert job.status == zasync.status.ACTIVE  # well within its minute
+    the_clock.shift = datetime.timedelta(seconds=61)
+    dispatcher.wake()
+    result = wait_for_result(job, 10)
+    assert result.check(JobTimedOut)
+    assert "time limit of 0:01:00 (it had run 61." in str(result.value)
+    stopfuncs.events[name].set()
+
+
+def test_a_commit_of_the_jobs_own_after_its_limit_is_refused(
+    conn, queue, box, dispatcher
+):
+    name = "limit-own-commit"
+    job = _put(conn, queue, stopfuncs.block_then_commit, box, name, timeout=0.3)
+    assert wait_for_result(job, 10).check(JobTimedOut)
+    stopfuncs.events[name].set()
+    wait_for(
+        lambda: stopfuncs.seen.get(name),
+        10,
+        lambda: None,
+        lambda: "the job did not try to commit",
+    )
+    assert stopfuncs.seen[name] == "DoomedTransaction"
+    assert _reread(conn, box) == []
+    assert job.result.check(JobTimedOut)
