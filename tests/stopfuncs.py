@@ -30,11 +30,11 @@ def check_until_stopped(container, name):
     while time.monotonic() < deadline:
         if local.cancelled():
             seen[name] = "cancelled"
-        try:
-            local.check_cancelled()
-        except Exception as exc:
-            seen[f"{name}.raised"] = type(exc).__name__
-            raise
+            try:
+                local.check_cancelled()
+            except Exception as exc:
+                seen[f"{name}.raised"] = type(exc).__name__
+                raise
         events[name].wait(0.01)
     return "never cancelled"
 
@@ -58,3 +58,17 @@ def block_then_commit(container, name):
         raise
     seen[name] = "committed"
     return "returned"
+
+
+def never_checks(container, name):
+    """Write, then wait for the test without ever checking for a cancel."""
+    container.append("written")
+    events[f"{name}.started"].set()
+    if not events[name].wait(30):
+        raise RuntimeError(f"event {name!r} was never set")
+    return "ran to its end"
+
+
+def must_not_run(container):
+    container.append("ran")
+    return "ran"

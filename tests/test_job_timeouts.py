@@ -126,9 +126,7 @@ def test_a_job_that_ends_in_time_is_not_touched(conn, queue, box, dispatcher):
     assert not dispatcher.pool.next_deadline()
 
 
-def test_the_timeout_asks_the_job_to_stop_where_it_checks(
-    conn, queue, box, dispatcher
-):
+def test_the_timeout_asks_the_job_to_stop_where_it_checks(conn, queue, box, dispatcher):
     name = "limit-check"
     job = _put(conn, queue, stopfuncs.check_until_stopped, box, name, timeout=0.3)
     assert wait_for_result(job, 10).check(JobTimedOut)
@@ -143,9 +141,7 @@ def test_the_timeout_asks_the_job_to_stop_where_it_checks(
     assert _reread(conn, box) == []
 
 
-def test_the_retry_policy_decides_about_a_timed_out_job(
-    conn, queue, box, dispatcher
-):
+def test_the_retry_policy_decides_about_a_timed_out_job(conn, queue, box, dispatcher):
     name = "limit-retry"
     job = queue.put(
         zasync.Job(stopfuncs.write_then_block, box, name),

@@ -121,10 +121,15 @@ def _stop_reason(job):
     request = get_live_annotation(CANCEL)
     if request is None:
         return None
-    when, by, reason = request
-    message = f"Job {job.id} ({job.callable_name}) was cancelled by {by}"
-    message += f" while it ran: {reason}" if reason else " while it ran"
-    return JobCancelled(message)
+    return cancel_error(job, request, "while it ran")
+
+
+def cancel_error(job, request, when):
+    """The JobCancelled of ``job`` for its cancel ``request`` (see CANCEL),
+    saying by whom, ``when`` ("while it ran") and why."""
+    _, by, reason = request
+    message = f"Job {job.id} ({job.callable_name}) was cancelled by {by} {when}"
+    return JobCancelled(f"{message}: {reason}" if reason else message)
 
 
 def cancelled():

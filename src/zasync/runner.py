@@ -28,7 +28,7 @@ from ZODB.POSException import ConflictError, ReadConflictError
 
 from zasync import local, transact, wakeup
 from zasync.exceptions import JobCancelled
-from zasync.failure import Failure
+from zasync.failure import Failure, failure_from
 from zasync.logonce import UntilRecovered
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING
 from zasync.storable import check_value
@@ -773,6 +773,12 @@ class JobRunner:
                     final=claimed,
                 )
                 return CALLBACKS if stored else None
+            request = job.cancel_requested if claimed else None
+            if request is not None:
+                # Cancelled while claimed (or between attempts): not run.
+                abort(self.tm)
+                error = local.cancel_error(job, request, "before it started")
+                return self._decide(oid, failure_from(error), "job_error", True)
             started = time.perf_counter()
             level = logging.DEBUG if job.internal else logging.INFO
             log.log(level, "job %s (%s) started", job.id, job.callable_name)
