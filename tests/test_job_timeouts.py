@@ -1,13 +1,18 @@
 """Per-job time limits: queue.put(..., timeout=), queue.default_timeout."""
 
 import datetime
+import json
 
 import pytest
 import transaction
+import ZODB
+import ZODB.FileStorage
 from persistent.list import PersistentList
 
 import stopfuncs
 import zasync
+from zasync import admin
+from zasync.cli import main
 from zasync.exceptions import JobTimedOut
 from zasync.retry import RetryWithDelay
 from zasync.testing import wait_for, wait_for_result, wait_for_start
@@ -243,3 +248,77 @@ def test_a_commit_of_the_jobs_own_after_its_limit_is_refused(
     assert stopfuncs.seen[name] == "DoomedTransaction"
     assert _reread(conn, box) == []
     assert job.result.check(JobTimedOut)
+
+
+# -- admin and zasync timeout -------------------------------------------------
+
+
+def test_admin_sets_and_clears_a_queue_default(conn, queue):
+    queues = zasync.get_queues(conn)
+    done = admin.set_default_timeout(queues, 90)
+    assert done == {"queue": "default", "default_timeout": 90.0, "was": None}
+    assert queue.default_timeout == datetime.timedelta(seconds=90)
+    with pytest.raises(admin.AdminError, match="must be a positive duration"):
+        admin.set_default_timeout(queues, -1)
+    assert queue.default_timeout == datetime.timedelta(seconds=90)
+    done = admin.set_default_timeout(queues, None)
+    assert done == {"queue": "default", "default_timeout": None, "was": 90.0}
+
+
+@pytest.fixture
+def cli_conf(tmp_path):
+    path = tmp_path / "zodb.conf"
+    path.write_text(
+        f"<zodb>\n  <filestorage>\n    path {tmp_path / 'cli.fs'}\n"
+        f"  </filestorage>\n</zodb>\n"
+    )
+    return path
+
+
+def _cli(capsys, conf, *args):
+    try:
+        code = main([*args, "--zodb-conf", str(conf)])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _stored_default(tmp_path):
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(tmp_path / "cli.fs")))
+    try:
+        conn = db.open()
+        value = zasync.get_queues(conn)[""].default_timeout
+        transaction.commit()  # the queues, installed by the first call
+        conn.close()
+        return value
+    finally:
+        db.close()
+
+
+def test_zasync_timeout_sets_the_default_of_a_queue(tmp_path, cli_conf, capsys):
+    assert _stored_default(tmp_path) is None  # installs the queues
+    code, out, err = _cli(capsys, cli_conf, "timeout", "300")
+    assert (code, err) == (0, "")
+    assert out == (
+        "queue default: jobs without a time limit of their own are failed "
+        "after running 300s (jobs running now keep theirs)\n"
+    )
+    assert _stored_default(tmp_path) == datetime.timedelta(seconds=300)
+    code, out, err = _cli(capsys, cli_conf, "timeout", "none", "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "queue": "default",
+        "default_timeout": None,
+        "was": 300.0,
+    }
+    assert _stored_default(tmp_path) is None
+
+
+@pytest.mark.parametrize("bad", ["soon", "-3", "nan"])
+def test_zasync_timeout_refuses_what_is_no_time_limit(tmp_path, cli_conf, capsys, bad):
+    assert _stored_default(tmp_path) is None
+    code, out, err = _cli(capsys, cli_conf, "timeout", bad)
+    assert code == 2 and out == ""
+    assert "'none' for no time limit" in err
+    assert _stored_default(tmp_path) is None

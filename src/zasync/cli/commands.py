@@ -858,8 +858,8 @@ def _timeout_value(text):
         ) from None
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise argparse.ArgumentTypeError(
-            f"the time limit must be a positive number of seconds, not {text!r} "
-            f"('none': no time limit)"
+            f"the time limit must be a positive number of seconds, not {text!r}; "
+            f"or 'none' for no time limit"
         )
     return seconds
 
