@@ -504,8 +504,8 @@ class IQueue(Interface):
         ``begin_by`` a duration after ``begin_after`` (a duration is a
         timedelta or a number of seconds); ``timeout`` a positive duration,
         how long each attempt may run (see IJob.time_limit; None: the
-        queue's ``default_timeout``; not enforced for jobs run inline). Every name in ``quota_names`` must name an
-        existing quota. If ``unique_key`` (a string) matches a job of this
+        queue's ``default_timeout``; not enforced for jobs run inline).
+        Every name in ``quota_names`` must name an existing quota. If ``unique_key`` (a string) matches a job of this
         queue that is pending or running, that job is returned instead and
         nothing is added; two concurrent transactions putting the same key end
         with exactly one job (one of them gets a ConflictError and its retry
@@ -521,7 +521,8 @@ class IQueue(Interface):
         Raises ValueError for a job that was already queued, an unknown quota,
         a naive datetime or a duration that is not positive, TypeError for
         a duration that is neither a timedelta nor a number, and
-        zasync.job.BadJobError for anything that would not pickle. Nothing already queued is touched when it raises.
+        zasync.job.BadJobError for anything that would not pickle. Nothing
+        already queued is touched when it raises.
         """
 
     def pull(index=0):
@@ -919,8 +920,8 @@ class IDispatcher(Interface):
         "'judgements' (heartbeat rounds that judged peers), 'stalls' (rounds "
         "after a stall of the loop, which judged no one), 'peers declared "
         "dead', 'timed_out' (jobs failed at their time limit, among the "
-        "'failed' or 'retried'), and the postponements of jobs (put back for later, their "
-        "attempt not counted) by cause: 'postponed_conflict', "
+        "'failed' or 'retried'), and the postponements of jobs (put back "
+        "for later, their attempt not counted) by cause: 'postponed_conflict', "
         "'postponed_disconnect', 'postponed_storage_error'. "
         "A counter that never counted is missing (0). zasync worker logs "
         "them when it stops. Observers (IDispatcherObserver) see each count."
