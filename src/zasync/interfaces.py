@@ -505,8 +505,9 @@ class IQueue(Interface):
         timedelta or a number of seconds); ``timeout`` a positive duration,
         how long each attempt may run (see IJob.time_limit; None: the
         queue's ``default_timeout``; not enforced for jobs run inline).
-        Every name in ``quota_names`` must name an existing quota. If ``unique_key`` (a string) matches a job of this
-        queue that is pending or running, that job is returned instead and
+        Every name in ``quota_names`` must name an existing quota. If
+        ``unique_key`` (a string) matches a job of this queue that is
+        pending or running, that job is returned instead and
         nothing is added; two concurrent transactions putting the same key end
         with exactly one job (one of them gets a ConflictError and its retry
         finds the other's job).
