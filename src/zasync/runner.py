@@ -453,27 +453,27 @@ class JobRunner:
             self.live.stopped = (job_id, message)
             return True
 
-    def _invoke(self, oid, job, commit, claimed):
-        """Call the job (``commit`` records its result); a claimed job with
-        a time limit is watched by the dispatcher meanwhile."""
-        limit = job.time_limit if claimed else None
+    def _watch(self, oid, job):
+        """Before a claimed job's attempt: if it has a time limit, have
+        the dispatcher watch it; returns the limit, or None."""
+        limit = job.time_limit
         if limit is None or job.started is None:
-            with local.live_channel(self.live):
-                job.invoke(conclude=commit)
-            return
+            return None
         with self._limit_lock:
             self._limited = oid
         self.context.watch(self, oid, job.started + limit)
-        try:
-            with local.live_channel(self.live):
-                job.invoke(conclude=commit)
-        finally:
-            self.context.unwatch(oid)
-            with self._limit_lock:
-                self._limited = None
-                stopped = self._guard.doomed
-                self._guard.doomed = False
-                self.live.stopped = None
+        return limit
+
+    def _unwatch(self, oid, job, limit, commit):
+        """After a watched attempt: raises _AttemptStopped if it had been
+        stopped at its limit (and failed by the dispatcher) and did not
+        commit before."""
+        self.context.unwatch(oid)
+        with self._limit_lock:
+            self._limited = None
+            stopped = self._guard.doomed
+            self._guard.doomed = False
+            self.live.stopped = None
         if stopped and not commit.committed:
             log.warning(
                 "job %s (%s) returned after its time limit of %s; it was "
@@ -783,8 +783,15 @@ class JobRunner:
             level = logging.DEBUG if job.internal else logging.INFO
             log.log(level, "job %s (%s) started", job.id, job.callable_name)
             commit = _Commit(self, job, claimed)
+            limit = self._watch(oid, job) if claimed else None
             try:
-                self._invoke(oid, job, commit, claimed)
+                try:
+                    with local.live_channel(self.live):
+                        job.invoke(conclude=commit)
+                finally:
+                    if limit is not None:
+                        # What the job raised after its limit is not its outcome.
+                        self._unwatch(oid, job, limit, commit)
             except _AttemptStopped:
                 abort(self.tm)
                 return None

@@ -73,3 +73,14 @@ def release():
     """Let every gated job run to its end (a test's teardown)."""
     released.set()
     gate.set()
+
+
+def until_cancelled(context, seconds=60):
+    """Check for a cancel request until one comes (a running job to cancel)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        local.check_cancelled()
+        threading.Event().wait(0.01)  # the job's own pace between checks
+    return "never cancelled"

@@ -27,7 +27,7 @@ from zasync import admin, clock
 from zasync.cli import connect, remote
 from zasync.config import DEFAULT_QUEUE_LABEL
 from zasync.registry import threads_text
-from zasync.status import COMPLETED
+from zasync.status import ACTIVE, ASSIGNED
 from zasync.transact import abort
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -460,7 +460,8 @@ def _cancel(args):
         job = admin.cancel_job(queues, args.id, by=by, reason=args.reason)
         label = admin.queue_label(job.queue.name)
         callbacks = [cb for cb in job.callbacks if not cb.internal]
-        requested = job.status != COMPLETED and admin.cancel_state(job)
+        # A running (or claimed) job was asked to stop: it stays as it is.
+        requested = job.status in (ACTIVE, ASSIGNED) and admin.cancel_state(job)
         return len(callbacks), job.callable_name, label, requested or None
 
     site = remote.from_args(args)
