@@ -217,12 +217,14 @@ class WorkerPool:
         runs on until the job's code returns, then ends; a new thread takes
         its place when a job is handed over. Up to ``max_abandoned`` such
         threads at a time; past that, False: the slot stays taken."""
-        with self._track:
+        # Both locks: the thread reports its jobs finished under _track and
+        # looks whether it was abandoned under _task_ready, so either it is
+        # abandoned before it reports the job, or it reported it and is not.
+        with self._task_ready, self._track:
             entry = self._limits.pop(oid, None)
-        if entry is None:
-            return False
-        thread = entry[2]
-        with self._task_ready:
+            if entry is None or oid not in self._running_oids:
+                return False  # its code returned meanwhile: all as usual
+            thread = entry[2]
             key = self._thread_keys.get(thread)
             if key is None or thread in self._abandoned:
                 return False
@@ -238,7 +240,6 @@ class WorkerPool:
             self._abandoned.add(thread)
             if thread in self._threads:
                 self._threads.remove(thread)
-        with self._track:
             self._abandoned_oids.add(oid)
             self._running_oids.discard(oid)
             self._finished.append(oid)
