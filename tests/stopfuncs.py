@@ -72,3 +72,11 @@ def never_checks(container, name):
 def must_not_run(container):
     container.append("ran")
     return "ran"
+
+
+def describe(result):
+    """A callback: what its job's result was."""
+    failed = getattr(result, "type_name", None)
+    if failed is not None:
+        return f"failed: {failed.rsplit('.', 1)[-1]}"
+    return f"succeeded: {result!r}"

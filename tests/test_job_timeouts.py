@@ -322,3 +322,20 @@ def test_zasync_timeout_refuses_what_is_no_time_limit(tmp_path, cli_conf, capsys
     assert code == 2 and out == ""
     assert "'none' for no time limit" in err
     assert _stored_default(tmp_path) is None
+
+
+def test_the_callbacks_of_a_timed_out_job_get_its_failure(conn, queue, box, dispatcher):
+    name = "limit-callbacks"
+    job = zasync.Job(stopfuncs.write_then_block, box, name)
+    callback = job.add_callback(stopfuncs.describe)
+    job = queue.put(job, timeout=0.3)
+    transaction.commit()
+    assert wait_for_result(job, 10).check(JobTimedOut)
+    assert wait_for_result(callback, 10) == "failed: JobTimedOut"
+    stopfuncs.events[name].set()
+    wait_for(
+        lambda: not list(queue.claimed_jobs()),
+        10,
+        transaction.begin,
+        lambda: "the timed-out job kept its slot",
+    )

@@ -21,7 +21,7 @@ job's one outcome.
 
 import logging
 
-from zasync.status import ACTIVE
+from zasync.status import ACTIVE, CALLBACKS
 
 log = logging.getLogger("zasync.dispatcher")
 
@@ -43,6 +43,7 @@ def enforce(dispatcher, now):
 def time_out(dispatcher, oid, runner, now):
     """Stop and fail the job ``oid`` run by ``runner`` (see the module)."""
     outcome = {}
+    stopped = []
 
     def work(_now):
         job = dispatcher._jobs_connection().get(oid)
@@ -53,13 +54,21 @@ def time_out(dispatcher, oid, runner, now):
         limit = job.time_limit
         elapsed = max((now - job.started).total_seconds(), 0.0)
         failure = job.run_time_failure(limit, elapsed)
-        # Doomed first: from now on nothing of the attempt commits.
-        if not runner.stop_attempt(oid, job.id, failure.getErrorMessage()):
-            raise _NothingToDo
+        # Doomed first: from now on nothing of the attempt commits. Once
+        # only: a retry of this transaction fails the job even if its code
+        # returned meanwhile (it recorded nothing).
+        if not stopped:
+            if not runner.stop_attempt(oid, job.id, failure.getErrorMessage()):
+                raise _NothingToDo
+            stopped.append(True)
         outcome.clear()
         record = runner._decision(failure, "job_error", True, elapsed, outcome)
         if record(job) is False:
             raise _NothingToDo
+        if job.status == CALLBACKS:
+            # Its thread will not run them: they are queued as jobs, as
+            # for a job recovered after its worker stopped.
+            job.queue.recover_job(job, now, interrupted=False)
 
     try:
         dispatcher._retry_transaction(work)
