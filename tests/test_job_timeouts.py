@@ -179,6 +179,8 @@ def test_bad_timeouts_are_refused_and_nothing_is_queued(
         queue.put(zasync.Job(stopfuncs.quick, 1), timeout=value)
     with pytest.raises(error):
         queue.default_timeout = value
+    with pytest.raises(error):
+        zasync.Job(stopfuncs.quick, 1).timeout = value
     transaction.commit()
     transaction.begin()
     assert len(queue) == 0
@@ -339,3 +341,15 @@ def test_the_callbacks_of_a_timed_out_job_get_its_failure(conn, queue, box, disp
         transaction.begin,
         lambda: "the timed-out job kept its slot",
     )
+
+
+def test_a_pending_job_may_be_given_a_limit_in_the_transaction_that_queued_it(
+    conn, queue, box, dispatcher
+):
+    # As for a job queued through an API without the argument (Plone's).
+    name = "limit-set-later"
+    job = queue.put(zasync.Job(stopfuncs.write_then_block, box, name))
+    job.timeout = datetime.timedelta(seconds=0.3)
+    transaction.commit()
+    assert wait_for_result(job, 10).check(JobTimedOut)
+    stopfuncs.events[name].set()

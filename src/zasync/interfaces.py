@@ -145,7 +145,11 @@ class IJob(Interface):
     )
     timeout = Attribute(
         "A timedelta or None (``put(timeout=...)``): how long an attempt of "
-        "the job may run. None: the ``default_timeout`` of its queue."
+        "the job may run. None: the ``default_timeout`` of its queue. May be "
+        "set (a timedelta or a number of seconds; TypeError or ValueError "
+        "for anything but a positive duration) until an attempt starts, "
+        "which reads it: so a job queued by an API without the argument "
+        "(Plone's IAsyncService) can be given one in the same transaction."
     )
     time_limit = Attribute(
         "The time limit in force (read-only): ``timeout``, else its queue's "

@@ -147,8 +147,8 @@ class Job(persistent.Persistent):
     # Set at claim time when the begin_by deadline has passed.
     expired = False
     # How long an attempt may run (a timedelta), or None: the queue's
-    # default_timeout then (see time_limit).
-    timeout = None
+    # default_timeout then (see timeout, time_limit).
+    _timeout = None
     # The job's key in its queue's run order while it is in it (see
     # zasync.keys); None otherwise. Stored: the queue's lanes are keyed by it.
     pending_key = None
@@ -302,6 +302,19 @@ class Job(persistent.Persistent):
     @property
     def cancel_requested(self):
         return self.get_live_annotation(local.CANCEL)
+
+    @property
+    def timeout(self):
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        # Read when an attempt starts: a pending job may be given one.
+        if value is not None:
+            value = clock.duration(
+                value, "timeout (how long the job may run)", positive=True
+            )
+        self._timeout = value
 
     @property
     def time_limit(self):
@@ -680,7 +693,7 @@ class Job(persistent.Persistent):
         "unique_key",
         "priority",
         "begin_by",
-        "timeout",
+        "_timeout",
         "quota_names",
         "interruptions",
         "postponements",

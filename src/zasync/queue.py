@@ -393,9 +393,7 @@ class Queue(persistent.Persistent):
         if begin_by is not None:
             begin_by = clock.duration(begin_by, "begin_by", positive=True)
         if timeout is not None:
-            job.timeout = clock.duration(
-                timeout, "timeout (how long the job may run)", positive=True
-            )
+            job.timeout = timeout  # validated by the job
         if inline.on:
             return self._run_inline(job, names, priority, unique_key, retry_policy, now)
 
