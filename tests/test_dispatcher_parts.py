@@ -122,6 +122,8 @@ def test_the_runner_needs_only_its_context(db, conn):
         "transient_error",
         "storage",  # has a default: one StorageTrouble per context
         "attempt_ended",  # has a default: no one is told
+        "watch",  # has a default: time limits are not enforced
+        "unwatch",
     ]
     job, outcome, counted = run_claimed(db, conn, zasync.Job(jobfuncs.add, 20, 22))
     assert outcome == (None, False)

@@ -23,7 +23,7 @@ import transaction
 from ZODB.utils import z64
 from zope.interface import implementer
 
-from zasync import chores, clock, remote_wakeup, transact, wakeup
+from zasync import chores, clock, remote_wakeup, timelimit, transact, wakeup
 from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
@@ -223,6 +223,8 @@ class Dispatcher:
             count=self.count,
             transient_error=self.transient_error,
             attempt_ended=self._attempt_ended,
+            watch=self.pool.watch,
+            unwatch=self.pool.unwatch,
         )
         self._chores = chores.ChoreRunner(self)
         self._loop_thread = None
@@ -682,6 +684,8 @@ class Dispatcher:
         Returns how long to sleep before the next round."""
         now = self._now()
         self._ensure_connection()
+        # Jobs past their time limit are failed first, to be reconciled now.
+        timelimit.enforce(self, now)
         # Only jobs whose workers committed before this transaction begins:
         # reconciling a later commit from an older snapshot would conflict.
         round = Round(now=now, finished=self.pool.take_finished())
@@ -796,6 +800,9 @@ class Dispatcher:
             wait = min(wait, max(until_ping, 0.001))
         if self._judge_at is not None:
             wait = min(wait, max(self._judge_at - time.monotonic(), 0.001))
+        deadline = self.pool.next_deadline()
+        if deadline is not None:
+            wait = min(wait, max((deadline - self._now()).total_seconds(), 0.001))
         return wait
 
     def _claim(self, queue, round):

@@ -55,13 +55,20 @@ class JobTakenBack(ZasyncError):
 
 
 class JobTimedOut(ZasyncError):
-    """The job did not start before its begin_by deadline: no worker was
-    free, or none ran. Start workers, or queue it with a later deadline."""
+    """The job missed one of its time limits: it did not start before its
+    ``begin_by`` deadline (no worker was free, or none ran: start workers,
+    or queue it with a later deadline), or it ran longer than its
+    ``timeout`` (or its queue's ``default_timeout``): then none of its
+    writes were committed. Make the job faster or split it, or queue it
+    with a longer ``timeout``; the message says which limit it was."""
 
 
 class JobCancelled(ZasyncError):
-    """The job was cancelled before it ran (the Failure of a cancelled job);
-    queue it again if it is still wanted."""
+    """The job was cancelled (``zasync cancel``, the dashboard, REST):
+    before it ran, or while it ran, at a ``zasync.local.check_cancelled()``
+    of its code; the message says by whom. None of the writes of the
+    cancelled attempt were committed. Queue it again if it is still
+    wanted."""
 
 
 class DependencyFailed(ZasyncError):

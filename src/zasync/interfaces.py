@@ -144,6 +144,41 @@ class IJob(Interface):
         "after ``begin_after``, it completes with a timeout Failure instead of "
         "running late."
     )
+    timeout = Attribute(
+        "A timedelta or None (``put(timeout=...)``): how long an attempt of "
+        "the job may run. None: the ``default_timeout`` of its queue. May be "
+        "set (a timedelta or a number of seconds; TypeError or ValueError "
+        "for anything but a positive duration) until an attempt starts, "
+        "which reads it: so a job queued by an API without the argument "
+        "(Plone's IAsyncService) can be given one in the same transaction."
+    )
+    time_limit = Attribute(
+        "The time limit in force (read-only): ``timeout``, else its queue's "
+        "``default_timeout``, else None (no limit). An attempt still running "
+        "``time_limit`` after its start (by its dispatcher's clock) is "
+        "failed with a JobTimedOut Failure, through its retry policy's "
+        "``job_error`` like any error of the job (the default policies do not "
+        "retry it; a policy whose ``retry_on`` names it does). None of the "
+        "attempt's writes commit, even if its code returns later: its "
+        "transactions are doomed, and its own commit conflicts with the "
+        "failure. Its code runs on in its thread until it returns (Python "
+        "cannot stop a thread), asked to stop by "
+        "``zasync.local.check_cancelled()``, which raises JobTimedOut; its "
+        "dispatcher lets another thread take its slot meanwhile, up to "
+        "zasync.pool.MAX_ABANDONED_THREADS such threads. Callbacks are not "
+        "limited. A job that has a limit never shares a transaction with "
+        "others (group commit)."
+    )
+    cancel_requested = Attribute(
+        "None, or ``(when, by, reason)`` once someone asked the running "
+        "job to stop (zasync.admin.cancel_job, ``zasync cancel``, the "
+        "dashboard, REST). A live annotation: seen at once by the job's "
+        "code on any dispatcher, at ``zasync.local.check_cancelled()``, "
+        "which raises JobCancelled saying by whom; the job then fails, "
+        "never retried, and none of the attempt's writes commit. A claimed "
+        "job that has not started yet fails so without running. Code that "
+        "never checks runs on until it ends (or its time limit)."
+    )
     started = Attribute("When the last attempt started (aware UTC), or None.")
     ended = Attribute("When the job completed (aware UTC), or None.")
     attempts = Attribute(
@@ -446,6 +481,10 @@ class IJob(Interface):
         """The JobTimedOut Failure of a job whose ``begin_by`` deadline
         passed before it started (changes nothing)."""
 
+    def run_time_failure(limit, elapsed):
+        """The JobTimedOut Failure of an attempt that ran ``elapsed``
+        seconds, past its time limit ``limit`` (changes nothing)."""
+
     def resume_callbacks(queue, now):
         """CALLBACKS (or COMPLETED without callbacks), in ``queue``: the
         callbacks that have not completed are queued as jobs of their own
@@ -482,6 +521,14 @@ class IQueue(Interface):
         "None, or ``(since, by)`` while the queue is paused (see pause): "
         "an aware datetime and a text saying who paused it."
     )
+    default_timeout = Attribute(
+        "The time limit of the queue's jobs that have no ``timeout`` of "
+        "their own (see IJob.time_limit), cluster-wide: a timedelta, or None "
+        "(no limit; the default, and what a queue stored before there were "
+        "time limits has). Set it to a timedelta or a number of seconds "
+        "(TypeError or ValueError for anything but a positive duration), "
+        "or None. An attempt keeps the limit it started with."
+    )
 
     def pause(now, by=None):
         """Pause the queue, cluster-wide, in the current transaction: no
@@ -504,6 +551,7 @@ class IQueue(Interface):
         unique_key=None,
         retry_policy=None,
         rate_limit=None,
+        timeout=None,
         depends_on=None,
         on_dependency_failure="fail",
     ):
@@ -512,14 +560,17 @@ class IQueue(Interface):
         This is part of the caller's transaction: if it aborts, no job exists.
         ``begin_after`` is an aware datetime, or a duration from now;
         ``begin_by`` a duration after ``begin_after`` (a duration is a
-        timedelta or a number of seconds). Every name in ``quota_names`` must name an
-        existing quota. ``rate_limit`` names a quota that has a rate (see
-        IQuota.rate; ValueError if none does): the job counts against it
-        like against the quotas it names. If ``unique_key`` (a string)
-        matches a job of this queue that is pending or running, that job is
-        returned instead and nothing is added; two concurrent transactions
-        putting the same key end with exactly one job (one of them gets a
-        ConflictError and its retry finds the other's job).
+        timedelta or a number of seconds); ``timeout`` a positive duration,
+        how long each attempt may run (see IJob.time_limit; None: the
+        queue's ``default_timeout``; not enforced for jobs run inline).
+        Every name in ``quota_names`` must name an existing quota.
+        ``rate_limit`` names a quota that has a rate (see IQuota.rate;
+        ValueError if none does): the job counts against it like against
+        the quotas it names. If ``unique_key`` (a string) matches a job of
+        this queue that is pending or running, that job is returned instead
+        and nothing is added; two concurrent transactions putting the same
+        key end with exactly one job (one of them gets a ConflictError and
+        its retry finds the other's job).
 
         A put writes only the new job, one inbox shard of the queue and the
         pending count; all three merge concurrent changes, so puts do not
@@ -564,9 +615,11 @@ class IQueue(Interface):
         another queue, unqueued or removed jobs raise ValueError, anything
         but jobs TypeError.
 
-        Raises ValueError for a job that was already queued, an unknown quota
-        or a naive datetime, and zasync.job.BadJobError for anything that
-        would not pickle. Nothing already queued is touched when it raises.
+        Raises ValueError for a job that was already queued, an unknown quota,
+        a naive datetime or a duration that is not positive, TypeError for
+        a duration that is neither a timedelta nor a number, and
+        zasync.job.BadJobError for anything that would not pickle. Nothing
+        already queued is touched when it raises.
         """
 
     def dependents(job):
@@ -1055,8 +1108,9 @@ class IDispatcher(Interface):
         "were postponed), 'rounds' (loop transactions committed), "
         "'judgements' (heartbeat rounds that judged peers), 'stalls' (rounds "
         "after a stall of the loop, which judged no one), 'peers declared "
-        "dead', and the postponements of jobs (put back for later, their "
-        "attempt not counted) by cause: 'postponed_conflict', "
+        "dead', 'timed_out' (jobs failed at their time limit, among the "
+        "'failed' or 'retried'), and the postponements of jobs (put back "
+        "for later, their attempt not counted) by cause: 'postponed_conflict', "
         "'postponed_disconnect', 'postponed_storage_error'. "
         "A counter that never counted is missing (0). zasync worker logs "
         "them when it stops. Observers (IDispatcherObserver) see each count."

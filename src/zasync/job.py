@@ -157,6 +157,9 @@ class Job(persistent.Persistent):
     steps = None
     # Set at claim time when the begin_by deadline has passed.
     expired = False
+    # How long an attempt may run (a timedelta), or None: the queue's
+    # default_timeout then (see timeout, time_limit).
+    _timeout = None
     # The job's key in its queue's run order while it is in it (see
     # zasync.keys); None otherwise. Stored: the queue's lanes are keyed by it.
     pending_key = None
@@ -316,6 +319,40 @@ class Job(persistent.Persistent):
     @property
     def progress(self):
         return self.get_live_annotation(local.PROGRESS)
+
+    @property
+    def cancel_requested(self):
+        return self.get_live_annotation(local.CANCEL)
+
+    @property
+    def timeout(self):
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        # Read when an attempt starts: a pending job may be given one.
+        if value is not None:
+            value = clock.duration(
+                value, "timeout (how long the job may run)", positive=True
+            )
+        self._timeout = value
+
+    @property
+    def time_limit(self):
+        if self.timeout is not None:
+            return self.timeout
+        queue = self.home_queue
+        return None if queue is None else queue.default_timeout
+
+    def run_time_failure(self, limit, elapsed):
+        """The JobTimedOut Failure of an attempt that ran past ``limit``."""
+        return failure_from(
+            JobTimedOut(
+                f"Job {self.id} ({self.callable_name}) ran longer than its time "
+                f"limit of {limit} (it had run {elapsed:.1f}s): it was failed, "
+                f"and none of its writes of this attempt were committed."
+            )
+        )
 
     # -- transitions (see IJob) -------------------------------------------
 
@@ -720,6 +757,7 @@ class Job(persistent.Persistent):
         "unique_key",
         "priority",
         "begin_by",
+        "_timeout",
         "quota_names",
         "interruptions",
         "postponements",

@@ -4,19 +4,29 @@
 >>> local.get_job()                      # the running job
 >>> local.set_progress(0.5, "half way")  # committed at once
 >>> local.set_live_annotation("rows", 1200)
+>>> local.check_cancelled()              # raises if asked to stop
 
 Live annotations (progress is one) are committed at once in a transaction
 of their own, separate from the job's, so other connections see them while
 the job runs and they survive if the job's transaction is later aborted.
 Outside a job, these functions raise :class:`NotInJobError`.
+
+A job is asked to stop when someone cancels it while it runs (``zasync
+cancel``, the dashboard, REST: a live annotation, so that the request
+reaches it on any dispatcher) or when it runs past its time limit (its
+dispatcher tells its thread). Python cannot stop a thread from outside:
+only code that calls :func:`cancelled` or :func:`check_cancelled` stops.
 """
 
 import contextlib
 import threading
 
-from zasync.exceptions import NotInJobError
+from zasync.exceptions import JobCancelled, JobTimedOut, NotInJobError
 
 PROGRESS = "zasync.progress"
+#: The live annotation of a request to cancel a running job:
+#: ``(when, by, reason)`` (see zasync.admin.cancel_job).
+CANCEL = "zasync.cancel"
 
 _state = threading.local()
 
@@ -124,3 +134,42 @@ def set_progress(fraction, message=None):
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"progress must be from 0.0 to 1.0, not {fraction!r}")
     set_live_annotation(PROGRESS, (fraction, message))
+
+
+def _stop_reason(job):
+    """The exception to stop ``job`` with, or None if it may go on."""
+    channel = getattr(_state, "channel", None)
+    stopped = getattr(channel, "stopped", None)
+    if stopped is not None and stopped[0] == job.id:
+        return JobTimedOut(stopped[1])  # its dispatcher's: a time limit
+    request = get_live_annotation(CANCEL)
+    if request is None:
+        return None
+    return cancel_error(job, request, "while it ran")
+
+
+def cancel_error(job, request, when):
+    """The JobCancelled of ``job`` for its cancel ``request`` (see CANCEL),
+    saying by whom, ``when`` ("while it ran") and why."""
+    _, by, reason = request
+    message = f"Job {job.id} ({job.callable_name}) was cancelled by {by} {when}"
+    return JobCancelled(f"{message}: {reason}" if reason else message)
+
+
+def cancelled():
+    """True if the current job was asked to stop: it was cancelled, or ran
+    past its time limit. Each call reads the latest committed request (a
+    small read of the database): call it between pieces of work, not in a
+    tight loop."""
+    return _stop_reason(get_job()) is not None
+
+
+def check_cancelled():
+    """Raise :class:`~zasync.exceptions.JobCancelled` (saying by whom) if
+    the current job was cancelled, or :class:`~zasync.exceptions.JobTimedOut`
+    if it ran past its time limit; else return None. Raised out of the job,
+    it ends the job as failed, without a retry, and none of its writes of
+    this attempt commit."""
+    reason = _stop_reason(get_job())
+    if reason is not None:
+        raise reason

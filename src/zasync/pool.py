@@ -26,6 +26,12 @@ from zasync.transact import abort
 
 log = logging.getLogger("zasync.dispatcher")
 
+#: How many threads of a pool may be left running jobs that were failed at
+#: their time limit (their code goes on until it returns: Python cannot
+#: stop a thread) while others take their places. Past it, a timed-out
+#: job is still failed, but its thread's slot stays taken until it returns.
+MAX_ABANDONED_THREADS = 16
+
 
 class WorkerPool:
     """Threads that run claimed jobs, made as needed, one job at a time each.
@@ -78,6 +84,14 @@ class WorkerPool:
         self._threads = []
         self._numbers = itertools.count()
         self._idle_threads = 0
+        # Time limits (see watch): {oid: (deadline, runner, thread)}; the
+        # agent key of each thread's task; the threads left to their
+        # timed-out jobs, and those jobs' oids.
+        self._limits = {}
+        self._thread_keys = {}
+        self._abandoned = set()
+        self._abandoned_oids = set()
+        self.max_abandoned = MAX_ABANDONED_THREADS
 
     # -- what the loop thread asks ------------------------------------------
 
@@ -169,6 +183,81 @@ class WorkerPool:
         """The jobs finished and not taken yet (they stay)."""
         return list(self._finished)
 
+    # -- time limits -----------------------------------------------------------
+
+    def watch(self, runner, oid, deadline):
+        """Called by the thread about to run the claimed job ``oid`` under a
+        time limit (``deadline``, an aware datetime); the loop is woken to
+        take the deadline into its wait."""
+        with self._track:
+            self._limits[oid] = (deadline, runner, threading.current_thread())
+        self.wake()
+
+    def unwatch(self, oid):
+        with self._track:
+            self._limits.pop(oid, None)
+
+    def next_deadline(self):
+        """The earliest deadline of the jobs running, or None."""
+        with self._track:
+            return min((entry[0] for entry in self._limits.values()), default=None)
+
+    def overdue(self, now):
+        """[(oid, runner)] of the jobs running past their deadline at ``now``."""
+        with self._track:
+            return [
+                (oid, entry[1])
+                for oid, entry in self._limits.items()
+                if entry[0] <= now
+            ]
+
+    def abandon(self, oid):
+        """The timed-out job ``oid`` was failed: free its thread's slot for
+        other jobs, and report it finished (to be reconciled). Its thread
+        runs on until the job's code returns, then ends; a new thread takes
+        its place when a job is handed over. Up to ``max_abandoned`` such
+        threads at a time; past that, False: the slot stays taken."""
+        # Both locks: the thread reports its jobs finished under _track and
+        # looks whether it was abandoned under _task_ready, so either it is
+        # abandoned before it reports the job, or it reported it and is not.
+        with self._task_ready, self._track:
+            entry = self._limits.pop(oid, None)
+            if entry is None or oid not in self._running_oids:
+                return False  # its code returned meanwhile: all as usual
+            thread = entry[2]
+            key = self._thread_keys.get(thread)
+            if key is None or thread in self._abandoned:
+                return False
+            if len(self._abandoned) >= self.max_abandoned:
+                log.warning(
+                    "dispatcher %s: %d threads still run jobs failed at their "
+                    "time limit; the slot of job %r stays taken until it returns",
+                    self.name,
+                    len(self._abandoned),
+                    oid,
+                )
+                return False
+            self._abandoned.add(thread)
+            if thread in self._threads:
+                self._threads.remove(thread)
+            self._abandoned_oids.add(oid)
+            self._running_oids.discard(oid)
+            self._finished.append(oid)
+        with self._idle:
+            self._in_flight -= 1
+            self._running[key] -= 1
+            self._idle.notify_all()
+        self.wake()
+        return True
+
+    @property
+    def abandoned_threads(self):
+        """How many threads run on jobs failed at their time limit."""
+        return len(self._abandoned)
+
+    def _is_abandoned(self):
+        return threading.current_thread() in self._abandoned
+
     # -- threads ---------------------------------------------------------------
 
     def hand_over(self, oid, key):
@@ -230,6 +319,8 @@ class WorkerPool:
                         self._task_ready.wait()
                     task = self._tasks.popleft()
                     self._idle_threads -= 1
+                    if task is not None:
+                        self._thread_keys[threading.current_thread()] = task[1]
                 if task is None:
                     return
                 chain = [task[0]]  # what this thread runs (see _run_chain)
@@ -241,17 +332,28 @@ class WorkerPool:
                     # The new thread is counted idle before the job's slot
                     # is freed, so that the loop hands the next job to it.
                     with self._task_ready:
-                        self._threads.remove(threading.current_thread())
-                        self._start_thread()
-                        self._task_ready.notify()
+                        if threading.current_thread() in self._threads:
+                            # (An abandoned thread was replaced already.)
+                            self._threads.remove(threading.current_thread())
+                            self._start_thread()
+                            self._task_ready.notify()
                 finally:
-                    if not died:
-                        with self._task_ready:
-                            self._idle_threads += 1
-                    with self._idle:
-                        self._in_flight -= 1
-                        self._running[task[1]] -= 1
-                        self._idle.notify_all()
+                    with self._task_ready:
+                        self._thread_keys.pop(threading.current_thread(), None)
+                        abandoned = self._is_abandoned()
+                        self._abandoned.discard(threading.current_thread())
+                    if abandoned:
+                        # Its slot was freed when its job timed out: this
+                        # thread ends, now that the job's code returned.
+                        died = True
+                    else:
+                        if not died:
+                            with self._task_ready:
+                                self._idle_threads += 1
+                        with self._idle:
+                            self._in_flight -= 1
+                            self._running[task[1]] -= 1
+                            self._idle.notify_all()
                     self.wake()
                 if died:
                     return
@@ -303,7 +405,7 @@ class WorkerPool:
             threading.current_thread().name,
             chain,
         )
-        running = list(chain)
+        running = [oid for oid in chain if oid not in self._abandoned_oids]
         try:
             taken, _ = runner.taken_next()
         except BaseException:
@@ -331,7 +433,9 @@ class WorkerPool:
             started = time.monotonic()
             try:
                 taken, activated = runner.run_group(
-                    ready, lambda: self._take_held(key), self.group
+                    ready,
+                    lambda: None if self._is_abandoned() else self._take_held(key),
+                    self.group,
                 )
             except Exception:
                 log.exception(
@@ -347,12 +451,23 @@ class WorkerPool:
                 (time.monotonic() - started) / len(ready)
             )
             with self._track:
-                self._finished.extend(ready)
+                # A job abandoned at its time limit was reported already.
+                self._finished.extend(
+                    oid for oid in ready if oid not in self._abandoned_oids
+                )
+                self._abandoned_oids.difference_update(ready)
                 self._running_oids.difference_update(ready)
             chain[:] = []
             if len(self._finished) >= self.batch_size or not self._buffers[key]:
                 self.wake()
             rest = [oid for oid in taken if oid not in activated]
+            if rest and self._is_abandoned():
+                with self._track:  # for the thread that took this one's place
+                    for oid in reversed(rest):
+                        if not self.stopping:
+                            self._buffers[key].appendleft(oid)
+                        self._running_oids.discard(oid)
+                rest = []
             if rest:
                 activated = [*activated, *runner.activate_alone(rest)]
                 unstarted = [oid for oid in rest if oid not in activated]

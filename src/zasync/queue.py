@@ -306,6 +306,21 @@ class Queue(persistent.Persistent):
     agent_settings = None
     #: (since, by) while paused, else None (see IQueue.pause).
     paused = None
+    # See IQueue.default_timeout; a property, so that it is validated.
+    _default_timeout = None
+
+    @property
+    def default_timeout(self):
+        return self._default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, value):
+        if value is not None:
+            value = clock.duration(
+                value, "default_timeout (a time limit, or None: none)", positive=True
+            )
+        if value != self._default_timeout:
+            self._default_timeout = value
 
     def __repr__(self):
         return f"<Queue {self.name!r} pending={len(self)}>"
@@ -335,6 +350,7 @@ class Queue(persistent.Persistent):
         unique_key=None,
         retry_policy=None,
         rate_limit=None,
+        timeout=None,
         now=None,
         depends_on=None,
         on_dependency_failure=dependencies.FAIL,
@@ -386,6 +402,8 @@ class Queue(persistent.Persistent):
             )
         if begin_by is not None:
             begin_by = clock.duration(begin_by, "begin_by", positive=True)
+        if timeout is not None:
+            job.timeout = timeout  # validated by the job
         waits_for = dependencies.check(self, job, depends_on, on_dependency_failure)
         if inline.on:
             if waits_for:

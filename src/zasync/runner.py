@@ -14,9 +14,11 @@ the transaction itself) aborts it and runs its jobs again, each alone.
 A runner knows of its dispatcher only its RunnerContext.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import logging
+import threading
 import time
 import typing
 
@@ -25,7 +27,8 @@ from transaction.interfaces import NoTransaction
 from ZODB.POSException import ConflictError, ReadConflictError
 
 from zasync import local, transact, wakeup
-from zasync.failure import Failure
+from zasync.exceptions import JobCancelled
+from zasync.failure import Failure, failure_from
 from zasync.logonce import UntilRecovered
 from zasync.status import ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING
 from zasync.storable import check_value
@@ -116,6 +119,11 @@ class RunnerContext:
     #: ``attempt_ended(outcome, pickup, duration)``: an attempt of a claimed
     #: job ended and its outcome committed (see IDispatcherObserver).
     attempt_ended: typing.Callable[[str, float, float], None] = lambda *a: None
+    #: ``watch(runner, oid, deadline)``: the claimed job ``oid`` runs in
+    #: ``runner``'s thread until ``deadline`` (an aware datetime: its time
+    #: limit); ``unwatch(oid)``: that attempt is over (see zasync.timelimit).
+    watch: typing.Callable = lambda *a: None
+    unwatch: typing.Callable = lambda *a: None
 
 
 def attempt_times(job, ended=None):
@@ -142,12 +150,12 @@ class GroupCommit:
 
     A batch takes at most ``size`` jobs, and no more once its jobs have
     worked ``window`` seconds in all. A job joins one only if it is plain
-    (no environment, callbacks, parent, quota or deadline; not a composite
-    job, nor one that ran in steps), was never interrupted, its callable
-    took less than ``window`` on average in this process (so the first run
-    of a callable is alone, and timed), and its callable never touched a
-    batch's transaction itself. ``size`` 1 (or ``window`` 0) runs every
-    job alone. Shared by the threads of one pool.
+    (no environment, callbacks, parent, quota, deadline or time limit; not
+    a composite job, nor one that ran in steps), was never interrupted, its
+    callable took less than ``window`` on average in this process (so the
+    first run of a callable is alone, and timed), and its callable never
+    touched a batch's transaction itself. ``size`` 1 (or ``window`` 0) runs
+    every job alone. Shared by the threads of one pool.
     """
 
     size: int = 1
@@ -178,6 +186,7 @@ class GroupCommit:
             or getattr(job, "is_composite", False)
             or job.environment is not None
             or job.steps  # a job in steps commits its chunks: alone
+            or job.time_limit is not None
         ):
             return False
         name = job.callable_name
@@ -207,6 +216,11 @@ class _Member:
         self.job = job
         self.elapsed = elapsed
         self.outcome = outcome  # None: succeeded; else what _decision made
+
+
+class _AttemptStopped(Exception):
+    """The attempt just run had been stopped at its time limit, and its
+    outcome recorded by the dispatcher: the runner records nothing."""
 
 
 class _Unchanged(Exception):
@@ -253,8 +267,45 @@ class _Patience:
         return transact.backoff(self.conflicts - 1, **CONFLICT_BACKOFF)
 
 
+class _AttemptGuard:
+    """Dooms the transactions of a job's attempt once it ran past its time
+    limit, so that none of its writes commit, whatever its code does later.
+
+    A synchronizer of the job thread's transaction manager: it knows the
+    thread's current transaction, and dooms every new one while ``doomed``.
+    ``doom()`` is called from the dispatcher's thread; a transaction that
+    is committing already cannot be doomed, but its commit writes the job
+    and so conflicts with the failure the dispatcher committed first."""
+
+    def __init__(self):
+        self.txn = None
+        self.doomed = False
+
+    def newTransaction(self, txn):  # noqa: N802 (transaction's ISynchronizer)
+        self.txn = txn
+        if self.doomed:
+            txn.doom()
+
+    def beforeCompletion(self, txn):  # noqa: N802
+        pass
+
+    def afterCompletion(self, txn):  # noqa: N802
+        pass
+
+    def doom(self):
+        self.doomed = True
+        txn = self.txn
+        if txn is not None:
+            with contextlib.suppress(ValueError):  # committing, or done
+                txn.doom()
+
+
 class LiveChannel:
     """A side connection that commits live annotations at once."""
+
+    #: (job id, message) once the job's dispatcher stopped it (its time
+    #: limit): zasync.local.check_cancelled raises JobTimedOut then.
+    stopped = None
 
     def __init__(self, db, database=None):
         self.db = db
@@ -375,11 +426,64 @@ class JobRunner:
         self.conn = context.db.open(transaction_manager=self.tm)
         self.jobs = jobs_connection(self.conn, context.database)
         self.live = LiveChannel(context.db, context.database)
+        # The claimed job whose attempt runs under a time limit now (its
+        # oid), and the guard that dooms its transactions once past it.
+        self._limited = None
+        self._limit_lock = threading.Lock()
+        self._guard = _AttemptGuard()
+        self.tm.registerSynch(self._guard)
 
     def close(self):
         abort(self.tm)
+        self.tm.unregisterSynch(self._guard)
         self.conn.close()
         self.live.close()
+
+    # -- time limits -------------------------------------------------------
+
+    def stop_attempt(self, oid, job_id, message):
+        """Called from the dispatcher's thread once the job ``oid`` ran past
+        its time limit: doom its transactions (nothing of this attempt may
+        commit) and ask its code to stop (zasync.local.check_cancelled
+        raises JobTimedOut with ``message``). False if that attempt is over
+        already."""
+        with self._limit_lock:
+            if self._limited != oid:
+                return False
+            self._guard.doom()
+            self.live.stopped = (job_id, message)
+            return True
+
+    def _watch(self, oid, job):
+        """Before a claimed job's attempt: if it has a time limit, have
+        the dispatcher watch it; returns the limit, or None."""
+        limit = job.time_limit
+        if limit is None or job.started is None:
+            return None
+        with self._limit_lock:
+            self._limited = oid
+        self.context.watch(self, oid, job.started + limit)
+        return limit
+
+    def _unwatch(self, oid, job, limit, commit):
+        """After a watched attempt: raises _AttemptStopped if it had been
+        stopped at its limit (and failed by the dispatcher) and did not
+        commit before."""
+        self.context.unwatch(oid)
+        with self._limit_lock:
+            self._limited = None
+            stopped = self._guard.doomed
+            self._guard.doomed = False
+            self.live.stopped = None
+        if stopped and not commit.committed:
+            log.warning(
+                "job %s (%s) returned after its time limit of %s; it was "
+                "failed already, and nothing of this attempt was committed",
+                job.id,
+                job.callable_name,
+                limit,
+            )
+            raise _AttemptStopped
 
     # -- helpers -----------------------------------------------------------
 
@@ -670,15 +774,30 @@ class JobRunner:
                     final=claimed,
                 )
                 return CALLBACKS if stored else None
+            request = job.cancel_requested if claimed else None
+            if request is not None:
+                # Cancelled while claimed (or between attempts): not run.
+                abort(self.tm)
+                error = local.cancel_error(job, request, "before it started")
+                return self._decide(oid, failure_from(error), "job_error", True)
             started = time.perf_counter()
             level = logging.DEBUG if job.internal else logging.INFO
             log.log(level, "job %s (%s) started", job.id, job.callable_name)
             commit = _Commit(self, job, claimed)
+            limit = self._watch(oid, job) if claimed else None
             try:
-                # Run alone, the job's transaction is its own: a job in steps
-                # (zasync.steps) commits chunks of its work in it.
-                with local.live_channel(self.live), local.own_transaction(self.tm):
-                    job.invoke(conclude=commit)
+                try:
+                    # Run alone, the job's transaction is its own: a job in
+                    # steps (zasync.steps) commits chunks of its work in it.
+                    with local.live_channel(self.live), local.own_transaction(self.tm):
+                        job.invoke(conclude=commit)
+                finally:
+                    if limit is not None:
+                        # What the job raised after its limit is not its outcome.
+                        self._unwatch(oid, job, limit, commit)
+            except _AttemptStopped:
+                abort(self.tm)
+                return None
             except TRANSIENT_ERRORS as exc:
                 abort(self.tm)
                 conflicts += 1
@@ -992,7 +1111,10 @@ class JobRunner:
                 # A callback run in its parent's thread: its attempt began
                 # in the transaction that was undone.
                 job.begin_attempt(self.clock() - datetime.timedelta(seconds=elapsed))
-            delay = getattr(job.retry_policy, kind)(job, failure)
+            if kind == "job_error" and failure.check(JobCancelled):
+                delay = None  # an operator asked it to stop: never retried
+            else:
+                delay = getattr(job.retry_policy, kind)(job, failure)
             now = self.clock()
             if final and job.role != "callback":
                 outcome["times"] = attempt_times(job, now)

@@ -80,3 +80,14 @@ def in_steps(context, count, every):
     from zasync import steps
 
     return steps.run(list(range(count)), lambda item: None, every=every)["done"]
+
+
+def until_cancelled(context, seconds=60):
+    """Check for a cancel request until one comes (a running job to cancel)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        local.check_cancelled()
+        threading.Event().wait(0.01)  # the job's own pace between checks
+    return "never cancelled"

@@ -355,6 +355,21 @@ def test_job_actions_with_the_authenticator(site):
     assert "Delete: done for 1 job(s)" in messages(browser)[0]
 
 
+def test_cancel_of_a_running_job_asks_it_to_stop(site):
+    running = queue(site, dashboard_jobs.until_cancelled)
+    wait_for_start(running)
+    browser = browser_for(site)
+    browser.open(url(site, "job", running.id))
+    browser.getControl("Cancel").click()
+    [message] = messages(browser)
+    assert f"Cancel requested for running job(s) {running.id}:" in message
+    assert "stops at its next check" in message
+    result = wait_for_result(running)
+    assert result.check("zasync.exceptions.JobCancelled")
+    assert "(jobs dashboard) while it ran" in result.getErrorMessage()
+    assert status_of(running.id) == "failed"
+
+
 def test_job_action_refused_says_why(site):
     job = queue(site, dashboard_jobs.echo, "done")
     wait_for_result(job)

@@ -13,7 +13,7 @@ import pytest
 import requests
 import transaction
 from plone.app.testing import login
-from restapi_jobs import echo, explode
+from restapi_jobs import echo, explode, until_cancelled
 from restapi_layer import (
     FIXTURES,
     MANAGER,
@@ -427,6 +427,7 @@ def test_cancel_a_pending_job_with_a_reason(url, jobs):
         "callable": "restapi_jobs.echo",
         "queue": "default",
         "callbacks": 0,
+        "cancel_requested": None,  # cancelled at once, not asked to stop
     }
     failure = wait_for_result(find(job_id))  # and its callbacks
     assert "before it ran: not needed" in str(failure.value)
@@ -461,6 +462,31 @@ def test_delete_discards_a_set_aside_job(url, jobs):
     response = call("DELETE", f"{url}/@zasync-jobs/{job_id}", MANAGER)
     assert response.status_code == 204, response.text
     assert job_id not in queues()[""].set_aside_jobs
+
+
+def test_cancel_of_a_running_job_asks_it_to_stop(url, site):
+    job = queue_as(site, MEMBER, until_cancelled)
+    wait_for(
+        lambda: find(job.id).status.value == "active",
+        30,
+        lambda: None,
+        lambda: "the job did not start",
+    )
+    response = call(
+        "POST",
+        f"{url}/@zasync-jobs/{job.id}/@cancel",
+        MEMBER,
+        json_body={"reason": "not needed"},
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    requested = answer["cancel_requested"]
+    assert requested["by"] == f"{MEMBER} (REST API, {url})"
+    assert requested["reason"] == "not needed"
+    assert requested["stops"].startswith("the job stops at its next check")
+    result = wait_for_result(find(job.id))
+    assert result.check("zasync.exceptions.JobCancelled")
+    assert result.getErrorMessage().endswith("while it ran: not needed")
 
 
 def test_writes_need_no_csrf_token_but_json(url, jobs):

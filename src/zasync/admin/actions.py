@@ -5,7 +5,7 @@ import dataclasses
 import datetime
 import logging
 
-from zasync import clock
+from zasync import clock, local
 from zasync.admin.reports import (
     RETRY_OF,
     _assignee,
@@ -194,15 +194,20 @@ def retry_job(queues, job_id, now=None):
 
 
 def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
-    """Cancel a pending or waiting job: it is taken out of the run order
-    (or stops waiting for its dependencies) and completed
-    with the Failure of a :class:`JobCancelled` naming ``by`` (and
-    ``reason``), so its callbacks run (failure callbacks see the failure)
-    and it is counted among the failed jobs; its unique key is freed once
-    those callbacks are done. A set-aside job is cancelled the same way if
-    it loads and can be stored again (else use :func:`discard_job`). A
-    running or claimed job cannot be stopped (threads cannot be killed),
-    nor a completed one cancelled: AdminError.
+    """Cancel a job.
+
+    A pending or waiting job is taken out of the run order (or stops
+    waiting for its dependencies) and completed with the Failure of a
+    :class:`JobCancelled` naming ``by`` (and ``reason``), so its callbacks
+    run (failure callbacks see the failure) and it is counted among the
+    failed jobs; its unique key is freed once those callbacks are done. A
+    set-aside job is cancelled the same way if it loads and can be stored
+    again (else use :func:`discard_job`).
+
+    A running or claimed job is asked to stop (see :func:`request_cancel`):
+    it stays as it is, and the returned job's ``cancel_requested`` says so.
+    A completed job, a job whose callbacks run, or a serial/parallel job
+    whose parts run cannot be cancelled: AdminError.
     Works in the current transaction; returns the job.
     """
     now = now or clock.utcnow()
@@ -235,19 +240,52 @@ def cancel_job(queues, job_id, by="zasync cancel", reason=None, now=None):
             f"{name} is a serial/parallel job whose parts are running; {hint}"
         )
     if status in (ASSIGNED, ACTIVE):
-        doing = "running" if status == ACTIVE else "claimed, about to start,"
-        raise AdminError(
-            f"{name} is {doing}{_describe_claim(job)}; a running job cannot be "
-            f"stopped (threads cannot be killed). Wait for it to end, or stop "
-            f"its worker (SIGTERM): a job still running after the worker's "
-            f"--grace period is put back in the queue, and can be cancelled then."
-        )
+        request_cancel(job, by, reason, now)
+        return job
     if status != WAITING:  # a waiting job is in no run order
         _check_in_run_order(job, "cancelled")
     message = f"Job {job.id} ({job.callable_name}) was cancelled by {by}"
     message += f" before it ran: {reason}" if reason else " before it ran"
     job.queue.cancel(job, failure_from(JobCancelled(message)), now)
     return job
+
+
+def request_cancel(job, by, reason=None, now=None):
+    """Ask the running (or claimed) ``job`` to stop, in the current
+    transaction: a live annotation (``zasync.local.CANCEL``), which its
+    thread sees on any dispatcher. Its code stops at its next
+    ``zasync.local.check_cancelled()``, and the job fails with a
+    JobCancelled naming ``by`` (never retried); a claimed job that has not
+    started yet fails so without running. Code that never checks runs on
+    until it ends, or until its time limit (``job.time_limit``) if it has
+    one. A second request keeps the first. Returns the request
+    ``(when, by, reason)``."""
+    now = now or clock.utcnow()
+    live = job.live_annotations(create=True)
+    request = live.get(local.CANCEL)
+    if request is None:
+        request = live[local.CANCEL] = (now, by, reason)
+    return request
+
+
+def cancel_state(job):
+    """Plain data about a cancel request of ``job``: None if there is none,
+    else {"requested": when, "by": ..., "reason": ..., "stops": text} where
+    ``stops`` says what happens next (for commands and views)."""
+    request = job.cancel_requested
+    if request is None:
+        return None
+    when, by, reason = request
+    limit = job.time_limit
+    if job.status == COMPLETED:
+        stops = "the job has ended"
+    else:
+        stops = (
+            "the job stops at its next check (zasync.local.check_cancelled); "
+            "if its code never checks, it runs on until it ends"
+        )
+        stops += f", or until its time limit of {limit}" if limit is not None else ""
+    return {"requested": when, "by": by, "reason": reason, "stops": stops}
 
 
 def discard_job(queues, job_id):
@@ -308,6 +346,33 @@ def pause_queue(queues, queue=None, by="zasync pause", now=None):
         "queue": queue_label(target.name),
         "paused": {"since": since, "by": who},
         "was_paused": was,
+    }
+
+
+def set_default_timeout(queues, seconds, queue=None):
+    """Set the time limit of the jobs of the queue named ``queue`` (default:
+    the default queue) that have none of their own, cluster-wide, in the
+    current transaction: ``seconds`` (a number or a timedelta), or None for
+    no limit. Jobs running already keep the limit they started with.
+    Returns ``{"queue", "default_timeout", "was"}`` (seconds, or None).
+    AdminError for a value that is not a positive duration."""
+    target = select_queues(queues, DEFAULT_QUEUE if queue is None else queue)[0]
+    was = target.default_timeout
+    try:
+        target.default_timeout = seconds
+    except (TypeError, ValueError) as exc:
+        raise AdminError(str(exc)) from None
+    now = target.default_timeout
+    if now != was:
+        log.info("queue %r: default time limit %s", queue_label(target.name), now)
+
+    def seconds_of(delta):
+        return None if delta is None else delta.total_seconds()
+
+    return {
+        "queue": queue_label(target.name),
+        "default_timeout": seconds_of(now),
+        "was": seconds_of(was),
     }
 
 

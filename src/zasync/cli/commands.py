@@ -27,6 +27,7 @@ from zasync import admin, clock
 from zasync.cli import connect, remote
 from zasync.config import DEFAULT_QUEUE_LABEL
 from zasync.registry import threads_text
+from zasync.status import ACTIVE, ASSIGNED
 from zasync.transact import abort
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -507,18 +508,33 @@ def _cancel(args):
         job = admin.cancel_job(queues, args.id, by=by, reason=args.reason)
         label = admin.queue_label(job.queue.name)
         callbacks = [cb for cb in job.callbacks if not cb.internal]
-        return len(callbacks), job.callable_name, label
+        # A running (or claimed) job was asked to stop: it stays as it is.
+        requested = job.status in (ACTIVE, ASSIGNED) and admin.cancel_state(job)
+        return len(callbacks), job.callable_name, label, requested or None
 
     site = remote.from_args(args)
     if site is not None:
         done = site.cancel(args.id, args.reason)
         callbacks, name, label = done["callbacks"], done["callable"], done["queue"]
+        requested = done.get("cancel_requested")
     else:
         with _opened(args) as opened:
-            callbacks, name, label = _storing(opened, work, args.id)
+            callbacks, name, label, requested = _storing(opened, work, args.id)
     if args.json:
         _print_json(
-            {"id": args.id, "callable": name, "queue": label, "callbacks": callbacks}
+            {
+                "id": args.id,
+                "callable": name,
+                "queue": label,
+                "callbacks": callbacks,
+                "cancel_requested": requested,
+            }
+        )
+        return 0
+    if requested:
+        print(
+            f"cancel requested for running job {args.id} ({name}) in queue "
+            f"{label}; {requested['stops']}"
         )
         return 0
     queued = f"; its {callbacks} callbacks were queued" if callbacks else ""
@@ -941,6 +957,66 @@ def _register_pause(commands):
     resume.set_defaults(run=_resume)
 
 
+def _timeout_value(text):
+    """SECONDS of ``zasync timeout``: a positive number, or "none"."""
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds; give one such as 300, or "
+            f"'none' for no time limit"
+        ) from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"the time limit must be a positive number of seconds, not {text!r}; "
+            f"or 'none' for no time limit"
+        )
+    return seconds
+
+
+def _timeout(args):
+    done = _writing(
+        args, lambda q: admin.set_default_timeout(q, args.seconds, args.queue)
+    )
+    if args.json:
+        _print_json(done)
+        return 0
+    limit = done["default_timeout"]
+    if limit is None:
+        print(
+            f"queue {done['queue']}: jobs without a time limit of their own have none"
+        )
+    else:
+        print(
+            f"queue {done['queue']}: jobs without a time limit of their own are "
+            f"failed after running {limit:g}s (jobs running now keep theirs)"
+        )
+    return 0
+
+
+def _register_timeout(commands):
+    timeout = commands.add_parser(
+        "timeout",
+        help="set a queue's default time limit of running jobs, cluster-wide",
+        description="Set how long the jobs of a queue that have no timeout of "
+        "their own (queue.put(..., timeout=)) may run: a job still running "
+        "after it is failed with JobTimedOut and none of its writes commit. "
+        "Jobs running now keep the limit they started with.",
+    )
+    connect.add_database_options(timeout)
+    _queue_option(timeout, "the queue (default: the default queue)")
+    _json_option(timeout)
+    timeout.add_argument(
+        "seconds",
+        type=_timeout_value,
+        metavar="SECONDS",
+        help="the time limit in seconds, or 'none' for no limit",
+    )
+    timeout.set_defaults(run=_timeout)
+
+
 def _register_settings(commands):
     settings = commands.add_parser(
         "settings",
@@ -1350,10 +1426,14 @@ def register(commands):
 
     cancel = commands.add_parser(
         "cancel",
-        help="cancel a pending job: it fails with JobCancelled, callbacks run",
+        help="cancel a job: a pending one fails with JobCancelled at once, "
+        "a running one is asked to stop",
         description="Take a pending job out of the run order and complete it "
         "with a zasync.admin.JobCancelled failure, so that its callbacks run "
-        "and it is listed among failed jobs. A running job cannot be stopped.",
+        "and it is listed among failed jobs. A running job is asked to stop: "
+        "it fails with JobCancelled at its next zasync.local.check_cancelled() "
+        "(on whichever worker runs it); code that never checks runs on until "
+        "it ends or reaches its time limit.",
     )
     connect.add_database_options(cancel, remote=True)
     cancel.add_argument("id", type=_job_id, metavar="ID", help="the job's id")
@@ -1435,4 +1515,5 @@ def register(commands):
     discard.set_defaults(run=_discard)
     _register_settings(commands)
     _register_pause(commands)
+    _register_timeout(commands)
     _register_mode(commands)

@@ -248,7 +248,8 @@ def possible_actions(info):
     status = info["status"]
     return {
         "retry": status in ("failed", "pending", "set-aside"),
-        "cancel": status in ("waiting", "pending", "set-aside"),
+        # A running (or claimed) job is asked to stop.
+        "cancel": status in ("waiting", "pending", "set-aside", "assigned", "active"),
         "delete": status in ("succeeded", "failed", "set-aside"),
     }
 
@@ -418,7 +419,9 @@ def act_on_job(queues, action, job_id, by, now=None):
         return {"id": outcome.retried.id, "action": action, "new_id": new_id}
     if action == "cancel":
         job = admin.cancel_job(queues, job_id, by=by, now=now)
-        return {"id": job.id, "action": action, "new_id": None}
+        # A running (or claimed) job was asked to stop: it stays as it is.
+        requested = job.status.value in ("active", "assigned")
+        return {"id": job.id, "action": action, "new_id": None, "requested": requested}
     if action == "put-back":
         found = put_back(queues, job_id, now)
     elif action == "discard":

@@ -199,6 +199,19 @@ class JobsDashboard(BrowserView):
     def report_outcome(self, action, done, refused, more=False):
         """Status messages saying what an action did and what it could not."""
         label = self.t(ACTION_LABELS[action])
+        asked = [d for d in done if d.get("requested")]
+        done = [d for d in done if not d.get("requested")]
+        if asked:
+            self.say(
+                _(
+                    "msg_cancel_requested",
+                    default="Cancel requested for running job(s) ${ids}: each "
+                    "stops at its next check (zasync.local.check_cancelled); one "
+                    "whose code never checks runs on until it ends or reaches "
+                    "its time limit.",
+                    mapping={"ids": ", ".join(str(d["id"]) for d in asked)},
+                ),
+            )
         if done:
             ids = ", ".join(
                 str(d["id"]) + (f" → {d['new_id']}" if d["new_id"] else "")
@@ -220,7 +233,7 @@ class JobsDashboard(BrowserView):
                 ),
                 "error",
             )
-        if not done and not refused:
+        if not done and not refused and not asked:
             self.say(
                 _(
                     "msg_nothing_selected",

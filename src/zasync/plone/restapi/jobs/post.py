@@ -3,7 +3,8 @@
 Permission ``zope2.View`` in ZCML (one service answers both), and in
 code: ``@retry`` needs "zasync: Manage jobs"; ``@cancel`` needs it too,
 except that any authenticated user may cancel a job they queued
-themselves (only a pending or set-aside one can be cancelled at all).
+themselves (a pending or set-aside one is cancelled at once, a running or
+claimed one is asked to stop: ``cancel_requested`` in the answer says so).
 A job the user may not see is 404. The change is made in the request's
 transaction; a job that cannot be retried or cancelled as it is now is
 409 with zasync.admin's message saying why and what to do.
@@ -87,6 +88,9 @@ class JobsPost(ZasyncService):
         except admin.AdminError as exc:
             raise ServiceError(409, str(exc)) from None
         callbacks = [cb for cb in cancelled.callbacks if not cb.internal]
+        # A running (or claimed) job is asked to stop: it stays as it is.
+        running = cancelled.status.value in ("active", "assigned")
+        requested = admin.cancel_state(cancelled) if running else None
         return admin.for_json(
             {
                 "@id": self.job_url(cancelled.id),
@@ -94,5 +98,6 @@ class JobsPost(ZasyncService):
                 "callable": cancelled.callable_name,
                 "queue": admin.queue_label(cancelled.queue.name),
                 "callbacks": len(callbacks),
+                "cancel_requested": requested,
             }
         )
