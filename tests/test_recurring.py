@@ -163,10 +163,10 @@ def test_a_due_tick_puts_one_normal_job_and_the_chore_waits_for_the_next(conn, q
     queues = zasync.get_queues(conn)
     recurring.define(queues, "d", jobfuncs.add, every=60, args=(2, 3), now=T0)
     transaction.commit()
-    assert fire(conn, T0 + datetime.timedelta(seconds=10)) == 30.0  # CHECK_EVERY
+    assert fire(conn, T0 + datetime.timedelta(seconds=10)) == recurring.CHECK_EVERY
     assert recurring_runs(queue) == []
-    assert fire(conn, T0 + datetime.timedelta(seconds=60.5)) == 30.0
-    assert fire(conn, T0 + datetime.timedelta(seconds=100)) == pytest.approx(20)
+    assert fire(conn, T0 + datetime.timedelta(seconds=60.5)) == recurring.CHECK_EVERY
+    assert fire(conn, T0 + datetime.timedelta(seconds=115)) == pytest.approx(5)
     (job,) = recurring_runs(queue)
     assert job.begin_after == T0 + MINUTE
     assert job.callable is jobfuncs.add and job.args == (2, 3)
@@ -176,7 +176,7 @@ def test_a_due_tick_puts_one_normal_job_and_the_chore_waits_for_the_next(conn, q
     assert definition.last_job is job
     assert recurring.last_run(definition) == (job, "pending", False)
     # The same tick again: nothing more.
-    fire(conn, T0 + datetime.timedelta(seconds=101))
+    fire(conn, T0 + datetime.timedelta(seconds=116))
     assert len(recurring_runs(queue)) == 1
 
 

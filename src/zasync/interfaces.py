@@ -898,7 +898,7 @@ class IRecurringJobs(Interface):
     Every function works in the caller's transaction (commit to make it
     count). Definitions are stored in the database; running dispatchers
     take a new, changed, paused or removed definition within
-    ``CHECK_EVERY`` (30) seconds, without a restart."""
+    ``CHECK_EVERY`` (10) seconds, without a restart."""
 
     def define(
         queues,

@@ -49,7 +49,7 @@ MAX_CATCH_UP = 100
 
 #: Seconds a dispatcher waits at most before it looks at the definitions
 #: again: a definition added or changed elsewhere is taken within this.
-CHECK_EVERY = 30.0
+CHECK_EVERY = 10.0
 
 #: The annotation of a recurring job's run: {"name": ..., "tick": iso text}.
 ANNOTATION = "zasync.recurring"
@@ -271,6 +271,33 @@ def get(queues, name):
     return definition
 
 
+def check_schedule(name, cron=None, every=None, timezone="UTC", catch_up=SKIP):
+    """``(cron, every)`` checked and normalized (``every`` a timedelta), or
+    ValueError saying what to fix; for code that checks a definition before
+    it has the database (ZCML)."""
+    if (cron is None) == (every is None):
+        raise ValueError(
+            f"recurring job {name!r}: give either cron='0 3 * * *' or "
+            f"every=<seconds or timedelta>, exactly one of them"
+        )
+    if cron is not None:
+        cron = _check_cron(cron)
+    else:
+        every = clock.duration(every, f"every of recurring job {name!r}", positive=True)
+        if every < datetime.timedelta(seconds=1):
+            raise ValueError(
+                f"recurring job {name!r}: every must be at least one second, "
+                f"not {every.total_seconds()}s"
+            )
+    _zone(timezone)
+    if catch_up not in CATCH_UP_POLICIES:
+        raise ValueError(
+            f"recurring job {name!r}: catch_up must be one of "
+            f"{', '.join(CATCH_UP_POLICIES)}, not {catch_up!r}"
+        )
+    return cron, every
+
+
 def define(
     queues,
     name,
@@ -294,21 +321,7 @@ def define(
     now = clock.aware(now, "now") if now is not None else clock.utcnow()
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a recurring job needs a non-empty name, not {name!r}")
-    if (cron is None) == (every is None):
-        raise ValueError(
-            f"recurring job {name!r}: give either cron='0 3 * * *' or "
-            f"every=<seconds or timedelta>, exactly one of them"
-        )
-    if cron is not None:
-        cron = _check_cron(cron)
-    else:
-        every = clock.duration(every, f"every of recurring job {name!r}", positive=True)
-        if every < datetime.timedelta(seconds=1):
-            raise ValueError(
-                f"recurring job {name!r}: every must be at least one second, "
-                f"not {every.total_seconds()}s"
-            )
-    _zone(timezone)
+    cron, every = check_schedule(name, cron, every, timezone, catch_up)
     if queue not in queues:
         raise ValueError(
             f"recurring job {name!r}: no queue {queue!r}; create it first with "
@@ -332,11 +345,6 @@ def define(
         raise ValueError(
             f"priority must be an int from {-PRIORITY_LIMIT} to {PRIORITY_LIMIT}, "
             f"not {priority!r}"
-        )
-    if catch_up not in CATCH_UP_POLICIES:
-        raise ValueError(
-            f"recurring job {name!r}: catch_up must be one of "
-            f"{', '.join(CATCH_UP_POLICIES)}, not {catch_up!r}"
         )
     check_callable(callable, f"the callable of recurring job {name!r}")
     args = tuple(args)

@@ -880,7 +880,7 @@ def _register_recurring(commands):
         help="list, pause, resume, run or remove recurring jobs",
         description="The recurring jobs of the database (defined in code "
         "with zasync.recurring.define, or in Plone's ZCML). Changes take "
-        "effect in the running dispatchers within 30 seconds.",
+        "effect in the running dispatchers within 10 seconds.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     listing = actions.add_parser("list", help="the recurring jobs, next and last run")
