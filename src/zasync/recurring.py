@@ -430,14 +430,15 @@ def run_now(queues, name, now=None):
 
 
 def last_run(definition):
-    """``(job, status text, failed)`` of the definition's last run, or
-    ``(None, None, False)``."""
+    """``(job, status, failed)`` of the definition's last run, or ``(None,
+    None, False)``; status as zasync.admin says it: pending, assigned,
+    active, callbacks, succeeded or failed."""
     job = definition.last_job
     if job is None:
         return None, None, False
-    status = job.status
-    failed = status == COMPLETED and job.failed
-    return job, ("failed" if failed else status.value), failed
+    if job.status != COMPLETED:
+        return job, job.status.value, False
+    return job, ("failed" if job.failed else "succeeded"), job.failed
 
 
 @implementer(IChore)
