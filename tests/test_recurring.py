@@ -263,6 +263,19 @@ def test_a_definition_whose_function_is_gone_spends_the_tick_and_says_why(conn, 
     assert definition.next_tick == T0 + 2 * MINUTE
 
 
+def test_a_broken_definition_does_not_hold_up_the_others(conn, queue):
+    queues = zasync.get_queues(conn)
+    broken = recurring.define(queues, "a-broken", jobfuncs.add, every=60, now=T0)
+    recurring.define(queues, "b-fine", jobfuncs.add, every=60, args=(1, 1), now=T0)
+    broken.timezone = "Nowhere/Gone"  # as if tzdata lost it
+    broken.cron, broken.every = "* * * * *", None
+    transaction.commit()
+    fire(conn, T0 + MINUTE)
+    assert [
+        j.annotations[recurring.ANNOTATION]["name"] for j in recurring_runs(queue)
+    ] == ["b-fine"]
+
+
 def test_two_connections_firing_one_tick_conflict_and_one_job_is_put(db, queue):
     recurring.define(
         zasync.get_queues(queue._p_jar),

@@ -451,7 +451,13 @@ class RecurringChore:
     def run(self, dispatcher, queues, now):
         soonest = None
         for definition in definitions(queues):
-            definition.fire(queues, now)
+            try:
+                definition.fire(queues, now)
+            except Exception as exc:
+                # One broken definition (say, its timezone left tzdata)
+                # must not hold up the others.
+                log.warning("recurring job %r cannot fire: %s", definition.name, exc)
+                continue
             if not definition.paused and definition.next_tick is not None:
                 left = (definition.next_tick - now).total_seconds()
                 soonest = left if soonest is None else min(soonest, left)
