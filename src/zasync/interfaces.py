@@ -872,7 +872,8 @@ class IRecurringJob(Interface):
     priority = Attribute("The priority of its jobs (int).")
     catch_up = Attribute(
         "What happens to ticks missed while no dispatcher ran: 'skip' (only a "
-        "tick at most a minute late runs; the older ones are dropped), 'once' "
+        "tick at most a minute, or half its period, late runs; the older ones "
+        "are dropped), 'once' "
         "(one job for all missed ticks), 'each' (one job per missed tick, the "
         "newest 100 at most)."
     )
