@@ -45,6 +45,7 @@ ENGINE_THIRD_PARTY = {
     "BTrees",
     "ZEO",
     "ZODB",
+    "croniter",  # recurring jobs' cron expressions (zasync.recurring)
     "persistent",
     "psycopg2",
     "relstorage",

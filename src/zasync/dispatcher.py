@@ -23,7 +23,16 @@ import transaction
 from ZODB.utils import z64
 from zope.interface import implementer
 
-from zasync import chores, clock, remote_wakeup, timelimit, transact, wakeup
+# zasync.recurring is imported for its chore, which it registers.
+from zasync import (  # noqa: F401
+    chores,
+    clock,
+    recurring,
+    remote_wakeup,
+    timelimit,
+    transact,
+    wakeup,
+)
 from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher

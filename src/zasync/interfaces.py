@@ -1053,6 +1053,115 @@ class IChore(Interface):
         chore is tried again later; it never stops the dispatcher."""
 
 
+class IRecurringJob(Interface):
+    """A recurring job's stored definition (see zasync.recurring): when its
+    ticks are, and the job each tick puts. Read it; change it through
+    IRecurringJobs, which checks the changes.
+
+    At each tick one job is put into ``queue`` (exactly one across the
+    cluster, however many dispatchers run): ``callable(*args, **kwargs)``
+    with ``environment``, ``quota_names``, ``priority`` and
+    ``retry_policy``, ``begin_after`` being the tick, annotated
+    ``job.annotations["zasync.recurring"] == {"name": ..., "tick": ...}``.
+    It is a normal job: retried by its policy, with callbacks and history.
+
+    Cron ticks are wall-clock times in ``timezone``. When the clocks go
+    forward, a tick in the skipped hour runs at the first minute after it
+    (``30 2 * * *`` runs at 03:00 that day); when they go back, a tick at a
+    fixed hour runs once (at its first occurrence), one whose hour is ``*``
+    in both hours. Interval ticks are every ``every`` from the time the
+    schedule was defined, in real (UTC) time.
+    """
+
+    name = Attribute("The unique name (str).")
+    cron = Attribute("The cron expression (five fields), or None.")
+    every = Attribute("The interval (timedelta), or None.")
+    timezone = Attribute("The IANA timezone name the cron expression is read in.")
+    queue = Attribute("The name of the queue the jobs go to.")
+    quota_names = Attribute("The quota names of its jobs (tuple).")
+    priority = Attribute("The priority of its jobs (int).")
+    catch_up = Attribute(
+        "What happens to ticks missed while no dispatcher ran: 'skip' (only a "
+        "tick at most a minute, or half its period, late runs; the older ones "
+        "are dropped), 'once' "
+        "(one job for all missed ticks), 'each' (one job per missed tick, the "
+        "newest 100 at most)."
+    )
+    callable = Attribute("The function its jobs call (resolved from its reference).")
+    callable_name = Attribute("The callable's dotted name, for display.")
+    args = Attribute("The positional arguments (tuple).")
+    kwargs = Attribute("The keyword arguments (dict).")
+    environment = Attribute("The IJobEnvironment of its jobs, or None.")
+    retry_policy = Attribute("The retry policy of its jobs, or None for the default.")
+    paused = Attribute("True while paused: its ticks pass without a job.")
+    last_tick = Attribute("The last tick fired (aware UTC datetime), or None.")
+    next_tick = Attribute("The next tick to fire (aware UTC datetime).")
+    last_job = Attribute("The job its last tick or run-now put, or None.")
+    last_error = Attribute(
+        "Why its last tick could not put a job (text), or None. Such a tick is "
+        "spent, not tried again."
+    )
+    source = Attribute("Where it was defined: 'code', 'zcml', ...")
+
+
+class IRecurringJobs(Interface):
+    """The recurring jobs of a database: ``zasync.recurring`` provides it.
+    Every function works in the caller's transaction (commit to make it
+    count). Definitions are stored in the database; running dispatchers
+    take a new, changed, paused or removed definition within
+    ``CHECK_EVERY`` (10) seconds, without a restart."""
+
+    def define(
+        queues,
+        name,
+        callable,
+        *,
+        cron=None,
+        every=None,
+        timezone="UTC",
+        queue="",
+        quota_names=(),
+        priority=0,
+        catch_up="skip",
+        args=(),
+        kwargs=None,
+        environment=None,
+        retry_policy=None,
+        source="code",
+        now=None,
+    ):
+        """Add the recurring job ``name`` to ``queues`` (an IQueues), or
+        change it, and return its IRecurringJob. Exactly one of ``cron`` (a
+        five-field expression) and ``every`` (seconds or a timedelta, at
+        least one second) is given. ValueError (saying what to fix) for a
+        bad expression, an unknown timezone, queue or quota, a bad priority
+        or catch-up policy; BadJobError for a callable or argument that
+        cannot be stored. Nothing is stored then. Defining it again with
+        the same values writes nothing; a changed schedule starts again from
+        ``now``; a paused definition stays paused."""
+
+    def remove(queues, name):
+        """Remove the definition; jobs it put already stay. KeyError if
+        there is none of that name."""
+
+    def pause(queues, name):
+        """Stop putting jobs for its ticks; the ticks that pass meanwhile are
+        not run later."""
+
+    def resume(queues, name, now=None):
+        """Put jobs again, from the first tick after ``now``."""
+
+    def run_now(queues, name, now=None):
+        """Put one job of the definition now (paused or not) and return it;
+        the schedule does not change."""
+
+    def definitions(queues):
+        """The stored IRecurringJob definitions, ordered by name."""
+
+    def get(queues, name):
+        """The IRecurringJob named ``name``; KeyError if there is none."""
+
+
 class IDispatcher(Interface):
     """Runs jobs in this process: claims them for its agents, runs each in a
     thread with its own connection and transaction manager, heartbeats, and

@@ -2,7 +2,7 @@
 
 This is what the ``zasync status``, ``jobs``, ``job``, ``retry``,
 ``cancel``, ``set-aside``, ``discard``, ``prune``, ``settings``,
-``quota``, ``agents`` and ``mode``
+``quota``, ``agents``, ``recurring`` and ``mode``
 commands do, without any command-line parsing, so that Python code (a
 script, a Zope control panel) can do the same.
 
@@ -54,6 +54,14 @@ from zasync.admin.pruning import (
     FAILED_KEEP_FACTOR,
     PRUNE_BATCH,
     prune,
+)
+from zasync.admin.recurring import (
+    describe_recurring,
+    pause_recurring,
+    recurring_report,
+    remove_recurring,
+    resume_recurring,
+    run_recurring,
 )
 from zasync.admin.reports import (
     RETRY_OF,
@@ -123,6 +131,7 @@ __all__ = [
     "cancel_job",
     "cancel_state",
     "describe_job",
+    "describe_recurring",
     "describe_location",
     "discard_job",
     "find_jobs",
@@ -137,16 +146,21 @@ __all__ = [
     "parse_job_id",
     "pause_queue",
     "pause_quota",
+    "pause_recurring",
     "prune",
     "queue_label",
     "queue_name",
     "queues_location",
     "read_queues",
     "record_queues_location",
+    "recurring_report",
+    "remove_recurring",
     "resume_queue",
-    "resume_quota",
-    "retry_job",
     "request_cancel",
+    "resume_quota",
+    "resume_recurring",
+    "retry_job",
+    "run_recurring",
     "set_default_timeout",
     "select_queues",
     "set_agent_size",

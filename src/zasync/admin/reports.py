@@ -6,7 +6,7 @@ import heapq
 import logging
 import operator
 
-from zasync import clock, steps
+from zasync import clock, recurring, steps
 from zasync.admin.text import (
     ARGUMENT_REPR_LIMIT,
     JSON_SAFE_INTEGER,
@@ -124,9 +124,14 @@ def status_report(queues, now=None):
     """What runs where: for each queue its job counts, dispatchers (alive
     or dead, heartbeat, agents), quotas and set-aside jobs, as a dict."""
     now = now or clock.utcnow()
+    definitions = recurring.definitions(queues)
     return {
         "time": now,
         "queues": [_queue_status(queue, now) for queue in queues.values()],
+        "recurring": {
+            "count": len(definitions),
+            "paused": sum(1 for d in definitions if d.paused),
+        },
     }
 
 

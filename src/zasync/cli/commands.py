@@ -159,6 +159,13 @@ def _status(args):
     print(f"zasync status at {now:{TIME_FORMAT}} UTC")
     for queue in report["queues"]:
         _print_queue_status(queue)
+    scheduled = report.get("recurring") or {}
+    if scheduled.get("count"):
+        print()
+        print(
+            f"recurring jobs: {scheduled['count']} ({scheduled['paused']} paused); "
+            f"'zasync recurring list' shows them"
+        )
     return 0
 
 
@@ -922,6 +929,99 @@ def _resume(args):
     return 0
 
 
+def _recurring_list(args):
+    with _reading(args) as queues:
+        report = admin.recurring_report(queues)
+    if args.json:
+        _print_json(report)
+        return 0
+    if not report:
+        print("no recurring jobs are defined")
+        return 0
+    now = clock.utcnow()
+    rows = []
+    for entry in report:
+        last = entry["last_run"]
+        rows.append(
+            [
+                entry["name"],
+                entry["schedule"],
+                entry["queue"],
+                "paused" if entry["paused"] else _when(entry["next_tick"], now),
+                "-" if last is None else f"{last['id']} {last['status']}",
+                entry["catch_up"],
+                entry["source"],
+            ]
+        )
+    _table(["name", "schedule", "queue", "next", "last run", "catch-up", "from"], rows)
+    for entry in report:
+        if entry["last_error"]:
+            print(f"{entry['name']}: its last tick put no job: {entry['last_error']}")
+    return 0
+
+
+def _recurring_action(args):
+    action = {
+        "pause": admin.pause_recurring,
+        "resume": admin.resume_recurring,
+        "run": admin.run_recurring,
+        "remove": admin.remove_recurring,
+    }[args.action]
+    done = _writing(args, lambda q: action(q, args.name))
+    if args.json:
+        _print_json(done)
+        return 0
+    name = done["name"]
+    if args.action == "pause":
+        state = "was paused already" if done["was_paused"] else "paused"
+        print(f"recurring job {name} {state}: its ticks put no job until resumed")
+    elif args.action == "resume":
+        state = "resumed" if done["was_paused"] else "was not paused"
+        print(
+            f"recurring job {name} {state}; next tick "
+            f"{_when(done['next_tick'], clock.utcnow())}"
+        )
+    elif args.action == "run":
+        print(f"recurring job {name}: job {done['job_id']} queued in {done['queue']}")
+    else:
+        print(f"recurring job {name} removed; the jobs it queued stay")
+        if done["source"] == "zcml":
+            print(
+                "  it was defined in ZCML: remove it there too, or it is "
+                "defined again when its instance starts"
+            )
+    return 0
+
+
+def _register_recurring(commands):
+    parser = commands.add_parser(
+        "recurring",
+        help="list, pause, resume, run or remove recurring jobs",
+        description="The recurring jobs of the database (defined in code "
+        "with zasync.recurring.define, or in Plone's ZCML). Changes take "
+        "effect in the running dispatchers within 10 seconds.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    listing = actions.add_parser("list", help="the recurring jobs, next and last run")
+    connect.add_database_options(listing)
+    _json_option(listing)
+    listing.set_defaults(run=_recurring_list)
+    for action, what in (
+        ("pause", "pause it: its ticks pass without a job"),
+        ("resume", "resume it from its next tick"),
+        ("run", "queue one run now; the schedule stays"),
+        ("remove", "remove its definition; its jobs stay"),
+    ):
+        sub = actions.add_parser(
+            action, help=what, description=what[0].upper() + what[1:] + "."
+        )
+        connect.add_database_options(sub)
+        sub.add_argument("name", metavar="NAME", help="the recurring job's name")
+        _json_option(sub)
+        sub.set_defaults(run=_recurring_action)
+    parser.set_defaults(run=_usage(parser))
+
+
 def _register_pause(commands):
     pause = commands.add_parser(
         "pause",
@@ -1516,4 +1616,5 @@ def register(commands):
     _register_settings(commands)
     _register_pause(commands)
     _register_timeout(commands)
+    _register_recurring(commands)
     _register_mode(commands)

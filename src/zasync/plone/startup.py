@@ -29,7 +29,7 @@ from zope.processlifetime import IDatabaseOpenedWithRoot
 import zasync
 from zasync import admin
 from zasync.identity import UUID_FILENAME, uuid_and_file
-from zasync.plone import roles
+from zasync.plone import recurring, roles
 from zasync.plone.config import (
     ConfigurationError,
     process_config,
@@ -68,6 +68,7 @@ def database_opened(event):
     if config.check_location:
         check_queues_location(event.database, database, config)
     size = prepare_queues(event.database, database, config.default_quota_size or 1)
+    sync_recurring(event.database, database)
     if config.default_quota_size is not None and size != config.default_quota_size:
         log.warning(
             "zasync: zope.conf sets default-quota-size %d, but the %r quota of "
@@ -86,6 +87,22 @@ def database_opened(event):
         )
         return
     start_dispatcher(event.database, config)
+
+
+def sync_recurring(db, database=None):
+    """Store the recurring jobs this process's ZCML defines (see
+    zasync.plone.recurring); a failure is logged, Zope still starts."""
+    try:
+        done = recurring.sync(db, database)
+    except Exception:
+        log.exception("zasync: the recurring jobs of the ZCML could not be stored")
+        return
+    if done["defined"] or done["removed"]:
+        log.info(
+            "zasync: recurring jobs from ZCML: %d defined, %d removed",
+            len(done["defined"]),
+            len(done["removed"]),
+        )
 
 
 def _describe(database):

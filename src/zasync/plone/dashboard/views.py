@@ -8,6 +8,8 @@ taken by publishTraverse):
 - ``@@zasync-jobs/list``: the jobs, filtered and paged; POST: a bulk retry,
   cancel or delete of the selected jobs or of every job the filter matches;
 - ``@@zasync-jobs/job/<id>``: one job; POST: retry, cancel or delete it;
+- ``@@zasync-jobs/recurring``: the recurring jobs; POST: pause, resume or
+  run one now (recurring.py);
 - ``@@zasync-jobs/quota`` and ``@@zasync-jobs/set-aside``: POST only, the
   overview's forms;
 - ``@@zasync-jobs/json``, ``@@zasync-jobs/list/json?ids=...`` and
@@ -38,6 +40,7 @@ from zasync import admin, clock
 from zasync.admin import AdminError
 from zasync.plone import statuses
 from zasync.plone.dashboard import data
+from zasync.plone.dashboard.recurring import RecurringPage
 from zasync.plone.i18n import _
 from zasync.plone.jsonview import json_response
 from zasync.plone.service import site_queues
@@ -88,7 +91,7 @@ def period(seconds):
 
 
 @implementer(IPublishTraverse)
-class JobsDashboard(BrowserView):
+class JobsDashboard(RecurringPage, BrowserView):
     """See the module's docstring."""
 
     overview_template = ViewPageTemplateFile("templates/overview.pt")
@@ -129,6 +132,8 @@ class JobsDashboard(BrowserView):
             return self.edit_quota()
         if path == ("set-aside",):
             return self.set_aside_action()
+        if path == ("recurring",):
+            return self.recurring_page()
         if len(path) in (2, 3) and path[0] == "job":
             if len(path) == 3 and path[2] != "json":
                 raise NotFound(path[2])
