@@ -23,7 +23,14 @@ import transaction
 from ZODB.utils import z64
 from zope.interface import implementer
 
-from zasync import chores, clock, remote_wakeup, transact, wakeup
+from zasync import (
+    chores,
+    clock,
+    remote_wakeup,
+    retention,  # noqa: F401 (registers the retention chore)
+    transact,
+    wakeup,
+)
 from zasync.config import MAIN_AGENT, DispatcherConfig
 from zasync.identity import UUID_ENVIRONMENT, dispatcher_uuid, read_uuid_file
 from zasync.interfaces import IDispatcher
