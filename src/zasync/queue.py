@@ -300,6 +300,9 @@ class Queue(persistent.Persistent):
     agent_settings = None
     #: (since, by) while paused, else None (see IQueue.pause).
     paused = None
+    #: How long the queue keeps completed jobs, cluster-wide
+    #: (zasync.retention.RetentionSettings), or None: the built-in defaults.
+    retention = None
 
     def __repr__(self):
         return f"<Queue {self.name!r} pending={len(self)}>"
@@ -1269,6 +1272,10 @@ class Queue(persistent.Persistent):
 @implementer(IQueues)
 class Queues(persistent.Persistent):
     """See IQueues."""
+
+    #: The cluster's automatic pruning, its lease and last pass
+    #: (zasync.retention.RetentionState), or None before the first pass.
+    retention_state = None
 
     def __init__(self):
         self._queues = OOBTree()
