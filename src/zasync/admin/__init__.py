@@ -24,7 +24,10 @@ itself), and the agent sizes of dispatchers (see zasync.registry):
 :func:`settings_report` shows them with where each comes from;
 :func:`set_quota_size`, :func:`set_agent_size` and :func:`set_interval`
 (the poll, ping and death intervals of dispatchers) change them in the
-current transaction.
+current transaction. :func:`retention_report` and :func:`set_retention`
+do the same for how long each queue keeps its completed jobs (see
+zasync.retention), and :func:`pruning_report` tells what the automatic
+pruning did last.
 """
 
 # The library, by subject; every public name is importable from here.
@@ -62,12 +65,21 @@ from zasync.admin.reports import (
     set_aside_report,
     status_report,
 )
+from zasync.admin.retention import (
+    RETENTION_FIELDS,
+    describe_retention,
+    describe_value,
+    pruning_report,
+    queue_retention,
+)
 from zasync.admin.settings import (
     interval_report,
+    retention_report,
     set_agent_size,
     set_interval,
     set_intervals,
     set_quota_size,
+    set_retention,
     settings_report,
 )
 from zasync.admin.text import (
@@ -109,6 +121,7 @@ __all__ = [
     "MAX_CONFLICTS",
     "NoQueues",
     "PRUNE_BATCH",
+    "RETENTION_FIELDS",
     "RETRY_OF",
     "RetryOutcome",
     "STATUS_FILTERS",
@@ -116,6 +129,8 @@ __all__ = [
     "cancel_job",
     "describe_job",
     "describe_location",
+    "describe_retention",
+    "describe_value",
     "discard_job",
     "find_jobs",
     "for_json",
@@ -128,12 +143,15 @@ __all__ = [
     "parse_job_id",
     "pause_queue",
     "prune",
+    "pruning_report",
+    "queue_retention",
     "queue_label",
     "queue_name",
     "queues_location",
     "read_queues",
     "record_queues_location",
     "resume_queue",
+    "retention_report",
     "retry_job",
     "select_queues",
     "set_agent_size",
@@ -141,6 +159,7 @@ __all__ = [
     "set_intervals",
     "set_aside_report",
     "set_quota_size",
+    "set_retention",
     "settings_report",
     "status_report",
     "unfinished_jobs",

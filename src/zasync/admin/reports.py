@@ -7,6 +7,7 @@ import logging
 import operator
 
 from zasync import clock
+from zasync.admin.retention import pruning_report
 from zasync.admin.text import (
     ARGUMENT_REPR_LIMIT,
     JSON_SAFE_INTEGER,
@@ -121,11 +122,14 @@ def _status_text(job, aside=False):
 
 def status_report(queues, now=None):
     """What runs where: for each queue its job counts, dispatchers (alive
-    or dead, heartbeat, agents), quotas and set-aside jobs, as a dict."""
+    or dead, heartbeat, agents), quotas and set-aside jobs, and what the
+    automatic pruning did last (see zasync.admin.retention.pruning_report),
+    as a dict."""
     now = now or clock.utcnow()
     return {
         "time": now,
         "queues": [_queue_status(queue, now) for queue in queues.values()],
+        "pruning": pruning_report(queues),
     }
 
 
