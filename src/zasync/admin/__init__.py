@@ -70,6 +70,7 @@ from zasync.admin.retention import (
     describe_retention,
     describe_value,
     pruning_report,
+    queue_pruned,
     queue_retention,
 )
 from zasync.admin.settings import (
@@ -144,6 +145,7 @@ __all__ = [
     "pause_queue",
     "prune",
     "pruning_report",
+    "queue_pruned",
     "queue_retention",
     "queue_label",
     "queue_name",

@@ -7,7 +7,7 @@ import logging
 import operator
 
 from zasync import clock
-from zasync.admin.retention import pruning_report
+from zasync.admin.retention import pruning_report, queue_pruned
 from zasync.admin.text import (
     ARGUMENT_REPR_LIMIT,
     JSON_SAFE_INTEGER,
@@ -128,7 +128,7 @@ def status_report(queues, now=None):
     now = now or clock.utcnow()
     return {
         "time": now,
-        "queues": [_queue_status(queue, now) for queue in queues.values()],
+        "queues": [_queue_status(queue, now, queues) for queue in queues.values()],
         "pruning": pruning_report(queues),
     }
 
@@ -150,7 +150,7 @@ def _paused(queue):
     return None if paused is None else {"since": paused[0], "by": paused[1]}
 
 
-def _queue_status(queue, now):
+def _queue_status(queue, now, queues=None):
     dispatchers = []
     for uuid, record in queue.dispatchers.items():
         last = record.last_ping
@@ -179,6 +179,7 @@ def _queue_status(queue, now):
         "counts": queue.counts(),
         "paused": _paused(queue),
         "set_aside": len(queue.set_aside_jobs),
+        "pruned": queue_pruned(queues, queue),
         "dispatchers": dispatchers,
         "quotas": [
             {"name": quota.name, "size": quota.size, "active": len(quota)}

@@ -5,7 +5,7 @@ and text; zasync.admin.settings reports and changes the settings."""
 import datetime
 
 from zasync import retention
-from zasync.admin.text import format_duration, queue_label
+from zasync.admin.text import format_duration
 
 #: The retention settings, in the order they are shown.
 RETENTION_FIELDS = ("enabled", *retention.FIELDS)
@@ -22,32 +22,40 @@ def queue_retention(queue):
 
 
 def pruning_report(queues):
-    """What the automatic pruning does: ``{"holder": the UUID of the
-    dispatcher pruning now or None, "next_pass": when the next pass
-    begins or None, "current": the pass under way or None, "last": the
-    last pass finished or None}``; a pass is ``{"started", "ended" (the
-    last only), "by", "removed" (the last only), "queues": {queue label:
-    {"succeeded", "failed", "kept"}}}``."""
+    """What the automatic pruning does, with the same keys whatever it
+    did: ``{"holder": the UUID of the dispatcher pruning now or None,
+    "running_since", "running_removed": the pass under way (when it began,
+    the jobs removed so far) or None, "last_started", "last_ended",
+    "last_by", "last_removed": the last pass finished (when, by which
+    dispatcher, how many jobs it removed in all) or None, "next_pass":
+    when the next pass begins or None}``."""
     state = retention.retention_state(queues)
-    if state is None:
-        return {"holder": None, "next_pass": None, "current": None, "last": None}
+    current = None if state is None else state.current
+    last = None if state is None else state.last
 
-    def copy(found):
-        if found is None:
-            return None
-        found = dict(found)
-        found["queues"] = {
-            queue_label(name): dict(counts)
-            for name, counts in found.get("queues", {}).items()
-        }
-        return found
+    def removed(found):
+        return sum(c["succeeded"] + c["failed"] for c in found["queues"].values())
 
     return {
-        "holder": state.holder,
-        "next_pass": state.next_pass,
-        "current": copy(state.current),
-        "last": copy(state.last),
+        "holder": None if state is None else state.holder,
+        "running_since": None if current is None else current["started"],
+        "running_removed": None if current is None else removed(current),
+        "last_started": None if last is None else last["started"],
+        "last_ended": None if last is None else last["ended"],
+        "last_by": None if last is None else last["by"],
+        "last_removed": None if last is None else last["removed"],
+        "next_pass": None if state is None else state.next_pass,
     }
+
+
+def queue_pruned(queues, queue):
+    """``{"succeeded", "failed", "kept"}``: the jobs of ``queue`` (an
+    IQueue) that the last automatic pass removed, and kept as parts of
+    unfinished jobs (zeros before the first pass)."""
+    state = None if queues is None else retention.retention_state(queues)
+    last = None if state is None else state.last
+    found = {} if last is None else last["queues"].get(queue.name, {})
+    return {key: found.get(key, 0) for key in ("succeeded", "failed", "kept")}
 
 
 def describe_value(value):

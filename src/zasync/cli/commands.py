@@ -166,23 +166,21 @@ def _status(args):
 
 def _pruning_text(pruning, now):
     """One line: what the automatic pruning (zasync.retention) did last."""
-    current, last = pruning.get("current"), pruning.get("last")
 
-    def counted(found):
-        total = sum(c["succeeded"] + c["failed"] for c in found["queues"].values())
-        return f"{total} job{'' if total == 1 else 's'}"
+    def jobs(count):
+        return f"{count} job{'' if count == 1 else 's'}"
 
-    if current is not None:
-        started = _when(_parsed(current["started"]), now)
+    if pruning.get("running_since") is not None:
         return (
-            f"automatic prune: under way since {started} by dispatcher "
-            f"{pruning['holder'] or current['by']}, {counted(current)} removed so far"
+            f"automatic prune: under way since "
+            f"{_when(_parsed(pruning['running_since']), now)} by dispatcher "
+            f"{pruning['holder']}, {jobs(pruning['running_removed'])} removed so far"
         )
-    if last is None:
+    if pruning.get("last_ended") is None:
         return "automatic prune: none yet (a running dispatcher begins one)"
     text = (
-        f"automatic prune: last ended {_when(_parsed(last['ended']), now)}, "
-        f"{counted(last)} removed"
+        f"automatic prune: last ended {_when(_parsed(pruning['last_ended']), now)}, "
+        f"{jobs(pruning['last_removed'])} removed"
     )
     if pruning.get("next_pass") is not None:
         text += f"; next {_when(_parsed(pruning['next_pass']), now)}"
