@@ -12,7 +12,7 @@ of its own in a temporary directory:
 
 Then the storage is packed (to the present), and the growth of the
 database file since the empty, packed queue is printed per 10,000 jobs,
-with the medians over the rounds.
+with the medians over ``--rounds`` rounds.
 """
 
 import argparse
@@ -115,7 +115,7 @@ def main(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="medians over these")
     parser.add_argument("--agent-size", type=int, default=3)
     parser.add_argument(
         "--put-batch", type=int, default=500, help="jobs put per transaction"
@@ -141,25 +141,26 @@ def main(argv=None):
                     f"retention {'on' if keep else 'off'}"
                 )
                 results[keep].append(run(directory, args.jobs, keep, args))
+    rounds = f"{args.rounds} rounds, medians" if args.rounds > 1 else "1 round"
     print(
         f"FileStorage, one dispatcher (agent size {args.agent_size}), "
-        f"{args.jobs} trivial jobs per run, {args.rounds} rounds, medians"
+        f"{args.jobs} trivial jobs per run, {rounds}"
     )
     for keep in (True, False):
         figures = results[keep]
         growth = statistics.median(f["growth"] for f in figures)
         unpacked = statistics.median(f["unpacked"] for f in figures)
         seconds = statistics.median(f["seconds"] for f in figures)
-        label = f"retention on ({args.age:g}s)" if keep else "retention off         "
+        label = (f"retention on ({args.age:g}s)" if keep else "retention off").ljust(20)
         print(
-            f"  {label}  growth after pack {growth / 1e6:8.2f} MB per {PER:,} jobs"
-            f"  (before pack {unpacked / 1e6:.2f} MB; {seconds:.1f}s"
-            f"{' until all were pruned' if keep else ' to run them'})"
+            f"  {label}  database growth after pack {growth:12,.0f} bytes per "
+            f"{PER:,} jobs  (before the pack {unpacked / 1e6:.1f} MB; "
+            f"{seconds:.1f}s{' until all were pruned' if keep else ' to run them'})"
         )
     on = statistics.median(f["growth"] for f in results[True])
     off = statistics.median(f["growth"] for f in results[False])
     if off > 0:
-        print(f"  retention keeps {on / off:.1%} of the growth without it")
+        print(f"  with retention the packed database grows {on / off:.2%} as much")
     return 0
 
 

@@ -175,7 +175,7 @@ def test_the_retention_benchmark_runs_and_prints_the_growth(capsys, monkeypatch)
     assert bench.main([*argv, "--every", "0.1", "--timeout", "60"]) == 0
     out = capsys.readouterr().out
     on, off = (
-        float(line.split("growth after pack")[1].split("MB")[0])
+        float(line.split("growth after pack")[1].split("bytes")[0].replace(",", ""))
         for line in out.splitlines()
         if "growth after pack" in line
     )

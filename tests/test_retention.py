@@ -177,8 +177,9 @@ def test_parts_of_unfinished_jobs_are_kept(queue, queues, dispatcher):
     transaction.commit()
     wait_for_start(job)
     try:
+        # The first part completed and indexed by its dispatcher.
         wait_for(
-            lambda: queue.counts()["succeeded"] >= 1,
+            lambda: list(queue.indexed_completed(False)),
             seconds=20,
             refresh=transaction.begin,
             describe=lambda: f"counts {queue.counts()}",
@@ -314,3 +315,40 @@ def test_admin_prune_reports_progress_per_batch(db, queue, queues):
         ("succeeded", 6, 7),
         ("succeeded", 7, 7),
     ]
+
+
+def test_a_batch_and_completions_at_the_same_time_lose_nothing(
+    db, queue, queues, monkeypatch
+):
+    now = clock.utcnow()
+    monkeypatch.setattr(clock, "utcnow", lambda: now - 8 * DAY)
+    old = completed(queue, 6)
+    monkeypatch.undo()
+    pruner, worker = (jobfuncs.open_connection(db) for _ in range(2))
+    tries = []
+    try:
+        tm = pruner.transaction_manager
+
+        def prune_batch():
+            tries.append(1)
+            found = zasync.get_queues(pruner)
+            if len(tries) == 1:
+                # While this batch is under way, jobs complete elsewhere.
+                with worker.transaction_manager, inline():
+                    other = zasync.get_queues(worker)[""]
+                    for i in range(3):
+                        other.put(zasync.Job(jobfuncs.add, i, 0))
+            return retention.step(found, "d1", now, batch=4)
+
+        assert transact.run(tm, prune_batch, tries=5) == 0
+    finally:
+        for conn in (pruner, worker):
+            conn.transaction_manager.abort()
+            conn.close()
+    run_pass(queues, now, batch=4)
+    transaction.begin()
+    # The old jobs are gone (the new ones ended after the pass's cutoff),
+    # and the counters merged: the three new jobs are counted.
+    assert present(queues, old) == []
+    assert queue.counts()["succeeded"] == 3
+    assert retention.retention_state(queues).last["removed"] == 6
