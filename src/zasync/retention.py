@@ -9,8 +9,10 @@ The :class:`RetentionChore`, registered at import, is run by every
 dispatcher (see zasync.chores). One dispatcher at a time prunes: it takes
 the lease in the database's :class:`RetentionState` (two dispatchers
 taking it at once conflict, and the one that retries sees the other's), and
-removes at most :data:`BATCH` jobs per run, asking to be run again at once
-while there is more, so that a long prune never holds up a round. The
+looks at :data:`BATCH` completed jobs at most per run (one transaction),
+asking to be run again at once while there is more, so that a long prune
+never holds up a round. A pass over the queues begins every :data:`EVERY`
+seconds; between passes the dispatchers only read. The
 lease lapses when its holder stops renewing it (judged on the storage's
 commit times), and another dispatcher goes on where it stopped.
 
@@ -336,8 +338,9 @@ def step(queues, holder, now, tid=None, batch=BATCH, every=EVERY):
 @implementer(IChore)
 class RetentionChore:
     """Automatic retention (see this module's docstring); ``every``:
-    seconds between the starts of two passes; ``batch``: jobs removed per
-    run at most."""
+    seconds between the starts of two passes; ``batch``: completed jobs
+    looked at per run at most; ``interval``: seconds between two looks of
+    one dispatcher while no pass is due."""
 
     name = "zasync.retention"
 

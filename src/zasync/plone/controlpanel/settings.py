@@ -86,7 +86,7 @@ def retention_form_values(in_force):
         age, count = in_force[f"{kind}_age"], in_force[f"{kind}_count"]
         days = None
         if age["source"] == retention.FROM_SETTING:
-            days = 0 if age["value"] == retention.UNLIMITED else age["value"] / DAY
+            days = 0.0 if age["value"] == retention.UNLIMITED else age["value"] / DAY
         values[f"{kind}_days"] = days
         count_value = count["value"]
         values[f"{kind}_count"] = (
