@@ -173,25 +173,18 @@ def _pruning_text(pruning, now):
     if pruning.get("running_since") is not None:
         return (
             f"automatic prune: under way since "
-            f"{_when(_parsed(pruning['running_since']), now)} by dispatcher "
+            f"{_when(pruning['running_since'], now)} by dispatcher "
             f"{pruning['holder']}, {jobs(pruning['running_removed'])} removed so far"
         )
     if pruning.get("last_ended") is None:
         return "automatic prune: none yet (a running dispatcher begins one)"
     text = (
-        f"automatic prune: last ended {_when(_parsed(pruning['last_ended']), now)}, "
+        f"automatic prune: last ended {_when(pruning['last_ended'], now)}, "
         f"{jobs(pruning['last_removed'])} removed"
     )
     if pruning.get("next_pass") is not None:
-        text += f"; next {_when(_parsed(pruning['next_pass']), now)}"
+        text += f"; next {_when(pruning['next_pass'], now)}"
     return text
-
-
-def _parsed(when):
-    """A datetime of a report: as it is, or from the ISO text of a remote one."""
-    if isinstance(when, str):
-        return datetime.datetime.fromisoformat(when)
-    return when
 
 
 def _print_queue_status(queue):
