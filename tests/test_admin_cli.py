@@ -852,7 +852,7 @@ def test_status_shows_the_last_automatic_prune(database, zasync_cli):
     assert (code, err) == (0, "")
     line = out.splitlines()[1]
     assert line.startswith("automatic prune: last ended ")
-    assert ", 3 jobs removed; next " in line and line.endswith(" (in 9m59s)")
+    assert ", 3 jobs removed; next " in line
     code, out, _ = zasync_cli("status", "--json")
     report = json.loads(out)
     assert report["pruning"]["last_by"] == "c3c3c3c3-0000"

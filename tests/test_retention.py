@@ -272,6 +272,13 @@ def test_dispatchers_prune_automatically_one_at_a_time(
     transaction.commit()
     for job in old + old_failed:
         wait_for_result(job)
+    # Indexed as completed by their dispatchers too, before time moves on.
+    wait_for(
+        lambda: queue.unsettled() == 0,
+        seconds=30,
+        refresh=transaction.begin,
+        describe=lambda: f"counts {queue.counts()}",
+    )
     shift[0] = 8 * DAY
     # Jobs completing while the dispatchers prune stay.
     new = [queue.put(zasync.Job(jobfuncs.add, i, 2)) for i in range(20)]
