@@ -17,7 +17,7 @@ import ZODB.FileStorage
 import jobfuncs
 import zasync
 import zasync.job
-from zasync import admin, clock
+from zasync import admin, clock, retention
 from zasync.cli import main
 from zasync.registry import Agent, DispatcherRecord
 from zasync.status import COMPLETED, PENDING
@@ -394,7 +394,12 @@ def counts(database):
 
 def test_prune(aged_jobs, database, zasync_cli):
     code, out, err = zasync_cli("prune", "--older-than", "1d", "--dry-run")
-    assert (code, err) == (0, "")
+    assert code == 0
+    # Progress on stderr, a line per batch.
+    assert err == (
+        "queue default: would remove 3 of ~3 succeeded jobs\n"
+        "queue reports: would remove 3 of ~3 succeeded jobs\n"
+    )
     assert out == (
         "completed jobs that ended over 1d00h ago, failed ones over 4d00h ago:\n"
         "  queue default: would remove 3 succeeded and 0 failed jobs\n"
@@ -406,7 +411,11 @@ def test_prune(aged_jobs, database, zasync_cli):
     code, out, err = zasync_cli(
         "prune", "--older-than", "1d", "--queue", "default", "--batch-size", "2"
     )
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.splitlines() == [
+        "queue default: removed 2 of ~3 succeeded jobs",
+        "queue default: removed 3 of ~3 succeeded jobs",
+    ]
     assert out.splitlines()[1:] == [
         "  queue default: removed 3 succeeded and 0 failed jobs"
     ]
@@ -850,3 +859,93 @@ def test_job_and_status_show_dependencies(database, zasync_cli):
     assert "jobs: 1 waiting, 1 pending, 0 assigned" in out
     code, out, err = zasync_cli("jobs", "--status", "waiting")
     assert (code, err) == (0, "") and str(second.id) in out and str(first.id) not in out
+
+
+def test_retention_show_set_and_unset(database, zasync_cli):
+    with database() as queues:
+        queues.create("reports")
+    code, out, err = zasync_cli("retention", "show")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "automatic prune: none yet (a running dispatcher begins one)",
+        "queue default: keeps succeeded jobs 7d00h, failed jobs 30d00h "
+        "(built-in default)",
+        "queue reports: keeps succeeded jobs 7d00h, failed jobs 30d00h "
+        "(built-in default)",
+    ]
+    code, out, err = zasync_cli(
+        "retention",
+        "set",
+        "--queue",
+        "reports",
+        "--succeeded-age",
+        "2d",
+        "--failed-count",
+        "500",
+        "--failed-age",
+        "unlimited",
+    )
+    assert (code, err) == (0, "")
+    assert "queue reports: succeeded_age 2d00h (was unset)" in out
+    assert "queue reports: failed_count 500 (was unset)" in out
+    code, out, err = zasync_cli("retention", "show", "--queue", "reports")
+    assert out.splitlines()[1] == (
+        "queue reports: keeps succeeded jobs 2d00h, failed jobs forever "
+        "(at most 500) (built-in default and cluster setting)"
+    )
+    code, out, err = zasync_cli("settings")
+    assert "  retention: keeps succeeded jobs 2d00h, failed jobs forever" in out
+    assert "'zasync retention set --queue reports' changes it" in out
+
+    # Bad values change nothing and say what to give.
+    code, out, err = zasync_cli("retention", "set", "--failed-count", "0")
+    assert code == 2 and out == ""
+    assert "failed_count must be a whole number of at least 1" in err
+    assert "nothing was changed" in err
+    code, out, err = zasync_cli("retention", "set", "--succeeded-age", "soon")
+    assert code == 2 and "'soon' is not a duration" in err
+    code, out, err = zasync_cli("retention", "set")
+    assert code == 2 and "give at least one of --on, --off" in err
+    code, out, err = zasync_cli("retention", "set", "--queue", "nope", "--off")
+    assert code == 2 and "nope" in err
+
+    code, out, err = zasync_cli("retention", "set", "--off")
+    assert "queue default: enabled off (was unset)" in out
+    code, out, _ = zasync_cli("retention", "show", "--json")
+    shown = {q["label"]: q["retention"] for q in json.loads(out)["queues"]}
+    assert shown["default"]["enabled"] == {"value": False, "source": "cluster setting"}
+    assert shown["reports"]["succeeded_age"]["value"] == 2 * 86400.0
+    assert shown["reports"]["failed_age"]["value"] == "unlimited"
+
+    code, out, err = zasync_cli(
+        "retention",
+        "unset",
+        "--queue",
+        "reports",
+        "--succeeded-age",
+        "--failed-count",
+        "--failed-age",
+    )
+    assert (code, err) == (0, "")
+    code, out, _ = zasync_cli("retention", "show")
+    assert out.count("(built-in default)") == 1  # default is off by setting
+    assert "queue default: off (cluster setting)" in out
+
+
+def test_status_shows_the_last_automatic_prune(database, zasync_cli):
+    now = clock.utcnow()
+    with database() as queues, inline():
+        for _ in range(3):
+            queues[""].put(zasync.Job(jobfuncs.add, 1, 1))
+    with database() as queues:
+        retention.step(queues, "c3c3c3c3-0000", now + 8 * DAY)
+    code, out, err = zasync_cli("status")
+    assert (code, err) == (0, "")
+    line = out.splitlines()[1]
+    assert line.startswith("automatic prune: last ended ")
+    assert ", 3 jobs removed; next " in line
+    code, out, _ = zasync_cli("status", "--json")
+    report = json.loads(out)
+    assert report["pruning"]["last_by"] == "c3c3c3c3-0000"
+    assert report["pruning"]["last_removed"] == 3
+    assert report["queues"][0]["pruned"] == {"succeeded": 3, "failed": 0, "kept": 0}

@@ -162,3 +162,23 @@ def test_summary_of_conflicts(enqueue):
         2,
         1,
     ]
+
+
+def test_the_retention_benchmark_runs_and_prints_the_growth(capsys, monkeypatch):
+    from zasync import retention
+
+    # The script speeds the registered chore up: put it back afterwards.
+    monkeypatch.setattr(retention.CHORE, "every", retention.CHORE.every)
+    monkeypatch.setattr(retention.CHORE, "interval", retention.CHORE.interval)
+    bench = load("bench_retention")
+    argv = ["--jobs", "40", "--rounds", "1", "--put-batch", "15", "--age", "0.2"]
+    assert bench.main([*argv, "--every", "0.1", "--timeout", "60"]) == 0
+    out = capsys.readouterr().out
+    on, off = (
+        float(line.split("growth after pack")[1].split("bytes")[0].replace(",", ""))
+        for line in out.splitlines()
+        if "growth after pack" in line
+    )
+    assert "retention on (0.2s)" in out and "retention off" in out
+    # Without retention the packed database keeps the jobs.
+    assert off > on

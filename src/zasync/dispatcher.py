@@ -23,12 +23,14 @@ import transaction
 from ZODB.utils import z64
 from zope.interface import implementer
 
-# zasync.recurring is imported for its chore, which it registers.
+# zasync.recurring and zasync.retention are imported for their chores,
+# which they register.
 from zasync import (  # noqa: F401
     chores,
     clock,
     recurring,
     remote_wakeup,
+    retention,
     timelimit,
     transact,
     wakeup,

@@ -1162,6 +1162,60 @@ class IRecurringJobs(Interface):
         """The IRecurringJob named ``name``; KeyError if there is none."""
 
 
+class IRetentionSettings(Interface):
+    """How long one queue keeps its completed jobs, set in the database for
+    the whole cluster (kept in ``queue.retention``; see zasync.retention).
+
+    The settings are ``enabled`` (False: nothing is pruned automatically),
+    ``succeeded_age`` and ``failed_age`` (timedeltas: jobs that ended
+    longer ago are pruned), ``succeeded_count`` and ``failed_count`` (whole
+    numbers: only that many of the newest are kept). An age or count may be
+    ``zasync.retention.UNLIMITED``: no limit of that kind. A job is pruned
+    when either limit of its kind says so. A setting not set takes the
+    built-in default: enabled, succeeded jobs kept 7 days, failed ones 30
+    days, no count limits.
+    """
+
+    def get(field):
+        """The value set for ``field``, or None (not set). ValueError for a
+        field that is not a retention setting."""
+
+    def update(changes):
+        """Set each of ``changes`` (``{field: value}``); None unsets one.
+        ValueError/TypeError for an unknown field or a bad value (a
+        non-positive age, a count below 1), and then nothing changes."""
+
+    def values():
+        """``{field: value}`` of the settings set."""
+
+
+class IRetentionState(Interface):
+    """The cluster's automatic pruning (``queues.retention_state``): the
+    lease of the one dispatcher pruning now, the pass under way and the
+    last one finished. Written by the lease's holder only, except when a
+    dispatcher takes the lease: then two taking it at once conflict and
+    one wins."""
+
+    holder = Attribute("The UUID of the dispatcher holding the lease, or None.")
+    renewed = Attribute("The holder's time of its last batch, or None.")
+    next_pass = Attribute("When the next pass begins (aware UTC), or None.")
+    current = Attribute(
+        "The pass under way, or None: {'started', 'by' (a dispatcher UUID), "
+        "'queues': {queue name: {'succeeded', 'failed', 'kept'}}}, the jobs "
+        "removed (and kept, being parts of unfinished jobs) so far."
+    )
+    last = Attribute(
+        "The last pass finished, or None: as ``current``, with 'ended' and "
+        "'removed' (the jobs removed in all)."
+    )
+
+    def held_by_other(holder, now, tid=None):
+        """Whether a dispatcher other than ``holder`` holds the lease: it
+        wrote this state less than zasync.retention.LEASE_SECONDS ago,
+        judged on the storage's time (``tid``: the latest transaction seen)
+        or, when the storage does not tell, on ``now``."""
+
+
 class IDispatcher(Interface):
     """Runs jobs in this process: claims them for its agents, runs each in a
     thread with its own connection and transaction manager, heartbeats, and

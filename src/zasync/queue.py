@@ -322,6 +322,10 @@ class Queue(persistent.Persistent):
         if value != self._default_timeout:
             self._default_timeout = value
 
+    #: How long the queue keeps completed jobs, cluster-wide
+    #: (zasync.retention.RetentionSettings), or None: the built-in defaults.
+    retention = None
+
     def __repr__(self):
         return f"<Queue {self.name!r} pending={len(self)}>"
 
@@ -1413,6 +1417,10 @@ class Queue(persistent.Persistent):
 @implementer(IQueues)
 class Queues(persistent.Persistent):
     """See IQueues."""
+
+    #: The cluster's automatic pruning, its lease and last pass
+    #: (zasync.retention.RetentionState), or None before the first pass.
+    retention_state = None
 
     def __init__(self):
         self._queues = OOBTree()

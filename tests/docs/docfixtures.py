@@ -20,7 +20,7 @@ from pathlib import Path
 import ZODB
 
 import zasync
-from zasync import clock
+from zasync import clock, retention
 from zasync.testing import inline, processes, wait_for, wait_for_result, wait_for_start
 
 HERE = Path(__file__).resolve().parent
@@ -132,7 +132,8 @@ class Ops(Zeo):
     - two newsletters are scheduled for later;
     - older jobs: 40 report exports that ended 10 days ago, 2 feed imports
       that failed 10 days ago and 4 that failed 40 days ago;
-    - a quota "exports" of size 2.
+    - a quota "exports" of size 2;
+    - automatic retention off for the default queue.
 
     The job ids the page shows stand for these jobs (JOB_IDS); other job
     ids, the host, process ids, users and ages are normalized.
@@ -181,6 +182,9 @@ class Ops(Zeo):
         with self.db.transaction() as conn:
             queue = zasync.get_queues(conn)[""]
             queue.quotas.create("exports", size=2)
+            # The page prunes these old jobs by hand before it turns the
+            # automatic retention on (see its Retention section).
+            retention.retention_settings(queue).update({"enabled": False})
             with inline():
                 with _at(now - 40 * day):
                     for _ in range(4):

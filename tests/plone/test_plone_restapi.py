@@ -4,6 +4,7 @@ filters and batching, who sees and does what, the errors; and the examples
 of docs/rest.md, performed one by one (see test_the_documented_examples)."""
 
 import base64
+import datetime
 import json
 import os
 import pathlib
@@ -28,6 +29,7 @@ from restapi_layer import (
 )
 from zope.component import getUtility
 
+from zasync import retention
 from zasync.plone.interfaces import IAsyncService
 from zasync.plone.testing import wait_for_result
 from zasync.testing import wait_for
@@ -709,9 +711,55 @@ def test_controlpanel_patch(url, site):
     assert queues()[""].quotas["default"].size == 2
 
 
+def test_controlpanel_patch_retention(url, site):
+    response = call(
+        "PATCH",
+        f"{url}/@controlpanels/zasync",
+        MANAGER,
+        json_body={
+            "retention_succeeded_days_default": 2,
+            "retention_failed_days_default": 0,
+            "retention_failed_count_default": 50,
+        },
+    )
+    assert response.status_code == 204, response.text
+    data = call("GET", f"{url}/@controlpanels/zasync", MANAGER).json()["data"]
+    assert data["retention_succeeded_days_default"] == 2.0
+    assert data["retention_failed_days_default"] == 0
+    assert data["retention_failed_count_default"] == 50
+    assert data["retention_enabled_default"] is True
+    rules = retention.policy(queues()[""])
+    assert rules["succeeded_age"] == (datetime.timedelta(days=2), "cluster setting")
+    assert rules["failed_age"] == (retention.UNLIMITED, "cluster setting")
+    assert rules["failed_count"] == (50, "cluster setting")
+    # Back to the built-in defaults: null.
+    response = call(
+        "PATCH",
+        f"{url}/@controlpanels/zasync",
+        MANAGER,
+        json_body={
+            "retention_succeeded_days_default": None,
+            "retention_failed_days_default": None,
+            "retention_failed_count_default": None,
+        },
+    )
+    assert response.status_code == 204, response.text
+    assert queues()[""].retention.values() == {}
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [
+        (
+            {"retention_succeeded_days_default": -1},
+            "retention_succeeded_days_default: give a number of days >= 0",
+        ),
+        (
+            {"retention_failed_count_default": 0},
+            "retention_failed_count_default: give a whole number >= 1",
+        ),
+        ({"retention_enabled_default": "yes"}, "give true or false"),
+        ({"retention_enabled_nope": True}, "not a setting of this control panel"),
         ({"quota_default": "two"}, "quota_default: give a whole number from 0 to"),
         ({"default_agent_size": -1}, "default_agent_size: give a whole number"),
         ({"public_url": "not a url"}, "public_url:"),

@@ -4,6 +4,7 @@ shown as they are in force (an override by a process's zope.conf is marked
 with its source), the site's public URL, its security and its CSRF
 protection; real dispatchers follow what it saves."""
 
+import datetime
 import uuid
 
 import pytest
@@ -22,7 +23,7 @@ from zope.component import getUtility
 from zope.component.hooks import setSite
 
 import zasync
-from zasync import admin
+from zasync import admin, retention
 from zasync.plone.controlpanel import views
 from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
 from zasync.testing import wait_for
@@ -324,3 +325,56 @@ def test_a_quota_rate_is_set_shown_and_removed(functional_app, functional_portal
     browser.getControl("Save").click()
     assert "quota 'default': no rate" in text(browser)
     assert fresh_queue().quotas[DEFAULT_QUOTA].rate is None
+
+
+def retention_control(browser, field, queue=""):
+    return control(browser, views.retention_field_name(queue, field))
+
+
+def test_retention_of_each_queue_is_edited_for_the_whole_cluster(
+    functional_app, functional_portal
+):
+    transaction.begin()
+    getUtility(IAsyncService).getQueues().create("reports")
+    transaction.commit()
+    browser = browser_for(functional_app)
+    browser.open(f"{functional_portal.absolute_url()}/{PAGE}")
+    page = text(browser)
+    assert "Retention of completed jobs" in page
+    assert "Queue 'reports': keep failed jobs (days)" in page
+    assert (
+        "Now: keeps succeeded jobs 7d00h, failed jobs 30d00h (built-in default)" in page
+    )
+    assert retention_control(browser, "succeeded_days").value == ""
+    retention_control(browser, "succeeded_days").value = "2"
+    retention_control(browser, "failed_count", "reports").value = "40"
+    retention_control(browser, "failed_days", "reports").value = "0"
+    browser.getControl("Save").click()
+    page = text(browser)
+    assert "retention of queue default: succeeded_age 2d00h (every site)" in page
+    assert "retention of queue reports: failed_age unlimited, failed_count 40" in page
+    transaction.begin()
+    queues = getUtility(IAsyncService).getQueues()
+    assert queues[""].retention.values() == {
+        "succeeded_age": datetime.timedelta(days=2)
+    }
+    assert retention.policy(queues["reports"])["failed_count"] == (
+        40,
+        "cluster setting",
+    )
+    assert admin.retention_report(queues)["queues"][1]["retention"]["failed_age"] == {
+        "value": retention.UNLIMITED,
+        "source": "cluster setting",
+    }
+    # Shown as saved; a count below 1 is refused and nothing is stored.
+    browser.open(f"{functional_portal.absolute_url()}/{PAGE}")
+    assert retention_control(browser, "succeeded_days").value == "2.0"
+    assert retention_control(browser, "failed_days", "reports").value == "0.0"
+    retention_control(browser, "succeeded_count").value = "0"
+    retention_control(browser, "succeeded_days").value = "5"
+    browser.getControl("Save").click()
+    assert "There were some errors" in text(browser)
+    transaction.begin()
+    assert fresh_queue().retention.values() == {
+        "succeeded_age": datetime.timedelta(days=2)
+    }

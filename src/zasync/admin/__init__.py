@@ -24,7 +24,10 @@ itself), and the agent sizes of dispatchers (see zasync.registry):
 :func:`settings_report` shows them with where each comes from;
 :func:`set_quota_size`, :func:`set_agent_size` and :func:`set_interval`
 (the poll, ping and death intervals of dispatchers) change them in the
-current transaction.
+current transaction. :func:`retention_report` and :func:`set_retention`
+do the same for how long each queue keeps its completed jobs (see
+zasync.retention), and :func:`pruning_report` tells what the automatic
+pruning did last.
 """
 
 # The library, by subject; every public name is importable from here.
@@ -75,13 +78,23 @@ from zasync.admin.reports import (
     set_aside_report,
     status_report,
 )
+from zasync.admin.retention import (
+    RETENTION_FIELDS,
+    describe_retention,
+    describe_value,
+    pruning_report,
+    queue_pruned,
+    queue_retention,
+)
 from zasync.admin.settings import (
     interval_report,
+    retention_report,
     set_agent_size,
     set_interval,
     set_intervals,
     set_quota_rate,
     set_quota_size,
+    set_retention,
     settings_report,
 )
 from zasync.admin.text import (
@@ -124,6 +137,7 @@ __all__ = [
     "MAX_CONFLICTS",
     "NoQueues",
     "PRUNE_BATCH",
+    "RETENTION_FIELDS",
     "RETRY_OF",
     "RetryOutcome",
     "STATUS_FILTERS",
@@ -133,6 +147,8 @@ __all__ = [
     "describe_job",
     "describe_recurring",
     "describe_location",
+    "describe_retention",
+    "describe_value",
     "discard_job",
     "find_jobs",
     "for_json",
@@ -148,6 +164,9 @@ __all__ = [
     "pause_quota",
     "pause_recurring",
     "prune",
+    "pruning_report",
+    "queue_pruned",
+    "queue_retention",
     "queue_label",
     "queue_name",
     "queues_location",
@@ -159,6 +178,7 @@ __all__ = [
     "request_cancel",
     "resume_quota",
     "resume_recurring",
+    "retention_report",
     "retry_job",
     "run_recurring",
     "set_default_timeout",
@@ -169,6 +189,7 @@ __all__ = [
     "set_aside_report",
     "set_quota_rate",
     "set_quota_size",
+    "set_retention",
     "settings_report",
     "status_report",
     "unfinished_jobs",

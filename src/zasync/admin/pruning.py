@@ -2,7 +2,6 @@
 ones longer."""
 
 import datetime
-import itertools
 import logging
 
 import transaction
@@ -13,7 +12,7 @@ from zasync.admin.reports import _completed_threshold, read_queues, select_queue
 from zasync.admin.text import queue_label
 from zasync.exceptions import AdminError
 from zasync.loading import readable
-from zasync.status import COMPLETED
+from zasync.retention import remove_batch
 from zasync.transact import TRANSIENT_ERRORS, abort, pause
 
 log = logging.getLogger("zasync.admin")
@@ -26,12 +25,17 @@ FAILED_KEEP_FACTOR = 4
 # -- pruning ----------------------------------------------------------------
 
 
-def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
+def _prune_index(
+    tm, conn, database, name, failed, cutoff, dry_run, batch_size, progress=None
+):
     """Remove the jobs of one completed index that ended before ``cutoff``,
-    ``batch_size`` per transaction. Returns (removed, kept)."""
+    ``batch_size`` per transaction (see zasync.retention.remove_batch).
+    Calls ``progress(removed, estimate)`` after each batch. Returns
+    (removed, kept)."""
     cursor = _completed_threshold(cutoff)
     removed = kept = 0
     conflicts = 0
+    estimate = None
     while True:
         tm.begin()
         try:
@@ -39,26 +43,12 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
             if queue is None:
                 abort(tm)
                 break  # removed meanwhile
-            completed = queue.indexed_completed(bool(failed), cursor)
-            batch = list(itertools.islice(completed, batch_size))
-            batch_removed = batch_kept = 0
-            for _, job in batch:
-                parent = readable(job).parent
-                if parent is not None and readable(parent).status != COMPLETED:
-                    # Part of a serial/parallel job or callback of a job
-                    # that is not done: its parent still needs it.
-                    batch_kept += 1
-                    continue
-                if not dry_run:
-                    try:
-                        queue.remove(job)
-                    except ValueError:
-                        # Indexed but not the queue's job any more: leave
-                        # it for a person to look at.
-                        log.warning("queue %r: could not remove %r", name, job)
-                        batch_kept += 1
-                        continue
-                batch_removed += 1
+            if estimate is None and progress is not None:
+                # Counting the keys loads the buckets the batches load anyway.
+                estimate = sum(1 for _ in queue.indexed_completed(bool(failed), cursor))
+            batch_removed, batch_kept, next_key = remove_batch(
+                queue, failed, cursor, batch_size, dry_run=dry_run
+            )
             if dry_run:
                 abort(tm)
             else:
@@ -80,7 +70,7 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
         conflicts = 0
         removed += batch_removed
         kept += batch_kept
-        if batch:
+        if batch_removed or batch_kept:
             log.info(
                 "queue %r: %s %d %s jobs",
                 queue_label(name),
@@ -88,9 +78,11 @@ def _prune_index(tm, conn, database, name, failed, cutoff, dry_run, batch_size):
                 batch_removed,
                 "failed" if failed else "succeeded",
             )
-        if len(batch) < batch_size:
+            if progress is not None:
+                progress(removed, max(estimate or 0, removed + kept))
+        if next_key is None:
             break
-        cursor = batch[-1][0] + 1
+        cursor = next_key
     return removed, kept
 
 
@@ -146,6 +138,7 @@ def prune(
     batch_size=PRUNE_BATCH,
     now=None,
     set_aside=False,
+    progress=None,
 ):
     """Remove completed jobs that ended more than ``older_than`` ago (a
     timedelta); failed jobs are kept until ``failed_older_than`` (default:
@@ -162,6 +155,12 @@ def prune(
     Set-aside jobs are kept (an operator retries or discards them), unless
     ``set_aside``: then those queued before the failed jobs' cutoff are
     discarded too, and each queue's counts also have ``"set_aside"``.
+
+    ``progress``, if given, is called after each batch with ``{"queue":
+    name, "kind": "succeeded" or "failed", "removed": n, "estimate": n}``:
+    the jobs of that kind removed so far in the queue (or that would be),
+    and about how many there are to remove in all (counted when the queue's
+    pruning began: jobs completing meanwhile are not in it).
     """
     if older_than < datetime.timedelta(0):
         raise AdminError("--older-than must not be negative")
@@ -182,8 +181,29 @@ def prune(
             abort(tm)
         counts = {}
         for name in names:
+
+            def report(kind, name=name):
+                if progress is None:
+                    return None
+                return lambda removed, estimate: progress(
+                    {
+                        "queue": name,
+                        "kind": kind,
+                        "removed": removed,
+                        "estimate": estimate,
+                    }
+                )
+
             succeeded, kept_ok = _prune_index(
-                tm, conn, database, name, False, now - older_than, dry_run, batch_size
+                tm,
+                conn,
+                database,
+                name,
+                False,
+                now - older_than,
+                dry_run,
+                batch_size,
+                report("succeeded"),
             )
             failed, kept_failed = _prune_index(
                 tm,
@@ -194,6 +214,7 @@ def prune(
                 now - failed_older_than,
                 dry_run,
                 batch_size,
+                report("failed"),
             )
             counts[name] = {
                 "succeeded": succeeded,

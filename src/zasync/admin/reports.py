@@ -7,6 +7,7 @@ import logging
 import operator
 
 from zasync import clock, recurring, steps
+from zasync.admin.retention import pruning_report, queue_pruned
 from zasync.admin.text import (
     ARGUMENT_REPR_LIMIT,
     JSON_SAFE_INTEGER,
@@ -122,12 +123,15 @@ def _status_text(job, aside=False):
 
 def status_report(queues, now=None):
     """What runs where: for each queue its job counts, dispatchers (alive
-    or dead, heartbeat, agents), quotas and set-aside jobs, as a dict."""
+    or dead, heartbeat, agents), quotas and set-aside jobs, and what the
+    automatic pruning did last (see zasync.admin.retention.pruning_report),
+    as a dict."""
     now = now or clock.utcnow()
     definitions = recurring.definitions(queues)
     return {
         "time": now,
-        "queues": [_queue_status(queue, now) for queue in queues.values()],
+        "queues": [_queue_status(queue, now, queues) for queue in queues.values()],
+        "pruning": pruning_report(queues),
         "recurring": {
             "count": len(definitions),
             "paused": sum(1 for d in definitions if d.paused),
@@ -175,7 +179,7 @@ def quota_info(quota, now):
     }
 
 
-def _queue_status(queue, now):
+def _queue_status(queue, now, queues=None):
     dispatchers = []
     for uuid, record in queue.dispatchers.items():
         last = record.last_ping
@@ -204,6 +208,7 @@ def _queue_status(queue, now):
         "counts": queue.counts(),
         "paused": _paused(queue),
         "set_aside": len(queue.set_aside_jobs),
+        "pruned": queue_pruned(queues, queue),
         "dispatchers": dispatchers,
         "quotas": [quota_info(quota, now) for quota in queue.quotas.values()],
     }

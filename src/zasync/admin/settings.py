@@ -1,11 +1,18 @@
-"""Cluster-wide settings stored with the queues: quota sizes, agent sizes
-and the dispatchers' intervals, with where each comes from."""
+"""Cluster-wide settings stored with the queues: quota sizes, agent sizes,
+the dispatchers' intervals and the queues' retention, with where each
+comes from."""
 
 import datetime
 import logging
 
-from zasync import clock
+from zasync import clock, retention
 from zasync.admin.reports import quota_info, select_queues
+from zasync.admin.retention import (
+    RETENTION_FIELDS,
+    UNLIMITED,
+    pruning_report,
+    queue_retention,
+)
 from zasync.admin.text import parse_duration, queue_label
 from zasync.config import DEFAULT_QUEUE, DEFAULTS, INTERVALS, MAIN_AGENT
 from zasync.exceptions import AdminError
@@ -41,6 +48,7 @@ def settings_report(queues, queue=None, now=None):
         "time": now,
         "intervals": interval_report(queues),
         "queues": [_queue_settings(q, now) for q in select_queues(queues, queue)],
+        "pruning": pruning_report(queues),
     }
 
 
@@ -137,6 +145,7 @@ def _queue_settings(queue, now):
             "size": DEFAULT_AGENT_SIZE if default is None else default,
             "source": FROM_BUILT_IN if default is None else FROM_QUEUE_DEFAULT,
         },
+        "retention": queue_retention(queue),
         "dispatchers": dispatchers,
         "unregistered_settings": [
             {"uuid": uuid, "size": size}
@@ -376,3 +385,95 @@ def _where_to_change(record):
     if source == "command line":
         return "zasync worker --agent-size"
     return "the agent_size argument of zasync.start()"
+
+
+# -- retention ----------------------------------------------------------------
+
+
+def retention_report(queues, queue=None, now=None):
+    """The retention in force for each queue (or the one named
+    ``queue``): ``{"time", "queues": [{"name", "label", "retention":
+    {field: {"value", "source"}}}], "pruning": pruning_report(queues)}``.
+    A value is a bool (enabled), a timedelta (an age), an int (a count) or
+    ``"unlimited"``; a source ``"cluster setting"`` or ``"built-in
+    default"``."""
+    return {
+        "time": now or clock.utcnow(),
+        "queues": [
+            {
+                "name": q.name,
+                "label": queue_label(q.name),
+                "retention": queue_retention(q),
+            }
+            for q in select_queues(queues, queue)
+        ],
+        "pruning": pruning_report(queues),
+    }
+
+
+def _value(field, value):
+    """A setting's value from text or a value; AdminError saying what to
+    give otherwise."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if field == "enabled":
+            if text in ("on", "true", "yes", "1"):
+                return True
+            if text in ("off", "false", "no", "0"):
+                return False
+            raise AdminError(f"enabled must be on or off, not {value!r}")
+        if text in (UNLIMITED, "none", "forever"):
+            return UNLIMITED
+        if field.endswith("_age"):
+            try:
+                return parse_duration(text)
+            except ValueError as exc:
+                raise AdminError(f"{field}: {exc}, or {UNLIMITED!r}") from None
+        if field.endswith("_count"):
+            try:
+                return int(text)
+            except ValueError:
+                raise AdminError(
+                    f"{field} must be a whole number of at least 1 or "
+                    f"{UNLIMITED!r}, not {value!r}"
+                ) from None
+    return value
+
+
+def set_retention(queues, changes, queue=None):
+    """Set the retention of ``queue`` (default: the default queue) for the
+    whole cluster: ``changes`` maps 'enabled', 'succeeded_age',
+    'succeeded_count', 'failed_age' and 'failed_count' to a value (text
+    like ``7d``, ``500``, ``unlimited``, ``off`` is parsed), or to None to
+    unset one (the built-in default). Nothing changes if one cannot be
+    used. The dispatcher pruning next follows it. Works in the current
+    transaction; returns ``{"queue", "retention": {field: value or None},
+    "was": {...}}``."""
+    target = select_queues(queues, DEFAULT_QUEUE if queue is None else queue)[0]
+    unknown = [field for field in changes if field not in RETENTION_FIELDS]
+    if unknown:
+        raise AdminError(
+            f"no retention setting {unknown[0]!r}; use one of "
+            f"{', '.join(RETENTION_FIELDS)}"
+        )
+    if not changes:
+        raise AdminError(f"give at least one of {', '.join(RETENTION_FIELDS)}")
+    wanted = {
+        field: None if value is None else _value(field, value)
+        for field, value in changes.items()
+    }
+    settings = target.retention
+    was = {field: None if settings is None else settings.get(field) for field in wanted}
+    if settings is None and all(value is None for value in wanted.values()):
+        now = dict.fromkeys(wanted)
+    else:
+        settings = retention.retention_settings(target)
+        try:
+            settings.update(wanted)
+        except (TypeError, ValueError) as exc:
+            raise AdminError(f"{exc}; nothing was changed") from None
+        now = {field: settings.get(field) for field in wanted}
+    log.info(
+        "queue %r: retention set to %s (was %s)", queue_label(target.name), now, was
+    )
+    return {"queue": queue_label(target.name), "retention": now, "was": was}

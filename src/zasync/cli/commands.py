@@ -1,5 +1,5 @@
 """The operators' commands of ``zasync``: status, jobs, job, retry, cancel,
-set-aside, discard, prune; settings, quota, agents, intervals
+set-aside, discard, prune; settings, quota, agents, intervals, retention
 (cluster-wide settings); pause, resume; mode (where the queues live).
 
 Each opens the database named by the usual options (``--zodb-conf`` or
@@ -20,6 +20,7 @@ import datetime
 import getpass
 import json
 import socket
+import sys
 
 import transaction
 
@@ -157,6 +158,8 @@ def _status(args):
         return 0
     now = report["time"]
     print(f"zasync status at {now:{TIME_FORMAT}} UTC")
+    if report.get("pruning") is not None:
+        print(_pruning_text(report["pruning"], now))
     for queue in report["queues"]:
         _print_queue_status(queue)
     scheduled = report.get("recurring") or {}
@@ -167,6 +170,29 @@ def _status(args):
             f"'zasync recurring list' shows them"
         )
     return 0
+
+
+def _pruning_text(pruning, now):
+    """One line: what the automatic pruning (zasync.retention) did last."""
+
+    def jobs(count):
+        return f"{count} job{'' if count == 1 else 's'}"
+
+    if pruning.get("running_since") is not None:
+        return (
+            f"automatic prune: under way since "
+            f"{_when(pruning['running_since'], now)} by dispatcher "
+            f"{pruning['holder']}, {jobs(pruning['running_removed'])} removed so far"
+        )
+    if pruning.get("last_ended") is None:
+        return "automatic prune: none yet (a running dispatcher begins one)"
+    text = (
+        f"automatic prune: last ended {_when(pruning['last_ended'], now)}, "
+        f"{jobs(pruning['last_removed'])} removed"
+    )
+    if pruning.get("next_pass") is not None:
+        text += f"; next {_when(pruning['next_pass'], now)}"
+    return text
 
 
 def _print_queue_status(queue):
@@ -620,6 +646,17 @@ def _prune(args):
     failed_older_than = args.failed_older_than
     if failed_older_than is None:
         failed_older_than = args.older_than * admin.FAILED_KEEP_FACTOR
+    verb = "would remove" if args.dry_run else "removed"
+
+    def progress(step):
+        # On stderr, so that --json output stays one document.
+        print(
+            f"queue {admin.queue_label(step['queue'])}: {verb} {step['removed']} "
+            f"of ~{step['estimate']} {step['kind']} jobs",
+            file=sys.stderr,
+            flush=True,
+        )
+
     with _opened(args) as opened:
         counts = admin.prune(
             opened.db,
@@ -630,6 +667,7 @@ def _prune(args):
             database=opened.database,
             batch_size=args.batch_size,
             set_aside=args.set_aside,
+            progress=progress,
         )
     if args.json:
         _print_json(
@@ -644,7 +682,6 @@ def _prune(args):
             }
         )
         return 0
-    verb = "would remove" if args.dry_run else "removed"
     print(
         f"completed jobs that ended over {admin.format_duration(args.older_than)} "
         f"ago, failed ones over {admin.format_duration(failed_older_than)} ago:"
@@ -681,6 +718,7 @@ def _settings(args):
         f"for every process and site of this database"
     )
     _print_intervals(report["intervals"])
+    print(_pruning_text(report["pruning"], report["time"]))
     for queue in report["queues"]:
         _print_queue_settings(queue)
     return 0
@@ -735,6 +773,10 @@ def _print_queue_settings(queue):
     print()
     print(f"queue {label}")
     _print_quotas(queue["quotas"])
+    print(
+        f"  retention: {admin.describe_retention(queue['retention'])}; "
+        f"'zasync retention set{option}' changes it"
+    )
     default = queue["default_agent_size"]
     print(
         f"  default agent size: {threads_text(default['size'])} ({default['source']}; "
@@ -1257,6 +1299,119 @@ def _register_settings(commands):
     intervals.set_defaults(run=_usage(intervals))
 
 
+def _retention_show(args):
+    with _reading(args) as queues:
+        report = admin.retention_report(queues, queue=args.queue)
+    if args.json:
+        _print_json(report)
+        return 0
+    print(_pruning_text(report["pruning"], report["time"]))
+    for queue in report["queues"]:
+        print(f"queue {queue['label']}: {admin.describe_retention(queue['retention'])}")
+    return 0
+
+
+def _retention_set(args, unset=False):
+    fields = ("succeeded_age", "succeeded_count", "failed_age", "failed_count")
+    if unset:
+        changes = {f: None for f in ("enabled", *fields) if getattr(args, f)}
+    else:
+        changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+        if args.enabled is not None:
+            changes["enabled"] = args.enabled
+    if not changes:
+        options = "--on, --off, " if not unset else "--enabled, "
+        raise connect.CommandError(
+            f"give at least one of {options}--succeeded-age, --succeeded-count, "
+            f"--failed-age and --failed-count"
+        )
+    done = _writing(args, lambda q: admin.set_retention(q, changes, args.queue))
+    if args.json:
+        _print_json(done)
+        return 0
+    for field, value in done["retention"].items():
+        was = done["was"][field]
+        print(
+            f"queue {done['queue']}: {field} {admin.describe_value(value)} "
+            f"(was {admin.describe_value(was)})"
+        )
+    print(
+        "the dispatcher pruning next follows it; 'zasync retention show' "
+        "shows the retention in force"
+    )
+    return 0
+
+
+def _register_retention(commands):
+    retention = commands.add_parser(
+        "retention",
+        help="how long each queue keeps its completed jobs, cluster-wide",
+        description="Running dispatchers prune completed jobs automatically, "
+        "one dispatcher at a time: succeeded jobs after 7 days and failed "
+        "ones after 30 days unless a queue's retention says otherwise. "
+        "Pack the storage to give the space back.",
+    )
+    actions = retention.add_subparsers(dest="action", metavar="ACTION")
+    show = actions.add_parser(
+        "show", help="the retention in force and the last automatic prune"
+    )
+    retention_set = actions.add_parser(
+        "set",
+        help="set a queue's retention",
+        description="Set how long a queue keeps its completed jobs: an age "
+        "(like 12h, 7d, 2w) and/or a count per kind, or 'unlimited'; a job "
+        "is pruned when either limit says so.",
+    )
+    retention_unset = actions.add_parser(
+        "unset",
+        help="go back to the built-in defaults",
+        description="Remove the settings named: the queue goes back to the "
+        "built-in default for them.",
+    )
+    for parser in (show, retention_set, retention_unset):
+        connect.add_database_options(parser)
+        _queue_option(
+            parser,
+            "the queue (default: the default queue)"
+            if parser is not show
+            else "only this queue ('default': the default queue)",
+        )
+        _json_option(parser)
+    for kind in ("succeeded", "failed"):
+        retention_set.add_argument(
+            f"--{kind}-age",
+            metavar="DURATION",
+            help=f"prune {kind} jobs that ended longer ago than this, or 'unlimited'",
+        )
+        retention_set.add_argument(
+            f"--{kind}-count",
+            metavar="N",
+            help=f"keep only the newest N {kind} jobs, or 'unlimited'",
+        )
+        for what in ("age", "count"):
+            retention_unset.add_argument(
+                f"--{kind}-{what}", action="store_true", help=f"the {kind} jobs' {what}"
+            )
+    switch = retention_set.add_mutually_exclusive_group()
+    switch.add_argument(
+        "--on", dest="enabled", action="store_const", const=True, help="prune the queue"
+    )
+    switch.add_argument(
+        "--off",
+        dest="enabled",
+        action="store_const",
+        const=False,
+        help="prune nothing of the queue automatically",
+    )
+    retention_unset.add_argument(
+        "--enabled", action="store_true", help="the --on/--off setting"
+    )
+    show.set_defaults(run=_retention_show)
+    retention_set.set_defaults(run=_retention_set)
+    retention_unset.set_defaults(run=lambda args: _retention_set(args, unset=True))
+    retention.set_defaults(run=_usage(retention))
+
+
 def _usage(parser):
     def run(args):
         parser.print_help()
@@ -1614,6 +1769,7 @@ def register(commands):
     _json_option(discard)
     discard.set_defaults(run=_discard)
     _register_settings(commands)
+    _register_retention(commands)
     _register_pause(commands)
     _register_timeout(commands)
     _register_recurring(commands)

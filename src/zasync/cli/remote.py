@@ -37,6 +37,11 @@ TIME_KEYS = frozenset(
         "ended",
         "begin_after",
         "was_due",
+        # the automatic pruning (zasync.admin.pruning_report)
+        "running_since",
+        "last_started",
+        "last_ended",
+        "next_pass",
     }
 )
 #: Keys whose values the services give as seconds (timedeltas here).

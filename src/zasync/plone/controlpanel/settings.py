@@ -9,14 +9,21 @@ Two kinds of settings, kept in two places:
   every other's, and ``zasync settings`` shows the same;
 - *this site's*, kept in its registry (IZasyncSettings): the public URL.
 
+The retention of every queue (how long it keeps completed jobs, see
+zasync.retention) is cluster-wide too; here in the units of a form: ages
+in days (0: no age limit; None: the built-in default), counts (None: no
+count limit), and whether the queue is pruned automatically.
+
 :func:`current` reads both, :func:`change` changes both in the current
 transaction; the form (views.py), and a REST ``@controlpanels`` endpoint
 later, only translate.
 """
 
+import datetime
+
 from zope.component import getUtility
 
-from zasync import admin
+from zasync import admin, retention
 from zasync.plone import settings as site_settings
 from zasync.plone.interfaces import DEFAULT_QUOTA, IAsyncService
 
@@ -43,11 +50,78 @@ def current():
     (queue,) = report["queues"]
     queue["quotas"].sort(key=lambda q: (q["name"] != DEFAULT_QUOTA, q["name"]))
     proxy = site_settings.settings()
+    every = admin.retention_report(queues())
     return {
         "cluster": queue,
         "intervals": report["intervals"],
+        "retention": [
+            {
+                "name": found["name"],
+                "label": found["label"],
+                "in_force": found["retention"],
+                "form": retention_form_values(found["retention"]),
+            }
+            for found in every["queues"]
+        ],
+        "pruning": every["pruning"],
         "site": {"public_url": None if proxy is None else proxy.public_url},
     }
+
+
+#: The retention fields of a queue, in form units (see the module).
+RETENTION_FORM_FIELDS = (
+    "enabled",
+    "succeeded_days",
+    "succeeded_count",
+    "failed_days",
+    "failed_count",
+)
+
+
+def retention_form_values(in_force):
+    """``{form field: value}`` of one queue's retention (its
+    ``admin.queue_retention``): the settings, not the defaults."""
+    values = {"enabled": in_force["enabled"]["value"]}
+    for kind in ("succeeded", "failed"):
+        age, count = in_force[f"{kind}_age"], in_force[f"{kind}_count"]
+        days = None
+        if age["source"] == retention.FROM_SETTING:
+            days = 0.0 if age["value"] == retention.UNLIMITED else age["value"] / DAY
+        values[f"{kind}_days"] = days
+        count_value = count["value"]
+        values[f"{kind}_count"] = (
+            None if count_value == retention.UNLIMITED else count_value
+        )
+    return values
+
+
+DAY = datetime.timedelta(days=1)
+
+
+def _retention_changes(wanted, shown):
+    """The engine's changes for one queue: form values ``wanted`` that
+    differ from those ``shown``."""
+    changes = {}
+    for field, value in wanted.items():
+        if field not in RETENTION_FORM_FIELDS:
+            raise admin.AdminError(
+                f"no retention field {field!r}; use {', '.join(RETENTION_FORM_FIELDS)}"
+            )
+        if value == shown[field]:
+            continue
+        if field == "enabled":
+            changes["enabled"] = bool(value)
+        elif field.endswith("_days"):
+            kind = field[: -len("_days")]
+            if value is None:
+                changes[f"{kind}_age"] = None
+            elif value == 0:
+                changes[f"{kind}_age"] = retention.UNLIMITED
+            else:
+                changes[f"{kind}_age"] = datetime.timedelta(days=value)
+        else:
+            changes[field] = value
+    return changes
 
 
 def change(
@@ -57,6 +131,7 @@ def change(
     dispatchers=None,
     public_url=UNCHANGED,
     intervals=None,
+    retention=None,
 ):
     """Change settings in the current transaction; returns what changed,
     as sentences.
@@ -66,7 +141,8 @@ def change(
     to agent sizes (None: follow the default), ``intervals``
     'poll_interval', 'ping_interval' and 'death_interval' to seconds (None:
     the built-in default); ``default_agent_size`` is a size or None (the
-    built-in default), ``public_url`` a URL or None.
+    built-in default), ``public_url`` a URL or None; ``retention`` maps
+    queue names to ``{form field: value}`` (see RETENTION_FORM_FIELDS).
     Only values that differ from those in force are written. Raises
     AdminError (nothing may then be committed: the caller aborts) if a
     value cannot be used, for instance a size for a dispatcher whose
@@ -120,6 +196,22 @@ def change(
         for name, seconds in changed.items():
             shown = "the built-in default" if seconds is None else f"{seconds:g} s"
             done.append(f"{name.replace('_', ' ')}: {shown} (every site)")
+    shown = {entry["name"]: entry for entry in found["retention"]}
+    for name, wanted in (retention or {}).items():
+        entry = shown.get(name)
+        if entry is None:
+            raise admin.AdminError(f"no queue {name!r}; it may have been removed")
+        changes = _retention_changes(wanted, entry["form"])
+        if changes:
+            admin.set_retention(target, changes, queue=entry["label"])
+            done.append(
+                f"retention of queue {entry['label']}: "
+                + ", ".join(
+                    f"{field} {admin.describe_value(value)}"
+                    for field, value in changes.items()
+                )
+                + " (every site)"
+            )
     if public_url is not UNCHANGED and public_url != found["site"]["public_url"]:
         proxy = site_settings.settings()
         if proxy is None:

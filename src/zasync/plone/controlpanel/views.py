@@ -1,10 +1,12 @@
 """The zasync control panel form (``@@zasync-controlpanel``, permission
 "Manage portal").
 
-A z3c.form EditForm in plone.app.registry's control panel layout, with two
+A z3c.form EditForm in plone.app.registry's control panel layout, with three
 groups of fields: *every site of this database* (the quotas of the
-default queue, the default agent size, one field per dispatcher) and
-*this site* (the public URL). The fields of the first group are made from
+default queue, the default agent size, one field per dispatcher), the
+*retention* of each queue (whether it is pruned automatically, and for how
+long or how many of its succeeded and failed jobs it keeps), and *this
+site* (the public URL). The fields of the first group are made from
 what the queues hold when the form is shown; a dispatcher whose process
 sets its size (zope.conf, command line) is shown, not editable, with
 where its size comes from. The form's content is the plain data of
@@ -24,7 +26,7 @@ from zope.component.hooks import getSite
 from zope.i18n import translate
 from zope.i18nmessageid import Message
 
-from zasync import admin
+from zasync import admin, retention
 from zasync.plone.controlpanel import settings
 from zasync.plone.i18n import _
 from zasync.plone.interfaces import DEFAULT_QUOTA, IZasyncSettings
@@ -71,6 +73,122 @@ INTERVAL_FIELDS = (
     ),
 )
 INTERVAL_PREFIX = "interval_"
+
+
+RETENTION_PREFIX = "retention_"
+
+
+def retention_field_name(queue, field):
+    return f"{RETENTION_PREFIX}{queue.encode('utf-8').hex()}_{field}"
+
+
+def retention_field(field_name):
+    """(queue name, form field) of a retention field's name."""
+    queue_hex, field = field_name[len(RETENTION_PREFIX) :].split("_", 1)
+    return bytes.fromhex(queue_hex).decode("utf-8"), field
+
+
+def retention_texts(entry):
+    """``{form field: (title, description)}`` of one queue's retention
+    fields (``entry``: one of settings.current()["retention"])."""
+    mapping = {
+        "queue": entry["label"],
+        "now": admin.describe_retention(entry["in_force"]),
+    }
+    return {
+        "enabled": (
+            _(
+                "retention_enabled_title",
+                default="Queue '${queue}': prune completed jobs automatically",
+                mapping=mapping,
+            ),
+            _(
+                "retention_enabled_description",
+                default=(
+                    "One worker at a time removes old completed jobs, a small "
+                    "batch per transaction; pack the database to give the "
+                    "space back. Now: ${now}."
+                ),
+                mapping=mapping,
+            ),
+        ),
+        "succeeded_days": (
+            _(
+                "retention_succeeded_days",
+                default="Queue '${queue}': keep succeeded jobs (days)",
+                mapping=mapping,
+            ),
+            _(
+                "retention_days_description",
+                default="Empty: ${days} days. 0: no age limit.",
+                mapping={"days": retention.DEFAULT_SUCCEEDED_AGE.days},
+            ),
+        ),
+        "succeeded_count": (
+            _(
+                "retention_succeeded_count",
+                default="Queue '${queue}': keep at most this many succeeded jobs",
+                mapping=mapping,
+            ),
+            _("Empty: no count limit."),
+        ),
+        "failed_days": (
+            _(
+                "retention_failed_days",
+                default="Queue '${queue}': keep failed jobs (days)",
+                mapping=mapping,
+            ),
+            _(
+                "retention_days_description",
+                default="Empty: ${days} days. 0: no age limit.",
+                mapping={"days": retention.DEFAULT_FAILED_AGE.days},
+            ),
+        ),
+        "failed_count": (
+            _(
+                "retention_failed_count",
+                default="Queue '${queue}': keep at most this many failed jobs",
+                mapping=mapping,
+            ),
+            _("Empty: no count limit."),
+        ),
+    }
+
+
+def _retention_fields(queues, made, values):
+    for entry in queues:
+        for form_field, (title, description) in retention_texts(entry).items():
+            name = retention_field_name(entry["name"], form_field)
+            if form_field == "enabled":
+                made.append(
+                    schema.Bool(
+                        __name__=name,
+                        title=title,
+                        description=description,
+                        required=False,
+                    )
+                )
+            elif form_field.endswith("_days"):
+                made.append(
+                    schema.Float(
+                        __name__=name,
+                        title=title,
+                        description=description,
+                        required=False,
+                        min=0.0,
+                    )
+                )
+            else:
+                made.append(
+                    schema.Int(
+                        __name__=name,
+                        title=title,
+                        description=description,
+                        required=False,
+                        min=1,
+                    )
+                )
+            values[name] = entry["form"][form_field]
 
 
 def quota_field_name(name):
@@ -299,6 +417,14 @@ class ClusterGroup(_Group):
     )
 
 
+class RetentionGroup(_Group):
+    label = _("Retention of completed jobs")
+    description = _(
+        "How long each queue keeps its completed jobs, for the whole "
+        "cluster; 'zasync retention show' shows the same."
+    )
+
+
 class SiteGroup(_Group):
     label = _("This site")
     description = _("Kept in this site's configuration registry.")
@@ -318,6 +444,8 @@ class ControlPanelForm(group.GroupForm, form.EditForm):
     def update(self):
         found = settings.current()
         cluster_fields_, values = cluster_fields(found["cluster"], found["intervals"])
+        made = []
+        _retention_fields(found["retention"], made, values)
         # Shown as they are, not through a widget that would translate them.
         for name, value in values.items():
             if isinstance(value, Message):
@@ -329,6 +457,7 @@ class ControlPanelForm(group.GroupForm, form.EditForm):
         }
         self.groups = (
             type("Cluster", (ClusterGroup,), {"fields": cluster_fields_}),
+            type("Retention", (RetentionGroup,), {"fields": field.Fields(*made)}),
             SiteGroup,
         )
         super().update()
@@ -347,9 +476,14 @@ class ControlPanelForm(group.GroupForm, form.EditForm):
         if errors:
             self.status = self.formErrorsMessage
             return
-        quotas, rates, dispatchers, intervals = {}, {}, {}, {}
+        quotas, rates, dispatchers, intervals, kept = {}, {}, {}, {}, {}
         for name, value in data.items():
-            if name.startswith(QUOTA_PREFIX):
+            if name.startswith(RETENTION_PREFIX):
+                queue, field_name = retention_field(name)
+                kept.setdefault(queue, {})[field_name] = (
+                    bool(value) if field_name == "enabled" else value
+                )
+            elif name.startswith(QUOTA_PREFIX):
                 quotas[quota_name(name)] = value
             elif name.startswith(RATE_PREFIX):
                 rates[quota_name(name, RATE_PREFIX)] = value
@@ -365,6 +499,7 @@ class ControlPanelForm(group.GroupForm, form.EditForm):
                 dispatchers=dispatchers,
                 public_url=data.get("public_url"),
                 intervals=intervals,
+                retention=kept,
             )
         except admin.AdminError as exc:
             # Something changed meanwhile (a dispatcher stopped, say):

@@ -16,6 +16,11 @@ and the values in force; PATCH changes them through
 - ``dispatcher_<uuid>``: the threads of one dispatcher (null: the
   default); read-only (``"mode": "display"``) for a dispatcher whose
   process sets its own size;
+- ``retention_<field>_<queue>`` for each queue (``default`` for the
+  default one) and each of ``enabled`` (a boolean), ``succeeded_days``,
+  ``failed_days`` (days to keep those jobs; 0: no age limit; null: the
+  built-in default), ``succeeded_count``, ``failed_count`` (how many to
+  keep at most; null: no count limit): the queue's retention, cluster-wide;
 - ``public_url``: this site's public URL (its registry; null: none).
 
 Both need "Manage portal", like the form: plone.restapi's
@@ -45,6 +50,7 @@ from zasync.plone.controlpanel.views import (
     MAX_QUOTA_SIZE,
     rate_field_texts,
     rate_text,
+    retention_texts,
 )
 from zasync.plone.i18n import _
 from zasync.plone.interfaces import IZasyncLayer, IZasyncSettings
@@ -54,6 +60,7 @@ NAME = "zasync"
 QUOTA = "quota_"
 RATE = "rate_"
 DISPATCHER = "dispatcher_"
+RETENTION = "retention_"
 
 
 class IZasyncControlpanel(IControlpanel):
@@ -207,6 +214,20 @@ def schema_and_data(found, request):
                 source=entry["source"],
             )
         cluster_fields.append(key)
+    retention_fields = []
+    types = {"enabled": "boolean", "days": "number", "count": "integer"}
+    for entry in found["retention"]:
+        for name, (title, description) in retention_texts(entry).items():
+            key = f"{RETENTION}{name}_{entry['label']}"
+            properties[key] = {
+                "type": types[name.rsplit("_", 1)[-1]],
+                "title": translate(title, context=request),
+                "description": translate(description, context=request),
+            }
+            if name != "enabled":
+                properties[key]["minimum"] = 0 if name.endswith("_days") else 1
+            data[key] = entry["form"][name]
+            retention_fields.append(key)
     field = IZasyncSettings["public_url"]
     properties["public_url"] = {
         "type": "string",
@@ -220,6 +241,11 @@ def schema_and_data(found, request):
             "id": "cluster",
             "title": text("Every site of this database"),
             "fields": cluster_fields,
+        },
+        {
+            "id": "retention",
+            "title": text("Retention of completed jobs"),
+            "fields": retention_fields,
         },
         {"id": "site", "title": text("This site"), "fields": ["public_url"]},
     ]
@@ -313,6 +339,11 @@ class ZasyncControlpanelDeserializeFromJson:
                 changes[key] = _size(key, value, MAX_AGENT_SIZE, nullable=True)
             elif key in INTERVALS:
                 changes.setdefault("intervals", {})[key] = _seconds(key, value)
+            elif key.startswith(RETENTION) and _retention_key(key, found):
+                queue, name = _retention_key(key, found)
+                changes.setdefault("retention", {}).setdefault(queue, {})[name] = (
+                    _retention_value(key, name, value)
+                )
             elif key == "public_url":
                 changes[key] = _public_url(value)
             else:
@@ -325,6 +356,36 @@ class ZasyncControlpanelDeserializeFromJson:
         except admin.AdminError as exc:
             transaction.doom()
             raise BadRequest(f"nothing was saved: {exc}") from None
+
+
+def _retention_key(key, found):
+    """(queue name, form field) that a ``retention_<field>_<queue>`` key
+    names, or None."""
+    labels = {entry["label"]: entry["name"] for entry in found["retention"]}
+    for name in settings.RETENTION_FORM_FIELDS:
+        prefix = f"{RETENTION}{name}_"
+        if key.startswith(prefix) and key[len(prefix) :] in labels:
+            return labels[key[len(prefix) :]], name
+    return None
+
+
+def _retention_value(key, name, value):
+    if name == "enabled":
+        if not isinstance(value, bool):
+            raise BadRequest(f"{key}: give true or false, not {value!r}")
+        return value
+    if value is None:
+        return None
+    if name.endswith("_days"):
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise BadRequest(
+                f"{key}: give a number of days >= 0 (0: no age limit) or null, "
+                f"not {value!r}"
+            )
+        return float(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequest(f"{key}: give a whole number >= 1 or null, not {value!r}")
+    return value
 
 
 def _seconds(key, value):
