@@ -39,6 +39,8 @@ PYTEST_ARGS ?=
 # e.g. BENCH_PEERS_ARGS=--quick, or "--jobs 1000 --system huey --system fs"
 BENCH_PEERS_ARGS   ?=
 BENCH_ENQUEUE_ARGS ?=
+# e.g. BENCH_RETENTION_ARGS="--jobs 2000 --rounds 3"
+BENCH_RETENTION_ARGS ?=
 # e.g. SOAK_ARGS="--scenario pause --scenario disk-full"
 SOAK_ARGS          ?=
 # Lint what exists: benchmarks/ may not be there (yet).
@@ -92,6 +94,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_enqueue.py $(BENCH_ENQUEUE_ARGS)
 	$(BIN)/python benchmarks/bench_plone.py $(BENCH_PLONE_ARGS)
 	$(BIN)/python benchmarks/bench_dashboard.py $(BENCH_DASHBOARD_ARGS)
+	$(BIN)/python benchmarks/bench_retention.py $(BENCH_RETENTION_ARGS)
 
 # Issue 14's faults against real workers (minutes; needs root for the
 # full-disk tmpfs, PostgreSQL, and faketime for the clock skew).
