@@ -3,6 +3,7 @@
 #   make run      a Plone site with zasync on http://127.0.0.1:8080 (creates .venv,
 #                 the instance in var/instance and the site on first use)
 #   make test     run the test suite (creates .venv on first use)
+#   make test-long  the few tests of minutes each that make test leaves out
 #   make cluster  start a local cluster in var/cluster: ZEO, a web instance on
 #                 :8080, two workers; `make cluster-stop` stops it (MULTI_DB=1:
 #                 queues in their own database)
@@ -11,8 +12,8 @@
 #   make format   ruff format + ruff check --fix
 #   make docs     build the Sphinx docs, warnings are errors
 #   make bench    run the benchmarks: engine, cluster (ZEO, PostgreSQL), the peers
-#                 (huey + Redis, Procrastinate), concurrent enqueue, and Plone
-#                 requests that queue jobs
+#                 (huey + Redis, Procrastinate), concurrent enqueue, Plone
+#                 requests that queue jobs, the dashboard, retention
 #   make soak     issue 14's faults against real workers, counted (minutes)
 #   make i18n     rebuild locales/zasync.pot from the code, sync the translations
 #   make screenshots  the browser tests, saving docs/_static/*.png as they go
@@ -47,11 +48,11 @@ SOAK_ARGS          ?=
 LINT_PATHS  := $(wildcard src tests benchmarks docs/conf.py requirements/*.py)
 SPHINXOPTS  ?=
 
-.PHONY: help install test lint format docs bench soak i18n screenshots rest-docs demo run cluster cluster-stop lock \
+.PHONY: help install test test-long lint format docs bench soak i18n screenshots rest-docs demo run cluster cluster-stop lock \
         check-lock clean distclean
 
 help:
-	@sed -n '3,18p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# //'
+	@sed -n '3,23p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# //'
 
 # ------------------------------------------------------------------ install
 
@@ -72,7 +73,13 @@ install: $(STAMP)
 
 # pytest exits 5 when it collected no tests: that is a failure, said in words.
 test: $(STAMP)
-	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/pytest -m "not long" $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+# The tests of minutes each (marker `long`), left out of `make test`.
+test-long: $(STAMP)
+	@rc=0; $(BIN)/pytest -m long $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
