@@ -100,13 +100,18 @@ def test_short_jobs_commit_together(conn, queue, start_dispatcher, db):
         [zasync.Job(groupfuncs.record, tree, f"k{n}") for n in range(8)],
     )
     assert [job.result for job in jobs] == [f"k{n}" for n in range(8)]
-    assert all(tree[f"k{n}"] == ((1, True),) for n in range(8)), list(tree.items())
-    # One transaction stored the writes and the results of all 8.
+    assert all(tree[f"k{n}"][0][0] == 1 for n in range(8)), list(tree.items())
+    # The first may be claimed with the leader, in a round of its own, and
+    # then lead the others as the leader did: all the rest ran together.
+    batched = [job for job in jobs if tree[job.args[1]] == ((1, True),)]
+    assert len(batched) >= len(jobs) - 1, list(tree.items())
+    assert batched == jobs[len(jobs) - len(batched) :]
+    # One transaction stored the writes and the results of those.
     completing = [
         txn
-        for txn in committed_with(db, [tree._p_oid] + [j._p_oid for j in jobs])
+        for txn in committed_with(db, [tree._p_oid] + [j._p_oid for j in batched])
         if all(
-            conn.oldstate(job, txn.tid)["_status"] == COMPLETED.value for job in jobs
+            conn.oldstate(job, txn.tid)["_status"] == COMPLETED.value for job in batched
         )
     ]
     assert len(completing) == 1
