@@ -143,17 +143,23 @@ def test_a_job_called_directly_sees_a_request_in_its_annotations(conn, queue):
 # -- the cancel reaches the job on another dispatcher -------------------------
 
 
-def test_a_cancel_reaches_a_job_on_a_peer_dispatcher(zeo):
-    web = ZODB.DB(zeo.client_storage())
-    worker = ZODB.DB(zeo.client_storage())
-    name = "cancel-peer"
-    # The queues and the box exist before the worker starts: both creating
-    # them at once would conflict on the root.
+def _box_and_worker(web, worker):
+    """A connection of ``web`` with the queues and a box committed, then a
+    dispatcher on ``worker``: both creating the queues at once would
+    conflict on the root."""
     conn = web.open()
     queues = zasync.get_queues(conn)
     conn.root()["box"] = box = PersistentList()
     transaction.commit()
     dispatcher = zasync.start(worker, uuid=str(uuid.uuid4()), poll_interval=0.05)
+    return conn, queues, box, dispatcher
+
+
+def test_a_cancel_reaches_a_job_on_a_peer_dispatcher(zeo):
+    web = ZODB.DB(zeo.client_storage())
+    worker = ZODB.DB(zeo.client_storage())
+    name = "cancel-peer"
+    conn, queues, box, dispatcher = _box_and_worker(web, worker)
     try:
         job = queues[""].put(zasync.Job(stopfuncs.check_until_stopped, box, name))
         transaction.commit()
@@ -177,13 +183,7 @@ def test_zasync_cancel_of_a_running_job_says_what_it_did(tmp_path, zeo, capsys):
     conf = zeo.client_conf(str(tmp_path / "zodb.conf"))
     db = ZODB.DB(zeo.client_storage())
     name = "cancel-cli"
-    # The queues and the box exist before the worker starts: both creating
-    # them at once would conflict on the root.
-    conn = db.open()
-    queues = zasync.get_queues(conn)
-    conn.root()["box"] = box = PersistentList()
-    transaction.commit()
-    dispatcher = zasync.start(db, uuid=str(uuid.uuid4()), poll_interval=0.05)
+    conn, queues, box, dispatcher = _box_and_worker(db, db)
     try:
         job = queues[""].put(zasync.Job(stopfuncs.check_until_stopped, box, name))
         transaction.commit()

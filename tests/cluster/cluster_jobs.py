@@ -116,6 +116,8 @@ def mark_in_steps(markers, keys, every, seconds_per_item=0.0):
 
     def process(key):
         if seconds_per_item:
+            # The job's own work, paced so that a kill lands mid-way; the
+            # test waits on committed chunks, not on this.
             time.sleep(seconds_per_item)
         job = local.get_job()
         markers[key] = markers.get(key, ()) + (f"pid {os.getpid()} job {job.id}",)
